@@ -1,0 +1,693 @@
+//! The replica store: every key's kept versions, sharded for concurrency, with an
+//! incrementally maintained digest tree.
+//!
+//! **Concurrency.** The key space is split into `2^shards_log2` shards by the top bits of the
+//! key's stable hash, each behind its own `RwLock`. A merge locks exactly one shard for a few
+//! hundred nanoseconds, so a merge is atomic per key and there is no global lock on any path.
+//! No lock is held across anything but in-memory work (no I/O, no await).
+//!
+//! **Layout (memory per key).** A shard keeps its entries densely in a `Vec<Entry>` and an
+//! index `HashTable<u32>` of positions (5 bytes a slot), rather than a table of entries
+//! (which would leave up to half of its 40-byte slots empty after a resize). An entry holds the
+//! winning version inline: key and value bytes in one allocation, timestamp, origin, flags and
+//! the next entry of the same digest leaf. Concurrent values beyond the winner are rare and live
+//! in a side map. docs/store.md has the measured bytes per key.
+//!
+//! **Digest.** Each shard owns a contiguous range of the tree's leaves (shards never exceed
+//! leaves). Every change XORs version hashes in and out of its leaf hash and the shard's total,
+//! O(1) per change; inner nodes are XORs computed on demand from those. Entries of one leaf are
+//! chained through `Entry::next`, so a leaf is iterated without scanning the shard.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use hashbrown::{HashMap, HashTable};
+use parking_lot::RwLock;
+
+use crate::digest::{TREE_ARITY, TreeShape, key_hash, version_hash};
+use crate::lww::{MergeOutcome, Timestamp, Version, VersionRef, decide};
+
+const NONE: u32 = u32::MAX;
+const TOMBSTONE: u32 = 1 << 31;
+const HAS_EXTRAS: u32 = 1 << 30;
+const KLEN_MASK: u32 = HAS_EXTRAS - 1;
+
+/// Longest key the store accepts (bytes). Front ends enforce smaller limits.
+pub const MAX_KEY_LEN: usize = KLEN_MASK as usize;
+
+/// Store geometry and limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// log2 of the shard count (each shard has its own lock).
+    pub shards_log2: u32,
+    /// The digest tree; must be the same on every node of a cluster.
+    pub tree: TreeShape,
+    /// How many concurrent values (versions at the winning timestamp) a key keeps.
+    pub max_concurrent: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { shards_log2: 6, tree: TreeShape::new(3), max_concurrent: 16 }
+    }
+}
+
+impl StoreConfig {
+    fn normalized(mut self) -> Self {
+        self.shards_log2 = self.shards_log2.min(self.tree.leaves_log2());
+        self.max_concurrent = self.max_concurrent.max(1);
+        self
+    }
+}
+
+/// One key and the winning version, stored compactly.
+#[derive(Debug)]
+struct Entry {
+    /// Key bytes followed by value bytes (no value bytes for a tombstone).
+    data: Box<[u8]>,
+    ts: Timestamp,
+    origin: u32,
+    /// Key length, plus the `TOMBSTONE` and `HAS_EXTRAS` flag bits.
+    meta: u32,
+    /// Next entry of the same digest leaf, or `NONE`.
+    next: u32,
+}
+
+impl Entry {
+    fn new(key: &[u8], v: VersionRef<'_>) -> Self {
+        let mut e = Entry { data: Box::new([]), ts: 0, origin: 0, meta: 0, next: NONE };
+        e.set(key, v);
+        e
+    }
+
+    fn set(&mut self, key: &[u8], v: VersionRef<'_>) {
+        let value = v.value.unwrap_or(&[]);
+        let mut data = Vec::with_capacity(key.len() + value.len());
+        data.extend_from_slice(key);
+        data.extend_from_slice(value);
+        self.data = data.into_boxed_slice();
+        self.ts = v.ts;
+        self.origin = v.origin;
+        let flags = if v.value.is_none() { TOMBSTONE } else { 0 };
+        // Keys longer than MAX_KEY_LEN are refused before reaching here.
+        self.meta = (key.len() as u32 & KLEN_MASK) | flags | (self.meta & HAS_EXTRAS);
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.data[..(self.meta & KLEN_MASK) as usize]
+    }
+
+    fn version(&self) -> VersionRef<'_> {
+        let value = if self.meta & TOMBSTONE != 0 {
+            None
+        } else {
+            Some(&self.data[(self.meta & KLEN_MASK) as usize..])
+        };
+        VersionRef { ts: self.ts, origin: self.origin, value }
+    }
+
+    fn has_extras(&self) -> bool {
+        self.meta & HAS_EXTRAS != 0
+    }
+
+    fn set_has_extras(&mut self, on: bool) {
+        if on {
+            self.meta |= HAS_EXTRAS;
+        } else {
+            self.meta &= !HAS_EXTRAS;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shard {
+    index: HashTable<u32>,
+    entries: Vec<Entry>,
+    /// Concurrent values other than the winner, best first, by entry position.
+    extras: HashMap<u32, Vec<Version>>,
+    /// First entry of each leaf this shard owns.
+    heads: Box<[u32]>,
+    leaf_hash: Box<[u64]>,
+    total_hash: u64,
+    tombstones: usize,
+}
+
+/// The hash the in-memory index uses: the stable key hash with its halves swapped, so the
+/// bits that pick the shard and leaf (the top ones) do not also feed hashbrown's tag byte.
+#[inline]
+fn index_hash(kh: u64) -> u64 {
+    kh.rotate_left(32)
+}
+
+impl Shard {
+    fn new(leaves: usize) -> Self {
+        Self {
+            index: HashTable::new(),
+            entries: Vec::new(),
+            extras: HashMap::new(),
+            heads: vec![NONE; leaves].into_boxed_slice(),
+            leaf_hash: vec![0; leaves].into_boxed_slice(),
+            total_hash: 0,
+            tombstones: 0,
+        }
+    }
+
+    fn find(&self, kh: u64, key: &[u8]) -> Option<u32> {
+        self.index.find(index_hash(kh), |&i| self.entries[i as usize].key() == key).copied()
+    }
+
+    fn xor_leaf(&mut self, local_leaf: usize, h: u64) {
+        self.leaf_hash[local_leaf] ^= h;
+        self.total_hash ^= h;
+    }
+
+    /// Kept versions of entry `pos`, best first.
+    fn kept(&self, pos: u32) -> impl ExactSizeIterator<Item = VersionRef<'_>> {
+        let e = &self.entries[pos as usize];
+        let extras: &[Version] =
+            if e.has_extras() { self.extras.get(&pos).map_or(&[], Vec::as_slice) } else { &[] };
+        Kept { first: Some(e.version()), rest: extras.iter() }
+    }
+
+    fn merge(
+        &mut self,
+        kh: u64,
+        local_leaf: usize,
+        key: &[u8],
+        incoming: VersionRef<'_>,
+        limit: usize,
+    ) -> MergeOutcome {
+        let Some(pos) = self.find(kh, key) else {
+            let pos = self.entries.len() as u32;
+            let mut e = Entry::new(key, incoming);
+            e.next = self.heads[local_leaf];
+            self.heads[local_leaf] = pos;
+            self.entries.push(e);
+            let entries = &self.entries;
+            self.index.insert_unique(index_hash(kh), pos, |&i| {
+                index_hash(key_hash(entries[i as usize].key()))
+            });
+            if incoming.value.is_none() {
+                self.tombstones += 1;
+            }
+            self.xor_leaf(local_leaf, version_hash(kh, incoming));
+            return MergeOutcome::Inserted;
+        };
+        let (outcome, at) = decide(self.kept(pos), incoming, limit);
+        match outcome {
+            MergeOutcome::Ignored | MergeOutcome::Inserted => {}
+            MergeOutcome::Replaced => {
+                let mut delta = 0;
+                for v in self.kept(pos) {
+                    delta ^= version_hash(kh, v);
+                }
+                delta ^= version_hash(kh, incoming);
+                let e = &mut self.entries[pos as usize];
+                let was_tomb = e.meta & TOMBSTONE != 0;
+                if e.has_extras() {
+                    self.extras.remove(&pos);
+                }
+                e.set_has_extras(false);
+                e.set(key, incoming);
+                self.tombstones =
+                    self.tombstones + usize::from(incoming.value.is_none()) - usize::from(was_tomb);
+                self.xor_leaf(local_leaf, delta);
+            }
+            MergeOutcome::Concurrent => {
+                let mut delta = version_hash(kh, incoming);
+                let e = &mut self.entries[pos as usize];
+                let extras = self.extras.entry(pos).or_default();
+                if at == 0 {
+                    let old = e.version().to_owned();
+                    let was_tomb = e.meta & TOMBSTONE != 0;
+                    extras.insert(0, old);
+                    e.set(key, incoming);
+                    self.tombstones = self.tombstones + usize::from(incoming.value.is_none())
+                        - usize::from(was_tomb);
+                } else {
+                    extras.insert(at - 1, incoming.to_owned());
+                }
+                while extras.len() + 1 > limit {
+                    if let Some(evicted) = extras.pop() {
+                        delta ^= version_hash(kh, evicted.as_ref());
+                    }
+                }
+                let has = !extras.is_empty();
+                if !has {
+                    self.extras.remove(&pos);
+                }
+                e.set_has_extras(has);
+                self.xor_leaf(local_leaf, delta);
+            }
+        }
+        outcome
+    }
+
+    /// Removes entry `pos` with everything it keeps, moving the last entry into its place.
+    fn remove_at(&mut self, pos: u32, kh: u64, leaves_log2: u32) {
+        let local_leaf = self.local_leaf_of(kh, leaves_log2);
+        let mut delta = 0;
+        for v in self.kept(pos) {
+            delta ^= version_hash(kh, v);
+        }
+        self.xor_leaf(local_leaf, delta);
+        if self.entries[pos as usize].meta & TOMBSTONE != 0 {
+            self.tombstones -= 1;
+        }
+        self.unlink(local_leaf, pos, self.entries[pos as usize].next);
+        if let Ok(slot) = self.index.find_entry(index_hash(kh), |&i| i == pos) {
+            slot.remove();
+        }
+        self.extras.remove(&pos);
+        let last = (self.entries.len() - 1) as u32;
+        self.entries.swap_remove(pos as usize);
+        if pos != last {
+            // The former last entry now sits at `pos`: repoint everything that named `last`.
+            let moved = &self.entries[pos as usize];
+            let mkh = key_hash(moved.key());
+            let mleaf = self.local_leaf_of(mkh, leaves_log2);
+            self.unlink(mleaf, last, pos);
+            if let Some(slot) = self.index.find_mut(index_hash(mkh), |&i| i == last) {
+                *slot = pos;
+            }
+            if let Some(x) = self.extras.remove(&last) {
+                self.extras.insert(pos, x);
+            }
+        }
+    }
+
+    /// The leaf (local to this shard) of a key hash that belongs to this shard, given the
+    /// tree's `leaves_log2`.
+    fn local_leaf_of(&self, kh: u64, leaves_log2: u32) -> usize {
+        // Leaves of a shard are contiguous and their count is a power of two.
+        let leaf = (kh >> (64 - leaves_log2)) as usize;
+        leaf & (self.heads.len() - 1)
+    }
+
+    /// Replaces the link that points at `target` in `leaf`'s chain with `replacement`.
+    fn unlink(&mut self, leaf: usize, target: u32, replacement: u32) {
+        if self.heads[leaf] == target {
+            self.heads[leaf] = replacement;
+            return;
+        }
+        let mut cur = self.heads[leaf];
+        while cur != NONE {
+            let next = self.entries[cur as usize].next;
+            if next == target {
+                self.entries[cur as usize].next = replacement;
+                return;
+            }
+            cur = next;
+        }
+    }
+}
+
+/// The kept versions of one entry, winner first, without allocating.
+struct Kept<'a> {
+    first: Option<VersionRef<'a>>,
+    rest: std::slice::Iter<'a, Version>,
+}
+
+impl<'a> Iterator for Kept<'a> {
+    type Item = VersionRef<'a>;
+
+    fn next(&mut self) -> Option<VersionRef<'a>> {
+        self.first.take().or_else(|| self.rest.next().map(Version::as_ref))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::from(self.first.is_some()) + self.rest.len();
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Kept<'_> {}
+
+/// A thread-safe replica of the whole key space. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Store {
+    cfg: StoreConfig,
+    shards: Box<[RwLock<Shard>]>,
+}
+
+/// Counts of what a store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Keys whose winner is a value.
+    pub live_keys: usize,
+    /// Keys whose winner is a tombstone.
+    pub tombstones: usize,
+    /// Versions kept beyond the winners (concurrent values).
+    pub extra_versions: usize,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new(StoreConfig::default())
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(cfg: StoreConfig) -> Self {
+        let cfg = cfg.normalized();
+        let leaves_per_shard = cfg.tree.leaves() >> cfg.shards_log2;
+        let shards = (0..1usize << cfg.shards_log2)
+            .map(|_| RwLock::new(Shard::new(leaves_per_shard)))
+            .collect();
+        Self { cfg, shards }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> StoreConfig {
+        self.cfg
+    }
+
+    /// The digest tree's shape.
+    pub fn tree(&self) -> TreeShape {
+        self.cfg.tree
+    }
+
+    #[inline]
+    fn locate(&self, kh: u64) -> (usize, usize) {
+        let leaf = self.cfg.tree.leaf_of(kh);
+        let per_shard_log2 = self.cfg.tree.leaves_log2() - self.cfg.shards_log2;
+        (leaf >> per_shard_log2, leaf & ((1 << per_shard_log2) - 1))
+    }
+
+    fn shard_of_leaf(&self, leaf: usize) -> (usize, usize) {
+        let per_shard_log2 = self.cfg.tree.leaves_log2() - self.cfg.shards_log2;
+        (leaf >> per_shard_log2, leaf & ((1 << per_shard_log2) - 1))
+    }
+
+    /// Calls `f` with the winning value of `key` (`None` if absent or deleted), under the
+    /// shard's read lock; lets a server copy the value straight into its output buffer.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        let kh = key_hash(key);
+        let (s, _) = self.locate(kh);
+        let shard = self.shards[s].read();
+        match shard.find(kh, key) {
+            Some(pos) => f(shard.entries[pos as usize].version().value),
+            None => f(None),
+        }
+    }
+
+    /// The winning value of `key`, or `None` if absent or deleted.
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.get_with(key, |v| v.map(Bytes::copy_from_slice))
+    }
+
+    /// Whether `key` has a live (non-deleted) winner.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.get_with(key, |v| v.is_some())
+    }
+
+    /// Every kept version of `key`, winner first (tombstones included); empty if never seen.
+    pub fn versions(&self, key: &[u8]) -> Vec<Version> {
+        let kh = key_hash(key);
+        let (s, _) = self.locate(kh);
+        let shard = self.shards[s].read();
+        match shard.find(kh, key) {
+            Some(pos) => shard.kept(pos).map(|v| v.to_owned()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The winning version of `key` (tombstones included).
+    pub fn winner(&self, key: &[u8]) -> Option<Version> {
+        let kh = key_hash(key);
+        let (s, _) = self.locate(kh);
+        let shard = self.shards[s].read();
+        shard.find(kh, key).map(|pos| shard.entries[pos as usize].version().to_owned())
+    }
+
+    /// Joins one version of `key` into the store, atomically for that key.
+    pub fn merge(&self, key: &[u8], v: VersionRef<'_>) -> MergeOutcome {
+        let kh = key_hash(key);
+        let (s, leaf) = self.locate(kh);
+        self.shards[s].write().merge(kh, leaf, key, v, self.cfg.max_concurrent)
+    }
+
+    /// Merges a batch and appends to `changed` the index (within the batch) of every version
+    /// that changed the store, so gossip can forward exactly the fresh ones.
+    pub fn merge_batch<'a>(
+        &self,
+        batch: impl IntoIterator<Item = (&'a [u8], VersionRef<'a>)>,
+        changed: &mut Vec<usize>,
+    ) {
+        for (i, (key, v)) in batch.into_iter().enumerate() {
+            if self.merge(key, v).changed() {
+                changed.push(i);
+            }
+        }
+    }
+
+    /// Counts of live keys, tombstones and concurrent values.
+    pub fn stats(&self) -> StoreStats {
+        let mut st = StoreStats::default();
+        for s in self.shards.iter() {
+            let s = s.read();
+            st.tombstones += s.tombstones;
+            st.live_keys += s.entries.len() - s.tombstones;
+            st.extra_versions += s.extras.values().map(Vec::len).sum::<usize>();
+        }
+        st
+    }
+
+    /// Number of live keys (Redis DBSIZE).
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                let s = s.read();
+                s.entries.len() - s.tombstones
+            })
+            .sum()
+    }
+
+    /// Whether no key has a live value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hash of one leaf.
+    pub fn leaf_hash(&self, leaf: usize) -> u64 {
+        let (s, l) = self.shard_of_leaf(leaf);
+        self.shards[s].read().leaf_hash[l]
+    }
+
+    /// Hash of the tree node `index` at `level` (0 = root): XOR of its leaves' hashes.
+    pub fn node_hash(&self, level: u32, index: usize) -> u64 {
+        let range = self.cfg.tree.leaf_range(level, index);
+        let per_shard = self.cfg.tree.leaves() >> self.cfg.shards_log2;
+        if range.len() >= per_shard {
+            // whole shards
+            (range.start / per_shard..range.end / per_shard)
+                .fold(0, |acc, s| acc ^ self.shards[s].read().total_hash)
+        } else {
+            let (s, l) = self.shard_of_leaf(range.start);
+            let shard = self.shards[s].read();
+            shard.leaf_hash[l..l + range.len()].iter().fold(0, |a, h| a ^ h)
+        }
+    }
+
+    /// The hash of the whole store (the tree's root).
+    pub fn root_hash(&self) -> u64 {
+        self.node_hash(0, 0)
+    }
+
+    /// Hashes of the 16 children of node `index` at `level`.
+    pub fn children_hashes(&self, level: u32, index: usize) -> [u64; TREE_ARITY] {
+        let mut out = [0; TREE_ARITY];
+        for (c, h) in out.iter_mut().enumerate() {
+            *h = self.node_hash(level + 1, index * TREE_ARITY + c);
+        }
+        out
+    }
+
+    /// Calls `f(key, kept versions)` for every key in `leaf`, under the shard's read lock.
+    pub fn for_each_in_leaf(
+        &self,
+        leaf: usize,
+        mut f: impl FnMut(&[u8], &mut dyn Iterator<Item = VersionRef<'_>>),
+    ) {
+        let (s, l) = self.shard_of_leaf(leaf);
+        let shard = self.shards[s].read();
+        let mut cur = shard.heads[l];
+        while cur != NONE {
+            let e = &shard.entries[cur as usize];
+            f(e.key(), &mut shard.kept(cur));
+            cur = e.next;
+        }
+    }
+
+    /// Keys with a live value in leaves `[cursor, cursor + ..)`, leaf by leaf, until at least
+    /// `count` keys were collected. Returns the next cursor (0 when done). A key present for
+    /// the whole scan is returned exactly once, whatever writes happen meanwhile (Redis SCAN's
+    /// guarantee), because a key's leaf never changes.
+    pub fn scan(&self, cursor: usize, count: usize, out: &mut Vec<Bytes>) -> usize {
+        let leaves = self.cfg.tree.leaves();
+        let mut leaf = cursor.min(leaves);
+        let start = out.len();
+        while leaf < leaves && out.len() - start < count.max(1) {
+            self.for_each_in_leaf(leaf, |k, vs| {
+                if vs.next().is_some_and(|w| w.value.is_some()) {
+                    out.push(Bytes::copy_from_slice(k));
+                }
+            });
+            leaf += 1;
+        }
+        if leaf >= leaves { 0 } else { leaf }
+    }
+
+    /// Removes tombstones with timestamps below `before` (and nothing else). The caller
+    /// decides when that is safe (see docs/store.md); returns how many were purged.
+    pub fn purge_tombstones(&self, before: Timestamp) -> usize {
+        let mut purged = 0;
+        for s in self.shards.iter() {
+            let mut shard = s.write();
+            let mut pos = 0;
+            while pos < shard.entries.len() as u32 {
+                let e = &shard.entries[pos as usize];
+                if e.meta & TOMBSTONE != 0 && e.ts < before {
+                    let kh = key_hash(e.key());
+                    shard.remove_at(pos, kh, self.cfg.tree.leaves_log2());
+                    purged += 1;
+                } else {
+                    pos += 1;
+                }
+            }
+        }
+        purged
+    }
+
+    /// Drops everything (a node restarting empty).
+    pub fn clear(&self) {
+        let per_shard = self.cfg.tree.leaves() >> self.cfg.shards_log2;
+        for s in self.shards.iter() {
+            *s.write() = Shard::new(per_shard);
+        }
+    }
+
+    /// Every key with its kept versions, sorted by key. For tests and the simulator's oracle;
+    /// O(store size).
+    pub fn snapshot(&self) -> BTreeMap<Bytes, Vec<Version>> {
+        let mut out = BTreeMap::new();
+        for s in self.shards.iter() {
+            let s = s.read();
+            for pos in 0..s.entries.len() as u32 {
+                let key = Bytes::copy_from_slice(s.entries[pos as usize].key());
+                out.insert(key, s.kept(pos).map(|v| v.to_owned()).collect());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(ts: u64, origin: u32, v: &str) -> Version {
+        Version::put(ts, origin, v.as_bytes().to_vec())
+    }
+
+    fn small() -> Store {
+        Store::new(StoreConfig { shards_log2: 2, tree: TreeShape::new(1), max_concurrent: 3 })
+    }
+
+    #[test]
+    fn get_put_delete_and_versions() {
+        let s = small();
+        assert_eq!(s.get(b"a"), None);
+        assert_eq!(s.merge(b"a", put(1, 0, "x").as_ref()), MergeOutcome::Inserted);
+        assert_eq!(s.get(b"a").as_deref(), Some(&b"x"[..]));
+        assert_eq!(s.merge(b"a", put(2, 1, "y").as_ref()), MergeOutcome::Replaced);
+        assert_eq!(s.merge(b"a", put(2, 2, "b").as_ref()), MergeOutcome::Concurrent);
+        assert_eq!(s.get(b"a").as_deref(), Some(&b"b"[..]));
+        let vs = s.versions(b"a");
+        assert_eq!(vs, vec![put(2, 2, "b"), put(2, 1, "y")]);
+        assert_eq!(s.merge(b"a", Version::tombstone(2, 9).as_ref()), MergeOutcome::Concurrent);
+        assert_eq!(s.get(b"a"), None, "a tombstone wins a tie");
+        assert_eq!(s.stats(), StoreStats { live_keys: 0, tombstones: 1, extra_versions: 2 });
+        assert_eq!(s.merge(b"a", put(3, 0, "z").as_ref()), MergeOutcome::Replaced);
+        assert_eq!(s.stats(), StoreStats { live_keys: 1, tombstones: 0, extra_versions: 0 });
+    }
+
+    #[test]
+    fn digest_is_order_independent_and_tracks_removal() {
+        let a = small();
+        let b = small();
+        let vs: Vec<(&[u8], Version)> = vec![
+            (b"k1", put(1, 0, "a")),
+            (b"k2", put(1, 0, "b")),
+            (b"k1", put(1, 1, "a")),
+            (b"k3", Version::tombstone(4, 2)),
+        ];
+        for (k, v) in &vs {
+            a.merge(k, v.as_ref());
+        }
+        for (k, v) in vs.iter().rev() {
+            b.merge(k, v.as_ref());
+        }
+        assert_eq!(a.root_hash(), b.root_hash());
+        assert_ne!(a.root_hash(), 0);
+        assert_eq!(a.purge_tombstones(5), 1);
+        assert_ne!(a.root_hash(), b.root_hash());
+        let c = small();
+        for (k, v) in &vs[..3] {
+            c.merge(k, v.as_ref());
+        }
+        assert_eq!(a.root_hash(), c.root_hash());
+        assert_eq!(a.snapshot(), c.snapshot());
+    }
+
+    #[test]
+    fn swap_remove_keeps_index_and_leaf_chains_consistent() {
+        let s =
+            Store::new(StoreConfig { shards_log2: 0, tree: TreeShape::new(1), max_concurrent: 4 });
+        for i in 0..200u32 {
+            let k = format!("key{i}");
+            if i % 3 == 0 {
+                s.merge(k.as_bytes(), Version::tombstone(u64::from(i), 1).as_ref());
+            } else {
+                s.merge(k.as_bytes(), put(u64::from(i), 1, "v").as_ref());
+                s.merge(k.as_bytes(), put(u64::from(i), 2, "w").as_ref());
+            }
+        }
+        assert_eq!(s.purge_tombstones(u64::MAX), 67);
+        for i in 0..200u32 {
+            let k = format!("key{i}");
+            assert_eq!(s.versions(k.as_bytes()).len(), if i % 3 == 0 { 0 } else { 2 }, "{k}");
+        }
+        let mut seen = 0;
+        for leaf in 0..s.tree().leaves() {
+            s.for_each_in_leaf(leaf, |_, vs| {
+                assert_eq!(vs.count(), 2);
+                seen += 1;
+            });
+        }
+        assert_eq!(seen, 133);
+    }
+
+    #[test]
+    fn scan_returns_each_live_key_once() {
+        let s = Store::default();
+        for i in 0..1000u32 {
+            s.merge(format!("k{i}").as_bytes(), put(1, 0, "v").as_ref());
+        }
+        s.merge(b"k5", Version::tombstone(2, 0).as_ref());
+        let mut out = Vec::new();
+        let mut cursor = 0;
+        loop {
+            cursor = s.scan(cursor, 10, &mut out);
+            if cursor == 0 {
+                break;
+            }
+        }
+        out.sort();
+        out.dedup();
+        assert_eq!(out.len(), 999);
+        assert!(!out.contains(&Bytes::from_static(b"k5")));
+    }
+}
