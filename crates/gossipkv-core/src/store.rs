@@ -421,6 +421,47 @@ impl Store {
         shard.find(kh, key).map(|pos| shard.entries[pos as usize].version().to_owned())
     }
 
+    /// The key whose stable hash is `kh`, with its kept versions (winner first), if the store
+    /// holds one. Gossip names keys by hash; a 64-bit collision between two live keys is
+    /// treated as impossible (probability about n²/2⁶⁵).
+    pub fn get_by_hash(&self, kh: u64) -> Option<(Bytes, Vec<Version>)> {
+        let (s, _) = self.locate(kh);
+        let shard = self.shards[s].read();
+        let pos = *shard
+            .index
+            .find(index_hash(kh), |&i| key_hash(shard.entries[i as usize].key()) == kh)?;
+        let key = Bytes::copy_from_slice(shard.entries[pos as usize].key());
+        Some((key, shard.kept(pos).map(|v| v.to_owned()).collect()))
+    }
+
+    /// Calls `f` with the kept versions of the key whose stable hash is `kh` (empty iterator
+    /// if absent), under the shard's read lock, without copying.
+    pub fn with_versions_by_hash<R>(
+        &self,
+        kh: u64,
+        f: impl FnOnce(&mut dyn Iterator<Item = VersionRef<'_>>) -> R,
+    ) -> R {
+        let (s, _) = self.locate(kh);
+        let shard = self.shards[s].read();
+        match shard.index.find(index_hash(kh), |&i| key_hash(shard.entries[i as usize].key()) == kh)
+        {
+            Some(&pos) => f(&mut shard.kept(pos)),
+            None => f(&mut std::iter::empty()),
+        }
+    }
+
+    /// Whether the kept versions of `key` are exactly `expected` (winner first); lets an
+    /// oracle compare without allocating.
+    pub fn versions_equal(&self, key: &[u8], expected: &[Version]) -> bool {
+        let kh = key_hash(key);
+        let (s, _) = self.locate(kh);
+        let shard = self.shards[s].read();
+        match shard.find(kh, key) {
+            Some(pos) => shard.kept(pos).eq(expected.iter().map(Version::as_ref)),
+            None => expected.is_empty(),
+        }
+    }
+
     /// Joins one version of `key` into the store, atomically for that key.
     pub fn merge(&self, key: &[u8], v: VersionRef<'_>) -> MergeOutcome {
         let kh = key_hash(key);
@@ -668,6 +709,23 @@ mod tests {
             });
         }
         assert_eq!(seen, 133);
+    }
+
+    #[test]
+    fn lookups_by_hash_and_equality() {
+        let s = small();
+        s.merge(b"k", put(3, 1, "b").as_ref());
+        s.merge(b"k", put(3, 2, "a").as_ref());
+        let kh = key_hash(b"k");
+        let (key, vs) = s.get_by_hash(kh).expect("present");
+        assert_eq!(&key[..], b"k");
+        assert_eq!(vs, vec![put(3, 2, "a"), put(3, 1, "b")]);
+        assert_eq!(s.with_versions_by_hash(kh, |it| it.count()), 2);
+        assert_eq!(s.with_versions_by_hash(key_hash(b"nope"), |it| it.count()), 0);
+        assert!(s.get_by_hash(key_hash(b"nope")).is_none());
+        assert!(s.versions_equal(b"k", &vs));
+        assert!(!s.versions_equal(b"k", &vs[..1]));
+        assert!(s.versions_equal(b"nope", &[]));
     }
 
     #[test]
