@@ -1,0 +1,9 @@
+//! Gossip: the node state machine ([`node`]) and the bytes it exchanges ([`wire`]).
+//!
+//! Sans-IO: a driver feeds in time and received messages and sends what the node emits.
+
+pub mod node;
+pub mod wire;
+
+pub use node::{GossipConfig, Node, NodeStats, Transmit, Transport};
+pub use wire::{Body, DecodeError, Message, VersionId, WireEntry};

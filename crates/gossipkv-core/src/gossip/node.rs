@@ -1,0 +1,888 @@
+//! The gossip state machine of one node (sans-IO).
+//!
+//! # Call order
+//!
+//! A driver (the simulator, or the tokio node) owns a [`Node`] and:
+//! 1. calls [`Node::handle_timeout`] whenever `now >= Node::next_timeout()`;
+//! 2. calls [`Node::handle_datagram`] for every message received (datagram or stream);
+//! 3. calls [`Node::note_local_write`] after a client write went to the shared [`Replica`]
+//!    (or uses [`Node::put`] / [`Node::delete`], which do both);
+//! 4. after each of those, drains [`Node::poll_transmit`] and sends every [`Transmit`].
+//!
+//! Time (`now`, milliseconds) and randomness (the seed) are inputs; nothing here reads a clock
+//! or touches a socket, so a seed reproduces a simulation byte for byte.
+//!
+//! # One exchange (A initiates with B; docs/protocol.md has the full picture)
+//!
+//! ```text
+//! A → B  Sync     root, key count, fresh version ids (rumors)
+//! B → A  SyncAck  root, key count, B's fresh ids, ids of A's rumors B wants
+//! A ↔ B  Want / Entries        each side pulls the rumors it lacks (values cross once)
+//! A → B  Tree     (only if roots differ) A's hashes of the root's 16 children
+//! B → A  TreeAck  bitmap of the children that differ;  repeat one level down, ≤ budget nodes
+//! A → B  Leaf     A's complete list of version ids in a differing leaf
+//! B → A  Entries  what A lacks in that leaf;  Want  what B lacks;  A → B Entries
+//! ```
+//!
+//! A node far behind its peer (fewer than half its keys, e.g. restarted empty) instead pulls
+//! the whole store over the stream transport in chunks (`BulkRequest` / `BulkChunk`).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+
+use crate::digest::{TREE_ARITY, key_hash, version_hash};
+use crate::gossip::wire::{
+    self, Body, ID_LEN, Message, Packer, VersionId, WireEntry, Writer, entry_len,
+};
+use crate::lww::{NodeId, Version, VersionRef};
+use crate::replica::Replica;
+use crate::rng::Rng;
+
+/// Tunables of the gossip protocol. Defaults follow docs/protocol.md.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GossipConfig {
+    /// Peers contacted per round (`k`).
+    pub fanout: usize,
+    /// Milliseconds between rounds.
+    pub interval_ms: u64,
+    /// Largest datagram sent, in bytes.
+    pub mtu: usize,
+    /// Rounds a fresh version is advertised as a rumor.
+    pub rumor_rounds: u32,
+    /// Most rumors kept at once (oldest dropped first; anti-entropy covers them).
+    pub max_hot: usize,
+    /// Leaves reconciled per exchange when digests differ.
+    pub leaves_per_exchange: usize,
+    /// Milliseconds before an unanswered request may be repeated to another peer.
+    pub request_timeout_ms: u64,
+    /// Bytes per bulk catch-up chunk (stream transport).
+    pub bulk_chunk_bytes: usize,
+    /// Record every received version for the simulator's copy accounting.
+    pub record_receptions: bool,
+}
+
+impl Default for GossipConfig {
+    fn default() -> Self {
+        Self {
+            fanout: 5,
+            interval_ms: 1000,
+            mtu: 1400,
+            rumor_rounds: 3,
+            max_hot: 4096,
+            leaves_per_exchange: 16,
+            request_timeout_ms: 200,
+            bulk_chunk_bytes: 256 * 1024,
+            record_receptions: false,
+        }
+    }
+}
+
+/// How a message must travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// One datagram, at most `mtu` bytes, may be lost.
+    Datagram,
+    /// The bulk path: an ordered byte stream (TCP in the node), no size bound.
+    Stream,
+}
+
+/// A message to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination gossip address.
+    pub to: SocketAddr,
+    /// Datagram or stream.
+    pub transport: Transport,
+    /// Encoded message.
+    pub payload: Vec<u8>,
+}
+
+/// Counters a node keeps about its gossip. Indexed arrays are by message kind byte.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Gossip rounds run.
+    pub rounds: u64,
+    /// Messages sent, by kind.
+    pub sent: [u64; 10],
+    /// Bytes sent, by kind.
+    pub sent_bytes: [u64; 10],
+    /// Messages received and decoded, by kind.
+    pub received: [u64; 10],
+    /// Bytes received, by kind.
+    pub received_bytes: [u64; 10],
+    /// Largest datagram sent.
+    pub max_datagram: usize,
+    /// Datagrams refused by the decoder.
+    pub decode_errors: u64,
+    /// Well-formed messages that made no sense here (unknown exchange, bad level or leaf).
+    pub rejected: u64,
+    /// Versions received in `Entries` / `BulkChunk`.
+    pub versions_received: u64,
+    /// Versions that changed the store when merged.
+    pub versions_applied: u64,
+    /// Exchanges that found differing digests and descended.
+    pub descents: u64,
+    /// Bulk catch-ups started.
+    pub bulk_started: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Hot {
+    id: VersionId,
+    expires: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Exchange {
+    peer: SocketAddr,
+    deadline: u64,
+    budget: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bulk {
+    peer: SocketAddr,
+    cursor: u32,
+    deadline: u64,
+}
+
+/// What a peer's version id means to us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Relation {
+    /// We lack it, or hold only older versions.
+    Need,
+    /// We hold a strictly newer version.
+    Newer,
+    /// We hold it.
+    Same,
+}
+
+/// One node's gossip protocol state machine.
+#[derive(Debug)]
+pub struct Node {
+    replica: Arc<Replica>,
+    cfg: GossipConfig,
+    peers: Vec<SocketAddr>,
+    rng: Rng,
+    next_tick: u64,
+    hot: VecDeque<Hot>,
+    hot_cursor: usize,
+    pending_wants: HashMap<u64, u64>,
+    inflight_leaves: HashMap<u32, u64>,
+    exchanges: HashMap<u32, Exchange>,
+    bulk: Option<Bulk>,
+    outbox: VecDeque<Transmit>,
+    stats: NodeStats,
+    receptions: Vec<(u64, u32)>,
+    scratch: Vec<usize>,
+}
+
+impl Node {
+    /// A node gossiping for `replica` with the given potential peers (its own address must not
+    /// be among them). The first round runs at `first_tick` (drivers spread nodes' phases).
+    pub fn new(
+        replica: Arc<Replica>,
+        cfg: GossipConfig,
+        peers: Vec<SocketAddr>,
+        seed: u64,
+        first_tick: u64,
+    ) -> Self {
+        Self {
+            replica,
+            cfg,
+            peers,
+            rng: Rng::new(seed),
+            next_tick: first_tick,
+            hot: VecDeque::new(),
+            hot_cursor: 0,
+            pending_wants: HashMap::new(),
+            inflight_leaves: HashMap::new(),
+            exchanges: HashMap::new(),
+            bulk: None,
+            outbox: VecDeque::new(),
+            stats: NodeStats::default(),
+            receptions: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The replica this node gossips for.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.replica.id()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GossipConfig {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// Rumors currently advertised.
+    pub fn hot_len(&self) -> usize {
+        self.hot.len()
+    }
+
+    /// Replaces the potential peers.
+    pub fn set_peers(&mut self, peers: Vec<SocketAddr>) {
+        self.peers = peers;
+    }
+
+    /// When [`Node::handle_timeout`] must next be called.
+    pub fn next_timeout(&self) -> u64 {
+        self.next_tick
+    }
+
+    /// Next message to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    /// Takes the `(key hash, version hash)` of every version received since the last call
+    /// (only with `record_receptions`).
+    pub fn drain_receptions(&mut self) -> Vec<(u64, u32)> {
+        std::mem::take(&mut self.receptions)
+    }
+
+    /// Forgets all protocol state (a crash): the caller clears the replica.
+    pub fn reset(&mut self, now: u64) {
+        self.hot.clear();
+        self.pending_wants.clear();
+        self.inflight_leaves.clear();
+        self.exchanges.clear();
+        self.bulk = None;
+        self.outbox.clear();
+        self.next_tick = now;
+    }
+
+    /// A client PUT at this node: writes the replica and spreads the new version.
+    pub fn put(&mut self, key: &[u8], value: impl Into<Bytes>, now: u64) -> Version {
+        let v = self.replica.put(key, value, now);
+        self.note_local_write(key, &v, now);
+        v
+    }
+
+    /// A client DEL at this node.
+    pub fn delete(&mut self, key: &[u8], now: u64) -> Version {
+        let (v, _) = self.replica.delete(key, now);
+        self.note_local_write(key, &v, now);
+        v
+    }
+
+    /// Tells gossip that a client wrote `v` to the replica, so it is spread as a rumor.
+    pub fn note_local_write(&mut self, key: &[u8], v: &Version, now: u64) {
+        let kh = key_hash(key);
+        self.make_hot(VersionId { kh, ts: v.ts, vh: version_hash(kh, v.as_ref()) as u32 }, now);
+    }
+
+    fn make_hot(&mut self, id: VersionId, now: u64) {
+        let expires = now + self.cfg.interval_ms * u64::from(self.cfg.rumor_rounds);
+        self.hot.push_back(Hot { id, expires });
+        while self.hot.len() > self.cfg.max_hot {
+            self.hot.pop_front();
+        }
+    }
+
+    /// Runs a gossip round if one is due: expire state, then open an exchange with `fanout`
+    /// random peers.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = if now >= self.next_tick + self.cfg.interval_ms {
+            now + self.cfg.interval_ms
+        } else {
+            self.next_tick + self.cfg.interval_ms
+        };
+        self.stats.rounds += 1;
+        self.hot.retain(|h| h.expires > now);
+        self.hot_cursor = 0;
+        self.pending_wants.retain(|_, d| *d > now);
+        self.inflight_leaves.retain(|_, d| *d > now);
+        self.exchanges.retain(|_, x| x.deadline > now);
+        if self.bulk.is_some_and(|b| b.deadline <= now) {
+            self.bulk = None;
+        }
+        let mut picked = std::mem::take(&mut self.scratch);
+        self.rng.sample_indices(self.peers.len(), self.cfg.fanout, &mut picked);
+        let root = self.replica.store().root_hash();
+        let keys = self.key_count();
+        for &i in &picked {
+            let peer = self.peers[i];
+            let exchange = self.rng.next_u64() as u32;
+            self.exchanges.insert(
+                exchange,
+                Exchange {
+                    peer,
+                    deadline: now + self.cfg.interval_ms,
+                    budget: self.cfg.leaves_per_exchange,
+                },
+            );
+            let mut prefix = Writer::with_capacity(24);
+            prefix.u64(root);
+            prefix.varint(keys);
+            let haves = self.pick_rumors(&prefix.buf, exchange, 0);
+            let mut w = Writer::with_capacity(self.cfg.mtu);
+            w.header(1, self.id(), exchange);
+            w.buf.extend_from_slice(&prefix.buf);
+            w.varint(haves.len() as u64);
+            haves.iter().for_each(|id| w.id(id));
+            self.send(peer, Transport::Datagram, w.buf);
+        }
+        self.scratch = picked;
+    }
+
+    fn key_count(&self) -> u64 {
+        let s = self.replica.store().stats();
+        (s.live_keys + s.tombstones) as u64
+    }
+
+    /// Rumors that fit in one datagram after a header and `prefix` (and `reserve` bytes),
+    /// rotating through the hot list so every rumor gets its turn.
+    fn pick_rumors(&mut self, prefix: &[u8], exchange: u32, reserve: usize) -> Vec<VersionId> {
+        let head = 4 + 5 + wire::varint_len(u64::from(exchange)) + prefix.len() + 3 + reserve;
+        let room = self.cfg.mtu.saturating_sub(head) / ID_LEN;
+        let n = room.min(self.hot.len());
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            if self.hot_cursor >= self.hot.len() {
+                self.hot_cursor = 0;
+            }
+            out.push(self.hot[self.hot_cursor].id);
+            self.hot_cursor += 1;
+        }
+        out
+    }
+
+    fn send(&mut self, to: SocketAddr, transport: Transport, payload: Vec<u8>) {
+        let kind = usize::from(payload.get(3).copied().unwrap_or(0)).min(9);
+        self.stats.sent[kind] += 1;
+        self.stats.sent_bytes[kind] += payload.len() as u64;
+        if transport == Transport::Datagram {
+            self.stats.max_datagram = self.stats.max_datagram.max(payload.len());
+        }
+        self.outbox.push_back(Transmit { to, transport, payload });
+    }
+
+    fn send_all(&mut self, to: SocketAddr, dgrams: Vec<Vec<u8>>) {
+        for d in dgrams {
+            self.send(to, Transport::Datagram, d);
+        }
+    }
+
+    /// Handles one received message from `from` (its gossip address). Malformed input is
+    /// counted and dropped.
+    pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, payload: Bytes) {
+        let msg = match wire::decode(&payload) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.decode_errors += 1;
+                return;
+            }
+        };
+        let kind = usize::from(msg.body.kind());
+        self.stats.received[kind] += 1;
+        self.stats.received_bytes[kind] += payload.len() as u64;
+        let Message { exchange, body, .. } = msg;
+        match body {
+            Body::Sync { haves, .. } => self.on_sync(now, from, exchange, &haves),
+            Body::SyncAck { root, keys, haves, wants } => {
+                self.on_sync_ack(now, from, exchange, root, keys, &haves, &wants)
+            }
+            Body::Tree { level, nodes } => self.on_tree(from, exchange, level, &nodes),
+            Body::TreeAck { level, diffs } => self.on_tree_ack(now, from, exchange, level, &diffs),
+            Body::Leaf { leaf, lo, hi, haves } => {
+                self.on_leaf(now, from, exchange, leaf, lo, hi, &haves)
+            }
+            Body::Want { keys } => self.send_versions_of(from, exchange, &keys),
+            Body::Entries { entries } => self.merge_entries(now, &entries, true),
+            Body::BulkRequest { cursor } => self.on_bulk_request(from, exchange, cursor),
+            Body::BulkChunk { next, entries } => self.on_bulk_chunk(now, from, next, &entries),
+        }
+    }
+
+    fn relation(&self, id: &VersionId) -> Relation {
+        self.replica.store().with_versions_by_hash(id.kh, |it| {
+            let Some(first) = it.next() else { return Relation::Need };
+            if first.ts > id.ts {
+                return Relation::Newer;
+            }
+            if first.ts < id.ts {
+                return Relation::Need;
+            }
+            let same = |v: VersionRef<'_>| version_hash(id.kh, v) as u32 == id.vh;
+            if same(first) {
+                return Relation::Same;
+            }
+            for v in it {
+                if same(v) {
+                    return Relation::Same;
+                }
+            }
+            Relation::Need
+        })
+    }
+
+    /// Sorts a peer's rumors into keys to ask for (not already asked for) and keys where we
+    /// hold something newer (to push back).
+    fn triage(&mut self, now: u64, haves: &[VersionId], wants: &mut Vec<u64>, push: &mut Vec<u64>) {
+        for id in haves {
+            match self.relation(id) {
+                Relation::Need => {
+                    if self.pending_wants.get(&id.kh).is_none_or(|d| *d <= now) {
+                        self.pending_wants.insert(id.kh, now + self.cfg.request_timeout_ms);
+                        wants.push(id.kh);
+                    }
+                }
+                Relation::Newer => push.push(id.kh),
+                Relation::Same => {}
+            }
+        }
+        wants.sort_unstable();
+        wants.dedup();
+        push.sort_unstable();
+        push.dedup();
+    }
+
+    fn on_sync(&mut self, now: u64, from: SocketAddr, exchange: u32, haves: &[VersionId]) {
+        let (mut wants, mut push) = (Vec::new(), Vec::new());
+        self.triage(now, haves, &mut wants, &mut push);
+        let root = self.replica.store().root_hash();
+        let keys = self.key_count();
+        let mut prefix = Writer::with_capacity(24);
+        prefix.u64(root);
+        prefix.varint(keys);
+        // wants go first (they are answers); rumors fill the rest of the datagram
+        let want_room = (self.cfg.mtu / 2) / 8;
+        let (now_wants, later_wants) = wants.split_at(wants.len().min(want_room));
+        let haves_out = self.pick_rumors(&prefix.buf, exchange, 3 + now_wants.len() * 8);
+        let mut w = Writer::with_capacity(self.cfg.mtu);
+        w.header(2, self.id(), exchange);
+        w.buf.extend_from_slice(&prefix.buf);
+        w.varint(haves_out.len() as u64);
+        haves_out.iter().for_each(|id| w.id(id));
+        w.varint(now_wants.len() as u64);
+        now_wants.iter().for_each(|k| w.u64(*k));
+        self.send(from, Transport::Datagram, w.buf);
+        if !later_wants.is_empty() {
+            let later = later_wants.to_vec();
+            self.send_wants(from, exchange, &later);
+        }
+        self.send_versions_of(from, exchange, &push);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_sync_ack(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        exchange: u32,
+        peer_root: u64,
+        peer_keys: u64,
+        haves: &[VersionId],
+        wants: &[u64],
+    ) {
+        let Some(x) = self.exchanges.get(&exchange).copied() else {
+            self.stats.rejected += 1;
+            return;
+        };
+        if x.peer != from {
+            self.stats.rejected += 1;
+            return;
+        }
+        self.send_versions_of(from, exchange, wants);
+        let (mut my_wants, mut push) = (Vec::new(), Vec::new());
+        self.triage(now, haves, &mut my_wants, &mut push);
+        self.send_wants(from, exchange, &my_wants);
+        self.send_versions_of(from, exchange, &push);
+        let store = self.replica.store();
+        if peer_root == store.root_hash() {
+            return;
+        }
+        let my_keys = self.key_count();
+        if my_keys.saturating_mul(2) < peer_keys && self.bulk.is_none() {
+            self.start_bulk(now, from, exchange, 0);
+            return;
+        }
+        self.stats.descents += 1;
+        let hashes = store.children_hashes(0, 0);
+        let msg = Message {
+            from: self.id(),
+            exchange,
+            body: Body::Tree { level: 0, nodes: vec![(0, hashes)] },
+        };
+        self.send(from, Transport::Datagram, wire::encode(&msg));
+    }
+
+    fn send_wants(&mut self, to: SocketAddr, exchange: u32, keys: &[u64]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut p = Packer::new(6, self.id(), exchange, Vec::new(), self.cfg.mtu);
+        for k in keys {
+            p.push(8, |w| w.u64(*k));
+        }
+        self.send_all(to, p.finish(false));
+    }
+
+    /// Sends every version we keep of each key hash (an answer to `Want`, or a push).
+    fn send_versions_of(&mut self, to: SocketAddr, exchange: u32, keys: &[u64]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut entries = Vec::new();
+        for &kh in keys {
+            if let Some((key, versions)) = self.replica.store().get_by_hash(kh) {
+                entries.extend(
+                    versions.into_iter().map(|version| WireEntry { key: key.clone(), version }),
+                );
+            }
+        }
+        self.send_entries(to, exchange, &entries);
+    }
+
+    fn send_entries(&mut self, to: SocketAddr, exchange: u32, entries: &[WireEntry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut p = Packer::new(7, self.id(), exchange, Vec::new(), self.cfg.mtu);
+        let mut oversize = Vec::new();
+        for e in entries {
+            let len = entry_len(&e.key, &e.version);
+            if !p.push(len, |w| w.entry(&e.key, &e.version)) {
+                oversize.push(e.clone());
+            }
+        }
+        self.send_all(to, p.finish(false));
+        if !oversize.is_empty() {
+            // values larger than a datagram travel on the stream transport
+            let msg =
+                Message { from: self.id(), exchange, body: Body::Entries { entries: oversize } };
+            self.send(to, Transport::Stream, wire::encode(&msg));
+        }
+    }
+
+    fn on_tree(
+        &mut self,
+        from: SocketAddr,
+        exchange: u32,
+        level: u8,
+        nodes: &[(u32, [u64; TREE_ARITY])],
+    ) {
+        let tree = self.replica.store().tree();
+        let level32 = u32::from(level);
+        if level32 >= tree.depth() {
+            self.stats.rejected += 1;
+            return;
+        }
+        let mut p = Packer::new(4, self.id(), exchange, vec![level], self.cfg.mtu);
+        for (idx, theirs) in nodes {
+            if *idx as usize >= tree.nodes_at(level32) {
+                self.stats.rejected += 1;
+                continue;
+            }
+            let mine = self.replica.store().children_hashes(level32, *idx as usize);
+            let mut map = 0u16;
+            for c in 0..TREE_ARITY {
+                if mine[c] != theirs[c] {
+                    map |= 1 << c;
+                }
+            }
+            if map != 0 {
+                let idx = *idx;
+                p.push(wire::varint_len(u64::from(idx)) + 2, |w| {
+                    w.varint(u64::from(idx));
+                    w.u16(map);
+                });
+            }
+        }
+        let dgrams = p.finish(false);
+        self.send_all(from, dgrams);
+    }
+
+    fn on_tree_ack(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        exchange: u32,
+        level: u8,
+        diffs: &[(u32, u16)],
+    ) {
+        let Some(mut x) = self.exchanges.get(&exchange).copied() else {
+            self.stats.rejected += 1;
+            return;
+        };
+        let tree = self.replica.store().tree();
+        let level = u32::from(level);
+        if x.peer != from || level >= tree.depth() {
+            self.stats.rejected += 1;
+            return;
+        }
+        let mut children: Vec<u32> = Vec::new();
+        for &(idx, map) in diffs {
+            if idx as usize >= tree.nodes_at(level) {
+                continue;
+            }
+            for c in 0..TREE_ARITY as u32 {
+                if map & (1 << c) != 0 {
+                    children.push(idx * TREE_ARITY as u32 + c);
+                }
+            }
+        }
+        let at_leaves = level + 1 == tree.depth();
+        if at_leaves {
+            children.retain(|l| self.inflight_leaves.get(l).is_none_or(|d| *d <= now));
+        }
+        // random choice among differing nodes, so concurrent exchanges spread over the tree
+        for i in (1..children.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            children.swap(i, j);
+        }
+        children.truncate(x.budget.max(1));
+        if at_leaves {
+            x.budget = x.budget.saturating_sub(children.len());
+            self.exchanges.insert(exchange, x);
+            for leaf in children {
+                self.inflight_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
+                self.send_leaf(from, exchange, leaf);
+            }
+        } else {
+            let next = level + 1;
+            let mut p = Packer::new(3, self.id(), exchange, vec![next as u8], self.cfg.mtu);
+            for idx in children {
+                let hs = self.replica.store().children_hashes(next, idx as usize);
+                p.push(wire::varint_len(u64::from(idx)) + 8 * TREE_ARITY, |w| {
+                    w.varint(u64::from(idx));
+                    hs.iter().for_each(|h| w.u64(*h));
+                });
+            }
+            let dgrams = p.finish(false);
+            self.send_all(from, dgrams);
+        }
+    }
+
+    /// Version ids of everything we keep in `leaf`, sorted by key hash.
+    fn leaf_ids(&self, leaf: usize) -> Vec<VersionId> {
+        let mut ids = Vec::new();
+        self.replica.store().for_each_in_leaf(leaf, |key, versions| {
+            let kh = key_hash(key);
+            for v in versions {
+                ids.push(VersionId { kh, ts: v.ts, vh: version_hash(kh, v) as u32 });
+            }
+        });
+        ids.sort_unstable_by_key(|id| (id.kh, id.ts, id.vh));
+        ids
+    }
+
+    fn leaf_bounds(&self, leaf: u32) -> (u64, u64) {
+        let shift = 64 - self.replica.store().tree().leaves_log2();
+        let lo = u64::from(leaf) << shift;
+        (lo, lo | (u64::MAX >> (64 - shift)))
+    }
+
+    /// Sends our complete summary of `leaf`, split into datagrams by key-hash ranges.
+    fn send_leaf(&mut self, to: SocketAddr, exchange: u32, leaf: u32) {
+        let ids = self.leaf_ids(leaf as usize);
+        let (leaf_lo, leaf_hi) = self.leaf_bounds(leaf);
+        let head = 4 + 5 + 5 + 5 + 16 + 3;
+        let per = (self.cfg.mtu.saturating_sub(head) / ID_LEN).max(1);
+        let mut start = 0;
+        let mut lo = leaf_lo;
+        loop {
+            let mut end = (start + per).min(ids.len());
+            // never split one key's versions across two ranges
+            while end < ids.len() && end > start && ids[end].kh == ids[end - 1].kh {
+                end -= 1;
+            }
+            if end == start && end < ids.len() {
+                end = (start + per).min(ids.len());
+            }
+            let hi = if end < ids.len() { ids[end].kh - 1 } else { leaf_hi };
+            let msg = Message {
+                from: self.id(),
+                exchange,
+                body: Body::Leaf { leaf, lo, hi, haves: ids[start..end].to_vec() },
+            };
+            self.send(to, Transport::Datagram, wire::encode(&msg));
+            if end >= ids.len() {
+                break;
+            }
+            start = end;
+            lo = ids[end].kh;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_leaf(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        exchange: u32,
+        leaf: u32,
+        lo: u64,
+        hi: u64,
+        theirs: &[VersionId],
+    ) {
+        let tree = self.replica.store().tree();
+        let (leaf_lo, leaf_hi) = if (leaf as usize) < tree.leaves() {
+            self.leaf_bounds(leaf)
+        } else {
+            self.stats.rejected += 1;
+            return;
+        };
+        if lo > hi || lo < leaf_lo || hi > leaf_hi {
+            self.stats.rejected += 1;
+            return;
+        }
+        // theirs, grouped by key hash: (max ts, version hashes)
+        let mut their: HashMap<u64, (u64, Vec<u32>)> = HashMap::with_capacity(theirs.len());
+        for id in theirs {
+            if id.kh < lo || id.kh > hi {
+                continue;
+            }
+            let e = their.entry(id.kh).or_insert((id.ts, Vec::new()));
+            if id.ts > e.0 {
+                *e = (id.ts, Vec::new());
+            }
+            if id.ts == e.0 {
+                e.1.push(id.vh);
+            }
+        }
+        let mut push: Vec<WireEntry> = Vec::new();
+        let mut wants: Vec<u64> = Vec::new();
+        let mut seen: Vec<u64> = Vec::new();
+        self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
+            let kh = key_hash(key);
+            if kh < lo || kh > hi {
+                return;
+            }
+            let mine: Vec<VersionRef<'_>> = versions.collect();
+            let Some(first) = mine.first() else { return };
+            let send = |v: &VersionRef<'_>, push: &mut Vec<WireEntry>| {
+                push.push(WireEntry { key: Bytes::copy_from_slice(key), version: v.to_owned() });
+            };
+            match their.get(&kh) {
+                None => mine.iter().for_each(|v| send(v, &mut push)),
+                Some((ts, vhs)) => {
+                    seen.push(kh);
+                    if first.ts > *ts {
+                        mine.iter().for_each(|v| send(v, &mut push));
+                    } else if first.ts < *ts {
+                        wants.push(kh);
+                    } else {
+                        let my_vhs: Vec<u32> =
+                            mine.iter().map(|v| version_hash(kh, *v) as u32).collect();
+                        for (v, vh) in mine.iter().zip(&my_vhs) {
+                            if !vhs.contains(vh) {
+                                send(v, &mut push);
+                            }
+                        }
+                        if vhs.iter().any(|vh| !my_vhs.contains(vh)) {
+                            wants.push(kh);
+                        }
+                    }
+                }
+            }
+        });
+        seen.sort_unstable();
+        for kh in their.keys() {
+            if seen.binary_search(kh).is_err() {
+                wants.push(*kh);
+            }
+        }
+        wants.retain(|kh| self.pending_wants.get(kh).is_none_or(|d| *d <= now));
+        wants.sort_unstable();
+        for kh in &wants {
+            self.pending_wants.insert(*kh, now + self.cfg.request_timeout_ms);
+        }
+        self.send_entries(from, exchange, &push);
+        self.send_wants(from, exchange, &wants);
+    }
+
+    fn merge_entries(&mut self, now: u64, entries: &[WireEntry], spread: bool) {
+        for e in entries {
+            let kh = key_hash(&e.key);
+            self.stats.versions_received += 1;
+            if self.cfg.record_receptions {
+                self.receptions.push((kh, version_hash(kh, e.version.as_ref()) as u32));
+            }
+            self.pending_wants.remove(&kh);
+            if self.replica.merge_remote(&e.key, e.version.as_ref(), now).changed() {
+                self.stats.versions_applied += 1;
+                if spread {
+                    let vh = version_hash(kh, e.version.as_ref()) as u32;
+                    self.make_hot(VersionId { kh, ts: e.version.ts, vh }, now);
+                }
+            }
+        }
+    }
+
+    fn start_bulk(&mut self, now: u64, peer: SocketAddr, exchange: u32, cursor: u32) {
+        self.stats.bulk_started += 1;
+        self.bulk = Some(Bulk { peer, cursor, deadline: now + self.cfg.interval_ms * 2 });
+        let msg = Message { from: self.id(), exchange, body: Body::BulkRequest { cursor } };
+        self.send(peer, Transport::Stream, wire::encode(&msg));
+    }
+
+    fn on_bulk_request(&mut self, from: SocketAddr, exchange: u32, cursor: u32) {
+        let store = self.replica.store();
+        let leaves = store.tree().leaves() as u32;
+        if cursor >= leaves {
+            self.stats.rejected += 1;
+            return;
+        }
+        let mut w = Writer::with_capacity(self.cfg.bulk_chunk_bytes + 1024);
+        let mut count = 0u64;
+        let mut leaf = cursor;
+        while leaf < leaves && w.buf.len() < self.cfg.bulk_chunk_bytes {
+            store.for_each_in_leaf(leaf as usize, |key, versions| {
+                for v in versions {
+                    w.entry_ref(key, v);
+                    count += 1;
+                }
+            });
+            leaf += 1;
+        }
+        let next = if leaf >= leaves { 0 } else { leaf };
+        let mut out = Writer::with_capacity(w.buf.len() + 32);
+        out.header(9, self.id(), exchange);
+        out.varint(u64::from(next));
+        out.varint(count);
+        out.buf.extend_from_slice(&w.buf);
+        self.send(from, Transport::Stream, out.buf);
+    }
+
+    fn on_bulk_chunk(&mut self, now: u64, from: SocketAddr, next: u32, entries: &[WireEntry]) {
+        let Some(mut b) = self.bulk else {
+            self.stats.rejected += 1;
+            return;
+        };
+        if b.peer != from {
+            self.stats.rejected += 1;
+            return;
+        }
+        self.merge_entries(now, entries, false);
+        if next == 0 || next <= b.cursor {
+            self.bulk = None;
+            return;
+        }
+        b.cursor = next;
+        b.deadline = now + self.cfg.interval_ms * 2;
+        self.bulk = Some(b);
+        let exchange = self.rng.next_u64() as u32;
+        let msg = Message { from: self.id(), exchange, body: Body::BulkRequest { cursor: next } };
+        self.send(from, Transport::Stream, wire::encode(&msg));
+    }
+}

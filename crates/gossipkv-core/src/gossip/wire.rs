@@ -1,0 +1,686 @@
+//! Where gossip bytes are made and read: the versioned binary encoding of every message.
+//!
+//! Hand-written rather than serde + postcard because gossip must *pack* datagrams to the MTU
+//! item by item in priority order, which needs each item's exact encoded size as it is
+//! appended, and because keys and values are sliced out of the received datagram (`Bytes`)
+//! without a copy. The format is small enough to specify in full (docs/protocol.md):
+//!
+//! ```text
+//! datagram := magic "gK" | version u8 (=1) | kind u8 | from varint | exchange varint | body
+//! varint   := LEB128, at most 10 bytes;   u64 / u32 / u16 := little-endian fixed width
+//! id       := key_hash u64 | ts u64 | version_hash u32                         (20 bytes)
+//! entry    := key_len varint | key | ts u64 | origin varint | tag u8 (0 value, 1 tombstone)
+//!             | [value_len varint | value]   (value only when tag = 0)
+//! ```
+//!
+//! Decoding never panics and never allocates more than the input can justify: every count is
+//! checked against the bytes that remain (each item takes at least one byte).
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::digest::TREE_ARITY;
+use crate::lww::{NodeId, Timestamp, Version, VersionRef};
+
+/// First two bytes of every gossip datagram.
+pub const MAGIC: [u8; 2] = *b"gK";
+/// Wire format version.
+pub const WIRE_VERSION: u8 = 1;
+/// Encoded size of a [`VersionId`].
+pub const ID_LEN: usize = 20;
+
+/// A compact name for one version of one key: enough to tell whether the receiver lacks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VersionId {
+    /// Stable hash of the key.
+    pub kh: u64,
+    /// The version's timestamp.
+    pub ts: Timestamp,
+    /// Low 32 bits of the version's stable hash (tells concurrent values apart).
+    pub vh: u32,
+}
+
+/// One key with one of its versions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireEntry {
+    /// The key.
+    pub key: Bytes,
+    /// The version.
+    pub version: Version,
+}
+
+/// What a message says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// Opens an exchange: the sender's root hash and key count, and its fresh versions.
+    Sync {
+        /// Root of the sender's digest tree.
+        root: u64,
+        /// Number of keys the sender holds (tombstones included).
+        keys: u64,
+        /// Fresh versions (rumors) the sender advertises.
+        haves: Vec<VersionId>,
+    },
+    /// Answers a `Sync`: the responder's root, count, fresh versions, and the keys it wants.
+    SyncAck {
+        /// Root of the responder's digest tree.
+        root: u64,
+        /// Number of keys the responder holds.
+        keys: u64,
+        /// Fresh versions the responder advertises.
+        haves: Vec<VersionId>,
+        /// Key hashes whose versions the responder asks for.
+        wants: Vec<u64>,
+    },
+    /// Descent step: the sender's hashes of the children of some nodes at `level`.
+    Tree {
+        /// Level of the parent nodes (0 = root).
+        level: u8,
+        /// `(parent index, hashes of its 16 children)`.
+        nodes: Vec<(u32, [u64; TREE_ARITY])>,
+    },
+    /// Descent answer: which children differ, as a 16-bit map per parent.
+    TreeAck {
+        /// Level of the parent nodes.
+        level: u8,
+        /// `(parent index, bitmap of differing children)`, non-zero maps only.
+        diffs: Vec<(u32, u16)>,
+    },
+    /// The sender's complete list of versions in `leaf` whose key hash is in `lo..=hi`.
+    Leaf {
+        /// Leaf index.
+        leaf: u32,
+        /// Lowest key hash covered.
+        lo: u64,
+        /// Highest key hash covered.
+        hi: u64,
+        /// Every version the sender keeps for keys in the range, sorted by key hash.
+        haves: Vec<VersionId>,
+    },
+    /// "Send me every version you keep of these keys."
+    Want {
+        /// Key hashes.
+        keys: Vec<u64>,
+    },
+    /// Versions, pushed or asked for.
+    Entries {
+        /// The versions.
+        entries: Vec<WireEntry>,
+    },
+    /// Bulk catch-up: "stream me your store from this leaf on" (sent as a stream message).
+    BulkRequest {
+        /// First leaf wanted.
+        cursor: u32,
+    },
+    /// One chunk of a bulk catch-up.
+    BulkChunk {
+        /// Next leaf to ask for, or 0 when the whole store was sent.
+        next: u32,
+        /// Versions of the leaves in this chunk.
+        entries: Vec<WireEntry>,
+    },
+}
+
+impl Body {
+    /// The kind byte on the wire.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Body::Sync { .. } => 1,
+            Body::SyncAck { .. } => 2,
+            Body::Tree { .. } => 3,
+            Body::TreeAck { .. } => 4,
+            Body::Leaf { .. } => 5,
+            Body::Want { .. } => 6,
+            Body::Entries { .. } => 7,
+            Body::BulkRequest { .. } => 8,
+            Body::BulkChunk { .. } => 9,
+        }
+    }
+
+    /// A short name for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        KIND_NAMES[usize::from(self.kind())]
+    }
+}
+
+/// Names of message kinds, indexed by kind byte (0 is unused).
+pub const KIND_NAMES: [&str; 10] = [
+    "invalid",
+    "sync",
+    "sync_ack",
+    "tree",
+    "tree_ack",
+    "leaf",
+    "want",
+    "entries",
+    "bulk_request",
+    "bulk_chunk",
+];
+
+/// A decoded message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Sender's node id.
+    pub from: NodeId,
+    /// Exchange id chosen by the initiator and echoed by every message of the exchange.
+    pub exchange: u32,
+    /// The content.
+    pub body: Body,
+}
+
+/// Why a datagram was refused. Every refusal is counted; none panics.
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Does not start with the gossip magic.
+    #[error("bad magic")]
+    BadMagic,
+    /// A wire version this build does not speak.
+    #[error("unsupported wire version {0}")]
+    Version(u8),
+    /// An unknown message kind.
+    #[error("unknown message kind {0}")]
+    Kind(u8),
+    /// Ended in the middle of a field.
+    #[error("truncated message")]
+    Truncated,
+    /// A varint longer than 10 bytes or overflowing its type.
+    #[error("malformed varint")]
+    Varint,
+    /// A count or length larger than the bytes that remain could hold.
+    #[error("length out of range")]
+    Length,
+    /// An unknown tag byte.
+    #[error("bad tag {0}")]
+    Tag(u8),
+    /// Bytes left over after the body.
+    #[error("trailing bytes")]
+    Trailing,
+}
+
+/// Appends encoded fields to a buffer.
+#[derive(Debug, Default)]
+pub struct Writer {
+    /// The bytes written so far.
+    pub buf: Vec<u8>,
+}
+
+/// Encoded length of a LEB128 varint.
+pub fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// Encoded length of an entry.
+pub fn entry_len(key: &[u8], v: &Version) -> usize {
+    let value = v.value.as_ref().map_or(0, |x| varint_len(x.len() as u64) + x.len());
+    varint_len(key.len() as u64) + key.len() + 8 + varint_len(u64::from(v.origin)) + 1 + value
+}
+
+impl Writer {
+    /// A writer with a capacity hint.
+    pub fn with_capacity(n: usize) -> Self {
+        Self { buf: Vec::with_capacity(n) }
+    }
+
+    /// Appends one byte.
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    /// Appends a little-endian u16.
+    pub fn u16(&mut self, v: u16) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends a little-endian u32.
+    pub fn u32(&mut self, v: u32) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends a little-endian u64.
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Appends a LEB128 varint.
+    pub fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.buf.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+    }
+
+    /// Appends length-prefixed bytes.
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.varint(b.len() as u64);
+        self.buf.extend_from_slice(b);
+    }
+
+    /// Appends a message header.
+    pub fn header(&mut self, kind: u8, from: NodeId, exchange: u32) {
+        self.buf.extend_from_slice(&MAGIC);
+        self.u8(WIRE_VERSION);
+        self.u8(kind);
+        self.varint(u64::from(from));
+        self.varint(u64::from(exchange));
+    }
+
+    /// Appends a version id.
+    pub fn id(&mut self, id: &VersionId) {
+        self.u64(id.kh);
+        self.u64(id.ts);
+        self.u32(id.vh);
+    }
+
+    /// Appends an entry.
+    pub fn entry(&mut self, key: &[u8], v: &Version) {
+        self.entry_ref(key, v.as_ref());
+    }
+
+    /// Appends an entry from a borrowed version.
+    pub fn entry_ref(&mut self, key: &[u8], v: VersionRef<'_>) {
+        self.bytes(key);
+        self.u64(v.ts);
+        self.varint(u64::from(v.origin));
+        match v.value {
+            Some(value) => {
+                self.u8(0);
+                self.bytes(value);
+            }
+            None => self.u8(1),
+        }
+    }
+}
+
+/// Reads fields from a received datagram; every method fails instead of panicking.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    src: &'a Bytes,
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `src`.
+    pub fn new(src: &'a Bytes) -> Self {
+        Self { src, pos: 0 }
+    }
+
+    /// Bytes not yet read.
+    pub fn remaining(&self) -> usize {
+        self.src.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let src: &'a [u8] = self.src;
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Length)?;
+        let s = src.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    /// Reads one byte.
+    pub fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// Reads a little-endian u16.
+    pub fn u16(&mut self) -> Result<u16, DecodeError> {
+        let b = self.take(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+
+    /// Reads a little-endian u32.
+    pub fn u32(&mut self) -> Result<u32, DecodeError> {
+        let mut a = [0; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+
+    /// Reads a little-endian u64.
+    pub fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut a = [0; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    /// Reads a LEB128 varint.
+    pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8()?;
+            let part = u64::from(b & 0x7f);
+            if i == 9 && part > 1 {
+                return Err(DecodeError::Varint);
+            }
+            v |= part << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::Varint)
+    }
+
+    /// Reads a varint that must fit a u32.
+    pub fn varint32(&mut self) -> Result<u32, DecodeError> {
+        u32::try_from(self.varint()?).map_err(|_| DecodeError::Varint)
+    }
+
+    /// Reads a count of items that each take at least `min_item` bytes.
+    pub fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
+        let n = self.varint()?;
+        let n = usize::try_from(n).map_err(|_| DecodeError::Length)?;
+        if n.saturating_mul(min_item.max(1)) > self.remaining() {
+            return Err(DecodeError::Length);
+        }
+        Ok(n)
+    }
+
+    /// Reads length-prefixed bytes as a zero-copy slice of the datagram.
+    pub fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+        let n = self.count(1)?;
+        let start = self.pos;
+        self.take(n)?;
+        Ok(self.src.slice(start..start + n))
+    }
+
+    /// Reads a version id.
+    pub fn id(&mut self) -> Result<VersionId, DecodeError> {
+        Ok(VersionId { kh: self.u64()?, ts: self.u64()?, vh: self.u32()? })
+    }
+
+    /// Reads an entry.
+    pub fn entry(&mut self) -> Result<WireEntry, DecodeError> {
+        let key = self.bytes()?;
+        let ts = self.u64()?;
+        let origin = self.varint32()?;
+        let value = match self.u8()? {
+            0 => Some(self.bytes()?),
+            1 => None,
+            t => return Err(DecodeError::Tag(t)),
+        };
+        Ok(WireEntry { key, version: Version { ts, origin, value } })
+    }
+
+    fn ids(&mut self) -> Result<Vec<VersionId>, DecodeError> {
+        let n = self.count(ID_LEN)?;
+        (0..n).map(|_| self.id()).collect()
+    }
+
+    fn hashes(&mut self) -> Result<Vec<u64>, DecodeError> {
+        let n = self.count(8)?;
+        (0..n).map(|_| self.u64()).collect()
+    }
+
+    fn entries(&mut self) -> Result<Vec<WireEntry>, DecodeError> {
+        // smallest entry: 1 (key len) + 8 (ts) + 1 (origin) + 1 (tag)
+        let n = self.count(11)?;
+        (0..n).map(|_| self.entry()).collect()
+    }
+}
+
+/// Encodes a whole message (used for small, fixed messages and by tests; gossip packs lists
+/// with [`Packer`]).
+pub fn encode(msg: &Message) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64);
+    w.header(msg.body.kind(), msg.from, msg.exchange);
+    match &msg.body {
+        Body::Sync { root, keys, haves } => {
+            w.u64(*root);
+            w.varint(*keys);
+            w.varint(haves.len() as u64);
+            haves.iter().for_each(|id| w.id(id));
+        }
+        Body::SyncAck { root, keys, haves, wants } => {
+            w.u64(*root);
+            w.varint(*keys);
+            w.varint(haves.len() as u64);
+            haves.iter().for_each(|id| w.id(id));
+            w.varint(wants.len() as u64);
+            wants.iter().for_each(|k| w.u64(*k));
+        }
+        Body::Tree { level, nodes } => {
+            w.u8(*level);
+            w.varint(nodes.len() as u64);
+            for (idx, hs) in nodes {
+                w.varint(u64::from(*idx));
+                hs.iter().for_each(|h| w.u64(*h));
+            }
+        }
+        Body::TreeAck { level, diffs } => {
+            w.u8(*level);
+            w.varint(diffs.len() as u64);
+            for (idx, map) in diffs {
+                w.varint(u64::from(*idx));
+                w.u16(*map);
+            }
+        }
+        Body::Leaf { leaf, lo, hi, haves } => {
+            w.varint(u64::from(*leaf));
+            w.u64(*lo);
+            w.u64(*hi);
+            w.varint(haves.len() as u64);
+            haves.iter().for_each(|id| w.id(id));
+        }
+        Body::Want { keys } => {
+            w.varint(keys.len() as u64);
+            keys.iter().for_each(|k| w.u64(*k));
+        }
+        Body::Entries { entries } => {
+            w.varint(entries.len() as u64);
+            entries.iter().for_each(|e| w.entry(&e.key, &e.version));
+        }
+        Body::BulkRequest { cursor } => w.varint(u64::from(*cursor)),
+        Body::BulkChunk { next, entries } => {
+            w.varint(u64::from(*next));
+            w.varint(entries.len() as u64);
+            entries.iter().for_each(|e| w.entry(&e.key, &e.version));
+        }
+    }
+    w.buf
+}
+
+/// Decodes one datagram. Never panics, whatever the bytes.
+pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
+    let mut r = Reader::new(src);
+    if r.take(2)? != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    let version = r.u8()?;
+    if version != WIRE_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let kind = r.u8()?;
+    let from = r.varint32()?;
+    let exchange = r.varint32()?;
+    let body = match kind {
+        1 => Body::Sync { root: r.u64()?, keys: r.varint()?, haves: r.ids()? },
+        2 => {
+            Body::SyncAck { root: r.u64()?, keys: r.varint()?, haves: r.ids()?, wants: r.hashes()? }
+        }
+        3 => {
+            let level = r.u8()?;
+            let n = r.count(1 + 8 * TREE_ARITY)?;
+            let mut nodes = Vec::with_capacity(n);
+            for _ in 0..n {
+                let idx = r.varint32()?;
+                let mut hs = [0u64; TREE_ARITY];
+                for h in &mut hs {
+                    *h = r.u64()?;
+                }
+                nodes.push((idx, hs));
+            }
+            Body::Tree { level, nodes }
+        }
+        4 => {
+            let level = r.u8()?;
+            let n = r.count(3)?;
+            let diffs = (0..n).map(|_| Ok((r.varint32()?, r.u16()?))).collect::<Result<_, _>>()?;
+            Body::TreeAck { level, diffs }
+        }
+        5 => Body::Leaf { leaf: r.varint32()?, lo: r.u64()?, hi: r.u64()?, haves: r.ids()? },
+        6 => Body::Want { keys: r.hashes()? },
+        7 => Body::Entries { entries: r.entries()? },
+        8 => Body::BulkRequest { cursor: r.varint32()? },
+        9 => Body::BulkChunk { next: r.varint32()?, entries: r.entries()? },
+        k => return Err(DecodeError::Kind(k)),
+    };
+    if r.remaining() != 0 {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(Message { from, exchange, body })
+}
+
+/// Packs a list-bodied message into as many datagrams as needed, none over `limit` bytes:
+/// `header | prefix | count varint | items`. Items are appended in priority order; when the
+/// next one does not fit, the datagram is finished and a new one started.
+#[derive(Debug)]
+pub struct Packer {
+    kind: u8,
+    from: NodeId,
+    exchange: u32,
+    prefix: Vec<u8>,
+    limit: usize,
+    items: Writer,
+    count: u64,
+    done: Vec<Vec<u8>>,
+}
+
+impl Packer {
+    /// A packer for messages of `kind` with a fixed `prefix` (fields before the list).
+    pub fn new(kind: u8, from: NodeId, exchange: u32, prefix: Vec<u8>, limit: usize) -> Self {
+        Self {
+            kind,
+            from,
+            exchange,
+            prefix,
+            limit,
+            items: Writer::default(),
+            count: 0,
+            done: Vec::new(),
+        }
+    }
+
+    fn overhead(&self, count: u64) -> usize {
+        // magic 2 + version 1 + kind 1 + varints + prefix + count varint
+        4 + varint_len(u64::from(self.from))
+            + varint_len(u64::from(self.exchange))
+            + self.prefix.len()
+            + varint_len(count)
+    }
+
+    /// Whether an item of `len` bytes fits in the current datagram.
+    pub fn fits(&self, len: usize) -> bool {
+        self.overhead(self.count + 1) + self.items.buf.len() + len <= self.limit
+    }
+
+    /// Appends an item of `len` encoded bytes written by `write`, starting a new datagram if
+    /// needed. Returns false (and writes nothing) if the item alone exceeds the limit.
+    pub fn push(&mut self, len: usize, write: impl FnOnce(&mut Writer)) -> bool {
+        if self.overhead(1) + len > self.limit {
+            return false;
+        }
+        if !self.fits(len) {
+            self.finish_one();
+        }
+        write(&mut self.items);
+        self.count += 1;
+        true
+    }
+
+    /// Items in the datagram being filled.
+    pub fn pending(&self) -> u64 {
+        self.count
+    }
+
+    fn finish_one(&mut self) {
+        let mut w = Writer::with_capacity(self.overhead(self.count) + self.items.buf.len());
+        w.header(self.kind, self.from, self.exchange);
+        w.buf.extend_from_slice(&self.prefix);
+        w.varint(self.count);
+        w.buf.append(&mut self.items.buf);
+        self.count = 0;
+        self.done.push(w.buf);
+    }
+
+    /// Finishes and returns every datagram; an empty list gives one datagram only if
+    /// `send_empty`.
+    pub fn finish(mut self, send_empty: bool) -> Vec<Vec<u8>> {
+        if self.count > 0 || (send_empty && self.done.is_empty()) {
+            self.finish_one();
+        }
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(body: Body) {
+        let msg = Message { from: 300, exchange: 7, body };
+        let bytes = Bytes::from(encode(&msg));
+        assert_eq!(decode(&bytes), Ok(msg));
+    }
+
+    #[test]
+    fn every_kind_roundtrips() {
+        let id = VersionId { kh: 1 << 63, ts: 99, vh: 7 };
+        let e = WireEntry { key: Bytes::from_static(b"k\r\n\0"), version: Version::put(5, 2, "v") };
+        let t = WireEntry { key: Bytes::from_static(b""), version: Version::tombstone(6, 0) };
+        roundtrip(Body::Sync { root: 1, keys: 2, haves: vec![id] });
+        roundtrip(Body::SyncAck { root: 1, keys: 0, haves: vec![], wants: vec![3, 4] });
+        roundtrip(Body::Tree { level: 2, nodes: vec![(5, [9; 16])] });
+        roundtrip(Body::TreeAck { level: 1, diffs: vec![(3, 0x8001)] });
+        roundtrip(Body::Leaf { leaf: 4095, lo: 0, hi: u64::MAX, haves: vec![id, id] });
+        roundtrip(Body::Want { keys: vec![u64::MAX] });
+        roundtrip(Body::Entries { entries: vec![e.clone(), t] });
+        roundtrip(Body::BulkRequest { cursor: 12 });
+        roundtrip(Body::BulkChunk { next: 0, entries: vec![e] });
+    }
+
+    #[test]
+    fn entry_len_matches_encoding() {
+        for v in [Version::put(u64::MAX, 70000, vec![1u8; 300]), Version::tombstone(1, 0)] {
+            let mut w = Writer::default();
+            w.entry(b"some-key", &v);
+            assert_eq!(w.buf.len(), entry_len(b"some-key", &v));
+        }
+    }
+
+    #[test]
+    fn packer_never_exceeds_limit_and_keeps_every_item() {
+        let mut p = Packer::new(6, 12345, 99999, Vec::new(), 100);
+        for k in 0..50u64 {
+            assert!(p.push(8, |w| w.u64(k)));
+        }
+        assert!(!p.push(200, |_| {}));
+        let dgrams = p.finish(false);
+        let mut all = Vec::new();
+        for d in &dgrams {
+            assert!(d.len() <= 100);
+            match decode(&Bytes::from(d.clone())).expect("valid").body {
+                Body::Want { keys } => all.extend(keys),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(all, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn hostile_inputs_are_refused_not_panicking() {
+        assert_eq!(decode(&Bytes::new()), Err(DecodeError::Truncated));
+        assert_eq!(decode(&Bytes::from_static(b"xx\x01\x01")), Err(DecodeError::BadMagic));
+        assert_eq!(decode(&Bytes::from_static(b"gK\x02\x01")), Err(DecodeError::Version(2)));
+        // a count claiming 2^60 items in a tiny datagram
+        let huge = b"gK\x01\x06\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x0f";
+        assert_eq!(decode(&Bytes::from_static(huge)), Err(DecodeError::Length));
+        // an overlong varint
+        let bad = b"gK\x01\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
+        assert_eq!(decode(&Bytes::from_static(bad)), Err(DecodeError::Varint));
+    }
+}

@@ -1,0 +1,207 @@
+//! An in-memory multi-node harness driving the sans-IO gossip core: fixed latency, seeded loss.
+//! It is the seed of the simulator; these tests pin the protocol's basic promises.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gossipkv_core::digest::TreeShape;
+use gossipkv_core::gossip::{GossipConfig, Node, Transport};
+use gossipkv_core::rng::Rng;
+use gossipkv_core::{ClockKind, Replica, StoreConfig, Version};
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(127, 1, (i >> 8) as u8, i as u8), 7000))
+}
+
+fn index(a: SocketAddr) -> usize {
+    match a {
+        SocketAddr::V4(v4) => {
+            let o = v4.ip().octets();
+            (usize::from(o[2]) << 8) | usize::from(o[3])
+        }
+        SocketAddr::V6(_) => unreachable!("harness uses v4"),
+    }
+}
+
+/// (deliver at, sequence, from, to, payload)
+type InFlight = Reverse<(u64, u64, usize, usize, Vec<u8>)>;
+
+struct Harness {
+    nodes: Vec<Node>,
+    queue: BinaryHeap<InFlight>,
+    seq: u64,
+    now: u64,
+    loss: f64,
+    rng: Rng,
+    received: Vec<u64>,
+}
+
+impl Harness {
+    fn new(n: usize, cfg: GossipConfig, loss: f64, seed: u64) -> Self {
+        let store = StoreConfig { shards_log2: 1, tree: TreeShape::new(2), max_concurrent: 4 };
+        let mut rng = Rng::new(seed);
+        let nodes = (0..n)
+            .map(|i| {
+                let peers = (0..n).filter(|&j| j != i).map(addr).collect();
+                let replica = Arc::new(Replica::new(i as u32, ClockKind::Hlc, store));
+                let phase = rng.below(cfg.interval_ms);
+                Node::new(replica, cfg, peers, seed ^ i as u64, phase)
+            })
+            .collect();
+        Self { nodes, queue: BinaryHeap::new(), seq: 0, now: 0, loss, rng, received: vec![0; n] }
+    }
+
+    fn flush(&mut self, i: usize) {
+        while let Some(t) = self.nodes[i].poll_transmit() {
+            let lossy = t.transport == Transport::Datagram;
+            if lossy && self.rng.chance(self.loss) {
+                continue;
+            }
+            self.seq += 1;
+            let at = self.now + 5 + self.rng.below(5);
+            self.queue.push(Reverse((at, self.seq, i, index(t.to), t.payload)));
+        }
+    }
+
+    /// Runs until `until` (virtual ms).
+    fn run_until(&mut self, until: u64) {
+        loop {
+            let next_tick = self.nodes.iter().map(Node::next_timeout).min().unwrap_or(u64::MAX);
+            let next_msg = self.queue.peek().map_or(u64::MAX, |Reverse(m)| m.0);
+            let t = next_tick.min(next_msg);
+            if t > until {
+                self.now = until;
+                return;
+            }
+            self.now = t;
+            if next_msg <= next_tick {
+                let Some(Reverse((_, _, from, to, payload))) = self.queue.pop() else { return };
+                self.received[to] += payload.len() as u64;
+                self.nodes[to].handle_datagram(self.now, addr(from), Bytes::from(payload));
+                self.flush(to);
+            } else {
+                for i in 0..self.nodes.len() {
+                    if self.nodes[i].next_timeout() <= self.now {
+                        self.nodes[i].handle_timeout(self.now);
+                        self.flush(i);
+                    }
+                }
+            }
+        }
+    }
+
+    fn converged(&self) -> bool {
+        let root = self.nodes[0].replica().store().root_hash();
+        self.nodes.iter().all(|n| n.replica().store().root_hash() == root)
+    }
+
+    /// Rounds (intervals) until every node has the same root; None if not within `max`.
+    fn rounds_to_converge(&mut self, max: u64) -> Option<u64> {
+        let interval = self.nodes[0].config().interval_ms;
+        let start = self.now;
+        for r in 1..=max {
+            self.run_until(start + r * interval);
+            if self.converged() {
+                return Some(r);
+            }
+        }
+        None
+    }
+}
+
+#[test]
+fn one_write_reaches_every_node_under_loss() {
+    let cfg = GossipConfig { fanout: 3, ..GossipConfig::default() };
+    let mut h = Harness::new(100, cfg, 0.1, 7);
+    h.run_until(2000);
+    let now = h.now;
+    h.nodes[17].put(b"hello", &b"world"[..], now);
+    let r = h.rounds_to_converge(20).expect("converges");
+    assert!(r <= 8, "took {r} rounds");
+    for n in &h.nodes {
+        assert_eq!(n.replica().get(b"hello").as_deref(), Some(&b"world"[..]));
+    }
+}
+
+#[test]
+fn conflicting_writes_and_ties_end_with_the_lww_winner_everywhere() {
+    let mut h = Harness::new(30, GossipConfig::default(), 0.1, 11);
+    h.run_until(1500);
+    // same key at three nodes in the same instant; two with an equal timestamp forced
+    for (i, v) in [(3usize, "pear"), (9, "apple"), (20, "zebra")] {
+        let now = h.now;
+        h.nodes[i].put(b"k", v.as_bytes().to_vec(), now);
+    }
+    let tie = Version::put(u64::MAX / 2, 5, &b"banana"[..]);
+    let tie2 = Version::put(u64::MAX / 2, 6, &b"apricot"[..]);
+    for (i, v) in [(5usize, &tie), (6, &tie2)] {
+        let now = h.now;
+        h.nodes[i].replica().merge_remote(b"t", v.as_ref(), now);
+        h.nodes[i].note_local_write(b"t", v, now);
+    }
+    // a delete that must win over older puts
+    let now = h.now;
+    h.nodes[1].put(b"gone", &b"x"[..], now);
+    h.run_until(h.now + 3000);
+    let now = h.now;
+    h.nodes[2].delete(b"gone", now);
+    assert!(h.rounds_to_converge(30).is_some());
+    for n in &h.nodes {
+        let r = n.replica();
+        assert_eq!(r.get(b"t").as_deref(), Some(&b"apricot"[..]));
+        let vs: Vec<_> = r.store().versions(b"t").into_iter().map(|v| v.origin).collect();
+        assert_eq!(vs, vec![6, 5], "both concurrent values kept, winner first");
+        assert_eq!(r.get(b"gone"), None);
+    }
+    let winner = h.nodes[0].replica().get(b"k");
+    assert!(winner.is_some());
+    assert!(h.nodes.iter().all(|n| n.replica().get(b"k") == winner));
+}
+
+#[test]
+fn divergent_stores_reconcile_through_the_digest_tree() {
+    // no rumors at all: only the digest descent can repair
+    let cfg = GossipConfig { rumor_rounds: 0, fanout: 1, ..GossipConfig::default() };
+    let mut h = Harness::new(2, cfg, 0.0, 3);
+    for i in 0..500u32 {
+        let v = Version::put(u64::from(i) + 1, 0, format!("value-{i}").into_bytes());
+        let key = format!("key-{i}");
+        let target = if i % 10 == 0 { 1 } else { 0 };
+        h.nodes[target].replica().merge_remote(key.as_bytes(), v.as_ref(), 0);
+        if i % 10 == 0 {
+            // and a newer version at node 0 for some keys node 1 also has
+            let newer = Version::put(u64::from(i) + 1000, 0, &b"newer"[..]);
+            h.nodes[0].replica().merge_remote(key.as_bytes(), newer.as_ref(), 0);
+        }
+    }
+    assert!(h.rounds_to_converge(60).is_some(), "no convergence");
+    assert_eq!(h.nodes[0].replica().store().snapshot(), h.nodes[1].replica().store().snapshot());
+    assert_eq!(h.nodes[1].replica().get(b"key-10").as_deref(), Some(&b"newer"[..]));
+}
+
+#[test]
+fn an_empty_node_catches_up_in_bulk() {
+    let cfg = GossipConfig { fanout: 1, ..GossipConfig::default() };
+    let mut h = Harness::new(2, cfg, 0.0, 5);
+    for i in 0..5000u32 {
+        let v = Version::put(1, 0, vec![b'v'; 32]);
+        h.nodes[0].replica().merge_remote(format!("key-{i:012}").as_bytes(), v.as_ref(), 0);
+    }
+    let r = h.rounds_to_converge(10).expect("bulk catch-up converges");
+    assert!(r <= 3, "{r} rounds");
+    assert!(h.nodes[1].stats().bulk_started >= 1);
+}
+
+#[test]
+fn garbage_is_counted_and_dropped() {
+    let mut h = Harness::new(2, GossipConfig::default(), 0.0, 1);
+    let junk: [&[u8]; 4] = [b"", b"gK", b"gK\x01\x07\x00\x00\x05", &[0xff; 2000]];
+    for j in junk {
+        h.nodes[0].handle_datagram(0, addr(1), Bytes::copy_from_slice(j));
+    }
+    assert_eq!(h.nodes[0].stats().decode_errors, 4);
+    assert!(h.nodes[0].poll_transmit().is_none());
+}
