@@ -45,6 +45,15 @@ pub fn version_hash(kh: u64, v: VersionRef<'_>) -> u64 {
     xxh3_64_with_seed(v.value.unwrap_or(&[]), seed)
 }
 
+/// A 32-bit fingerprint of a tree-node hash, salted per exchange. Descent messages carry
+/// these instead of full hashes: half the bytes, and because the salt changes with every
+/// exchange a collision (probability 2^-32 per comparison) can only delay a repair to the next
+/// exchange, never hide a difference for good.
+#[inline]
+pub fn short_hash(h: u64, salt: u64) -> u32 {
+    (mix(h ^ mix(salt ^ 0x5bd1_e995)) >> 32) as u32
+}
+
 /// Shape of the digest tree: `16^depth` leaves, keys assigned by the top bits of their hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TreeShape {

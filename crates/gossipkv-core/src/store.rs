@@ -128,6 +128,8 @@ struct Shard {
     /// First entry of each leaf this shard owns.
     heads: Box<[u32]>,
     leaf_hash: Box<[u64]>,
+    /// Keys per leaf.
+    leaf_keys: Box<[u32]>,
     total_hash: u64,
     tombstones: usize,
 }
@@ -147,6 +149,7 @@ impl Shard {
             extras: HashMap::new(),
             heads: vec![NONE; leaves].into_boxed_slice(),
             leaf_hash: vec![0; leaves].into_boxed_slice(),
+            leaf_keys: vec![0; leaves].into_boxed_slice(),
             total_hash: 0,
             tombstones: 0,
         }
@@ -182,6 +185,7 @@ impl Shard {
             let mut e = Entry::new(key, incoming);
             e.next = self.heads[local_leaf];
             self.heads[local_leaf] = pos;
+            self.leaf_keys[local_leaf] += 1;
             self.entries.push(e);
             let entries = &self.entries;
             self.index.insert_unique(index_hash(kh), pos, |&i| {
@@ -255,6 +259,7 @@ impl Shard {
             self.tombstones -= 1;
         }
         self.unlink(local_leaf, pos, self.entries[pos as usize].next);
+        self.leaf_keys[local_leaf] -= 1;
         if let Ok(slot) = self.index.find_entry(index_hash(kh), |&i| i == pos) {
             slot.remove();
         }
@@ -517,6 +522,12 @@ impl Store {
         self.shards[s].read().leaf_hash[l]
     }
 
+    /// Number of keys (tombstones included) in one leaf.
+    pub fn leaf_len(&self, leaf: usize) -> u32 {
+        let (s, l) = self.shard_of_leaf(leaf);
+        self.shards[s].read().leaf_keys[l]
+    }
+
     /// Hash of the tree node `index` at `level` (0 = root): XOR of its leaves' hashes.
     pub fn node_hash(&self, level: u32, index: usize) -> u64 {
         let range = self.cfg.tree.leaf_range(level, index);
@@ -702,6 +713,8 @@ mod tests {
             assert_eq!(s.versions(k.as_bytes()).len(), if i % 3 == 0 { 0 } else { 2 }, "{k}");
         }
         let mut seen = 0;
+        let counted: u32 = (0..s.tree().leaves()).map(|l| s.leaf_len(l)).sum();
+        assert_eq!(counted, 133);
         for leaf in 0..s.tree().leaves() {
             s.for_each_in_leaf(leaf, |_, vs| {
                 assert_eq!(vs.count(), 2);

@@ -182,6 +182,30 @@ fn divergent_stores_reconcile_through_the_digest_tree() {
     assert_eq!(h.nodes[1].replica().get(b"key-10").as_deref(), Some(&b"newer"[..]));
 }
 
+/// A node missing d entries is repaired with at most 2 × their encoded size + 16 KiB received
+/// (issue 3's bound): the side with fewer keys in a differing leaf sends the summary.
+#[test]
+fn repair_cost_follows_the_difference_not_the_store() {
+    for d in [1usize, 100, 1000] {
+        let cfg = GossipConfig { fanout: 1, ..GossipConfig::default() };
+        let mut h = Harness::new(2, cfg, 0.0, 3);
+        let mut missing = 0;
+        for i in 0..20_000usize {
+            let key = format!("key-{i:012}");
+            let v = Version::put(1 + i as u64, 0, vec![b'v'; 32]);
+            h.nodes[0].replica().merge_remote(key.as_bytes(), v.as_ref(), 0);
+            if i >= d {
+                h.nodes[1].replica().merge_remote(key.as_bytes(), v.as_ref(), 0);
+            } else {
+                missing += gossipkv_core::gossip::wire::entry_len(key.as_bytes(), &v);
+            }
+        }
+        assert!(h.rounds_to_converge(20).is_some(), "d={d}: no convergence");
+        let bound = 2 * missing as u64 + 16 * 1024;
+        assert!(h.received[1] <= bound, "d={d}: received {} > bound {bound}", h.received[1]);
+    }
+}
+
 #[test]
 fn an_empty_node_catches_up_in_bulk() {
     let cfg = GossipConfig { fanout: 1, ..GossipConfig::default() };

@@ -20,7 +20,9 @@
 //! A ↔ B  Want / Entries        each side pulls the rumors it lacks (values cross once)
 //! A → B  Tree     (only if roots differ) A's hashes of the root's 16 children
 //! B → A  TreeAck  bitmap of the children that differ;  repeat one level down, ≤ budget nodes
-//! A → B  Leaf     A's complete list of version ids in a differing leaf
+//!                 (at the last level, with B's key count of each differing leaf)
+//! A → B  Leaf     A's complete list of version ids in a differing leaf where A has fewer
+//!                 keys; else LeafRequest, and B sends its Leaf to A
 //! B → A  Entries  what A lacks in that leaf;  Want  what B lacks;  A → B Entries
 //! ```
 //!
@@ -34,13 +36,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hashbrown::HashMap;
 
-use crate::digest::{TREE_ARITY, key_hash, version_hash};
+use crate::digest::{TREE_ARITY, key_hash, short_hash, version_hash};
 use crate::gossip::wire::{
-    self, Body, ID_LEN, Message, Packer, VersionId, WireEntry, Writer, entry_len,
+    self, Body, ID_LEN, KINDS, LeafId, Message, Packer, VersionId, WireEntry, Writer, entry_len,
 };
 use crate::lww::{NodeId, Version, VersionRef};
 use crate::replica::Replica;
 use crate::rng::Rng;
+
+/// A node with fewer than `1 / BULK_RATIO` of its peer's keys catches up in bulk.
+const BULK_RATIO: u64 = 4;
 
 /// Tunables of the gossip protocol. Defaults follow docs/protocol.md.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,8 +60,10 @@ pub struct GossipConfig {
     pub rumor_rounds: u32,
     /// Most rumors kept at once (oldest dropped first; anti-entropy covers them).
     pub max_hot: usize,
-    /// Leaves reconciled per exchange when digests differ.
+    /// Most leaves reconciled per exchange when digests differ.
     pub leaves_per_exchange: usize,
+    /// Most bytes of leaf summaries one exchange sends (bounds bursts of datagrams).
+    pub summary_bytes_per_exchange: usize,
     /// Milliseconds before an unanswered request may be repeated to another peer.
     pub request_timeout_ms: u64,
     /// Bytes per bulk catch-up chunk (stream transport).
@@ -73,7 +80,8 @@ impl Default for GossipConfig {
             mtu: 1400,
             rumor_rounds: 3,
             max_hot: 4096,
-            leaves_per_exchange: 16,
+            leaves_per_exchange: 256,
+            summary_bytes_per_exchange: 64 * 1024,
             request_timeout_ms: 200,
             bulk_chunk_bytes: 256 * 1024,
             record_receptions: false,
@@ -107,13 +115,13 @@ pub struct NodeStats {
     /// Gossip rounds run.
     pub rounds: u64,
     /// Messages sent, by kind.
-    pub sent: [u64; 10],
+    pub sent: [u64; KINDS],
     /// Bytes sent, by kind.
-    pub sent_bytes: [u64; 10],
+    pub sent_bytes: [u64; KINDS],
     /// Messages received and decoded, by kind.
-    pub received: [u64; 10],
+    pub received: [u64; KINDS],
     /// Bytes received, by kind.
-    pub received_bytes: [u64; 10],
+    pub received_bytes: [u64; KINDS],
     /// Largest datagram sent.
     pub max_datagram: usize,
     /// Datagrams refused by the decoder.
@@ -140,7 +148,10 @@ struct Hot {
 struct Exchange {
     peer: SocketAddr,
     deadline: u64,
+    /// Leaves this exchange may still reconcile.
     budget: usize,
+    /// Bytes of leaf summaries this exchange may still send.
+    budget_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -171,8 +182,12 @@ pub struct Node {
     next_tick: u64,
     hot: VecDeque<Hot>,
     hot_cursor: usize,
-    pending_wants: HashMap<u64, u64>,
+    /// Keys asked for and not yet received: deadline, and whether a rumor named them (only
+    /// those are advertised on in turn; what anti-entropy repairs is old news).
+    pending_wants: HashMap<u64, (u64, bool)>,
     inflight_leaves: HashMap<u32, u64>,
+    /// Leaves we recently asked a peer to fill (so other peers' summaries wait).
+    wanted_leaves: HashMap<u32, u64>,
     exchanges: HashMap<u32, Exchange>,
     bulk: Option<Bulk>,
     outbox: VecDeque<Transmit>,
@@ -201,6 +216,7 @@ impl Node {
             hot_cursor: 0,
             pending_wants: HashMap::new(),
             inflight_leaves: HashMap::new(),
+            wanted_leaves: HashMap::new(),
             exchanges: HashMap::new(),
             bulk: None,
             outbox: VecDeque::new(),
@@ -261,6 +277,7 @@ impl Node {
         self.hot.clear();
         self.pending_wants.clear();
         self.inflight_leaves.clear();
+        self.wanted_leaves.clear();
         self.exchanges.clear();
         self.bulk = None;
         self.outbox.clear();
@@ -309,8 +326,9 @@ impl Node {
         self.stats.rounds += 1;
         self.hot.retain(|h| h.expires > now);
         self.hot_cursor = 0;
-        self.pending_wants.retain(|_, d| *d > now);
+        self.pending_wants.retain(|_, p| p.0 > now);
         self.inflight_leaves.retain(|_, d| *d > now);
+        self.wanted_leaves.retain(|_, d| *d > now);
         self.exchanges.retain(|_, x| x.deadline > now);
         if self.bulk.is_some_and(|b| b.deadline <= now) {
             self.bulk = None;
@@ -328,6 +346,7 @@ impl Node {
                     peer,
                     deadline: now + self.cfg.interval_ms,
                     budget: self.cfg.leaves_per_exchange,
+                    budget_bytes: self.cfg.summary_bytes_per_exchange,
                 },
             );
             let mut prefix = Writer::with_capacity(24);
@@ -367,7 +386,7 @@ impl Node {
     }
 
     fn send(&mut self, to: SocketAddr, transport: Transport, payload: Vec<u8>) {
-        let kind = usize::from(payload.get(3).copied().unwrap_or(0)).min(9);
+        let kind = usize::from(payload.get(3).copied().unwrap_or(0)).min(KINDS - 1);
         self.stats.sent[kind] += 1;
         self.stats.sent_bytes[kind] += payload.len() as u64;
         if transport == Transport::Datagram {
@@ -397,15 +416,19 @@ impl Node {
         self.stats.received_bytes[kind] += payload.len() as u64;
         let Message { exchange, body, .. } = msg;
         match body {
-            Body::Sync { haves, .. } => self.on_sync(now, from, exchange, &haves),
+            Body::Sync { keys, haves, .. } => self.on_sync(now, from, exchange, keys, &haves),
             Body::SyncAck { root, keys, haves, wants } => {
                 self.on_sync_ack(now, from, exchange, root, keys, &haves, &wants)
             }
             Body::Tree { level, nodes } => self.on_tree(from, exchange, level, &nodes),
-            Body::TreeAck { level, diffs } => self.on_tree_ack(now, from, exchange, level, &diffs),
-            Body::Leaf { leaf, lo, hi, haves } => {
-                self.on_leaf(now, from, exchange, leaf, lo, hi, &haves)
+            Body::TreeAck { level, diffs, counts } => {
+                self.on_tree_ack(now, from, exchange, level, &diffs, &counts)
             }
+            Body::LeafRequest { leaves } => self.on_leaf_request(from, exchange, &leaves),
+            Body::Leaf { leaf, lo, hi, ids } => {
+                self.on_leaf(now, from, exchange, leaf, lo, hi, &ids)
+            }
+            Body::WantLeaf { leaf, fps } => self.on_want_leaf(from, exchange, leaf, &fps),
             Body::Want { keys } => self.send_versions_of(from, exchange, &keys),
             Body::Entries { entries } => self.merge_entries(now, &entries, true),
             Body::BulkRequest { cursor } => self.on_bulk_request(from, exchange, cursor),
@@ -441,8 +464,8 @@ impl Node {
         for id in haves {
             match self.relation(id) {
                 Relation::Need => {
-                    if self.pending_wants.get(&id.kh).is_none_or(|d| *d <= now) {
-                        self.pending_wants.insert(id.kh, now + self.cfg.request_timeout_ms);
+                    if self.pending_wants.get(&id.kh).is_none_or(|p| p.0 <= now) {
+                        self.pending_wants.insert(id.kh, (now + self.cfg.request_timeout_ms, true));
                         wants.push(id.kh);
                     }
                 }
@@ -456,7 +479,14 @@ impl Node {
         push.dedup();
     }
 
-    fn on_sync(&mut self, now: u64, from: SocketAddr, exchange: u32, haves: &[VersionId]) {
+    fn on_sync(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        exchange: u32,
+        peer_keys: u64,
+        haves: &[VersionId],
+    ) {
         let (mut wants, mut push) = (Vec::new(), Vec::new());
         self.triage(now, haves, &mut wants, &mut push);
         let root = self.replica.store().root_hash();
@@ -481,6 +511,9 @@ impl Node {
             self.send_wants(from, exchange, &later);
         }
         self.send_versions_of(from, exchange, &push);
+        if keys.saturating_mul(BULK_RATIO) < peer_keys && self.bulk.is_none() {
+            self.start_bulk(now, from, exchange, 0);
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -512,18 +545,27 @@ impl Node {
             return;
         }
         let my_keys = self.key_count();
-        if my_keys.saturating_mul(2) < peer_keys && self.bulk.is_none() {
+        if my_keys.saturating_mul(BULK_RATIO) < peer_keys && self.bulk.is_none() {
             self.start_bulk(now, from, exchange, 0);
             return;
         }
         self.stats.descents += 1;
-        let hashes = store.children_hashes(0, 0);
-        let msg = Message {
-            from: self.id(),
-            exchange,
-            body: Body::Tree { level: 0, nodes: vec![(0, hashes)] },
-        };
-        self.send(from, Transport::Datagram, wire::encode(&msg));
+        self.send_tree(from, exchange, 0, &[0]);
+    }
+
+    /// Sends our salted fingerprints of the children of `parents` at `level`.
+    fn send_tree(&mut self, to: SocketAddr, exchange: u32, level: u32, parents: &[u32]) {
+        let salt = u64::from(exchange);
+        let mut p = Packer::new(3, self.id(), exchange, vec![level as u8], self.cfg.mtu);
+        for &idx in parents {
+            let hs = self.replica.store().children_hashes(level, idx as usize);
+            p.push(wire::varint_len(u64::from(idx)) + 2 * TREE_ARITY, |w| {
+                w.varint(u64::from(idx));
+                hs.iter().for_each(|h| w.u16(short_hash(*h, salt) as u16));
+            });
+        }
+        let dgrams = p.finish(false);
+        self.send_all(to, dgrams);
     }
 
     fn send_wants(&mut self, to: SocketAddr, exchange: u32, keys: &[u64]) {
@@ -579,7 +621,7 @@ impl Node {
         from: SocketAddr,
         exchange: u32,
         level: u8,
-        nodes: &[(u32, [u64; TREE_ARITY])],
+        nodes: &[(u32, [u16; TREE_ARITY])],
     ) {
         let tree = self.replica.store().tree();
         let level32 = u32::from(level);
@@ -587,29 +629,60 @@ impl Node {
             self.stats.rejected += 1;
             return;
         }
-        let mut p = Packer::new(4, self.id(), exchange, vec![level], self.cfg.mtu);
+        let at_leaves = level32 + 1 == tree.depth();
+        let salt = u64::from(exchange);
+        // (parent, map, counts of the differing leaves when the children are leaves)
+        let mut diffs: Vec<(u32, u16)> = Vec::new();
+        let mut counts: Vec<u32> = Vec::new();
+        let mut size = 0;
         for (idx, theirs) in nodes {
             if *idx as usize >= tree.nodes_at(level32) {
                 self.stats.rejected += 1;
                 continue;
             }
-            let mine = self.replica.store().children_hashes(level32, *idx as usize);
+            let store = self.replica.store();
+            let mine = store.children_hashes(level32, *idx as usize);
             let mut map = 0u16;
+            let mut item = wire::varint_len(u64::from(*idx)) + 2;
+            let first_count = counts.len();
             for c in 0..TREE_ARITY {
-                if mine[c] != theirs[c] {
+                if short_hash(mine[c], salt) as u16 != theirs[c] {
                     map |= 1 << c;
+                    if at_leaves {
+                        let n = store.leaf_len(*idx as usize * TREE_ARITY + c);
+                        item += wire::varint_len(u64::from(n));
+                        counts.push(n);
+                    }
                 }
             }
-            if map != 0 {
-                let idx = *idx;
-                p.push(wire::varint_len(u64::from(idx)) + 2, |w| {
-                    w.varint(u64::from(idx));
-                    w.u16(map);
-                });
+            if map == 0 {
+                continue;
             }
+            if size + item + 24 > self.cfg.mtu && !diffs.is_empty() {
+                let mine_counts = counts.split_off(first_count);
+                let body = Body::TreeAck {
+                    level,
+                    diffs: std::mem::take(&mut diffs),
+                    counts: std::mem::replace(&mut counts, mine_counts),
+                };
+                self.send(
+                    from,
+                    Transport::Datagram,
+                    wire::encode(&Message { from: self.id(), exchange, body }),
+                );
+                size = 0;
+            }
+            diffs.push((*idx, map));
+            size += item;
         }
-        let dgrams = p.finish(false);
-        self.send_all(from, dgrams);
+        if !diffs.is_empty() {
+            let body = Body::TreeAck { level, diffs, counts };
+            self.send(
+                from,
+                Transport::Datagram,
+                wire::encode(&Message { from: self.id(), exchange, body }),
+            );
+        }
     }
 
     fn on_tree_ack(
@@ -619,6 +692,7 @@ impl Node {
         exchange: u32,
         level: u8,
         diffs: &[(u32, u16)],
+        counts: &[u32],
     ) {
         let Some(mut x) = self.exchanges.get(&exchange).copied() else {
             self.stats.rejected += 1;
@@ -642,48 +716,82 @@ impl Node {
             }
         }
         let at_leaves = level + 1 == tree.depth();
-        if at_leaves {
-            children.retain(|l| self.inflight_leaves.get(l).is_none_or(|d| *d <= now));
+        // their key count per differing leaf, when they sent one per leaf
+        let mut theirs: Vec<Option<u32>> = vec![None; children.len()];
+        if at_leaves && counts.len() == children.len() {
+            theirs = counts.iter().map(|c| Some(*c)).collect();
         }
+        let mut pairs: Vec<(u32, Option<u32>)> = children.into_iter().zip(theirs).collect();
         // random choice among differing nodes, so concurrent exchanges spread over the tree
-        for i in (1..children.len()).rev() {
+        for i in (1..pairs.len()).rev() {
             let j = self.rng.below(i as u64 + 1) as usize;
-            children.swap(i, j);
+            pairs.swap(i, j);
         }
-        children.truncate(x.budget.max(1));
         if at_leaves {
-            x.budget = x.budget.saturating_sub(children.len());
-            self.exchanges.insert(exchange, x);
-            for leaf in children {
-                self.inflight_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
-                self.send_leaf(from, exchange, leaf);
-            }
+            self.reconcile_leaves(now, from, exchange, &mut x, pairs);
         } else {
-            let next = level + 1;
-            let mut p = Packer::new(3, self.id(), exchange, vec![next as u8], self.cfg.mtu);
-            for idx in children {
-                let hs = self.replica.store().children_hashes(next, idx as usize);
-                p.push(wire::varint_len(u64::from(idx)) + 8 * TREE_ARITY, |w| {
-                    w.varint(u64::from(idx));
-                    hs.iter().for_each(|h| w.u64(*h));
-                });
-            }
-            let dgrams = p.finish(false);
-            self.send_all(from, dgrams);
+            let mut nodes: Vec<u32> = pairs.into_iter().map(|(c, _)| c).collect();
+            nodes.truncate(x.budget.max(1));
+            self.send_tree(from, exchange, level + 1, &nodes);
         }
     }
 
-    /// Version ids of everything we keep in `leaf`, sorted by key hash.
-    fn leaf_ids(&self, leaf: usize) -> Vec<VersionId> {
-        let mut ids = Vec::new();
-        self.replica.store().for_each_in_leaf(leaf, |key, versions| {
-            let kh = key_hash(key);
-            for v in versions {
-                ids.push(VersionId { kh, ts: v.ts, vh: version_hash(kh, v) as u32 });
+    /// Reconciles up to the exchange's remaining budget of differing `leaves` (skipping leaves
+    /// already being reconciled with another peer). For each leaf the side holding fewer keys
+    /// sends its summary: ours directly, theirs through a `LeafRequest`. So a node that is
+    /// behind receives little more than the versions it lacks.
+    fn reconcile_leaves(
+        &mut self,
+        now: u64,
+        to: SocketAddr,
+        exchange: u32,
+        x: &mut Exchange,
+        mut leaves: Vec<(u32, Option<u32>)>,
+    ) {
+        leaves.retain(|(l, _)| self.inflight_leaves.get(l).is_none_or(|d| *d <= now));
+        let mut ask = Vec::new();
+        for (leaf, their_count) in leaves {
+            if x.budget == 0 || x.budget_bytes == 0 {
+                break;
             }
-        });
-        ids.sort_unstable_by_key(|id| (id.kh, id.ts, id.vh));
-        ids
+            self.inflight_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
+            x.budget -= 1;
+            match their_count {
+                Some(n) if n < self.replica.store().leaf_len(leaf as usize) => {
+                    ask.push(leaf);
+                    x.budget_bytes = x.budget_bytes.saturating_sub(n as usize * 10 + 40);
+                }
+                _ => {
+                    let sent = self.send_leaf(to, exchange, leaf);
+                    x.budget_bytes = x.budget_bytes.saturating_sub(sent);
+                }
+            }
+        }
+        self.exchanges.insert(exchange, *x);
+        if !ask.is_empty() {
+            let mut p = Packer::new(11, self.id(), exchange, Vec::new(), self.cfg.mtu);
+            for leaf in ask {
+                p.push(wire::varint_len(u64::from(leaf)), |w| w.varint(u64::from(leaf)));
+            }
+            let dgrams = p.finish(false);
+            self.send_all(to, dgrams);
+        }
+    }
+
+    /// Answers a `LeafRequest` with our summaries of the leaves (at most a budget's worth).
+    fn on_leaf_request(&mut self, from: SocketAddr, exchange: u32, leaves: &[u32]) {
+        let n = self.replica.store().tree().leaves();
+        let mut budget = self.cfg.summary_bytes_per_exchange;
+        for &leaf in leaves.iter().take(self.cfg.leaves_per_exchange) {
+            if leaf as usize >= n {
+                self.stats.rejected += 1;
+                continue;
+            }
+            if budget == 0 {
+                break;
+            }
+            budget = budget.saturating_sub(self.send_leaf(from, exchange, leaf));
+        }
     }
 
     fn leaf_bounds(&self, leaf: u32) -> (u64, u64) {
@@ -692,38 +800,68 @@ impl Node {
         (lo, lo | (u64::MAX >> (64 - shift)))
     }
 
-    /// Sends our complete summary of `leaf`, split into datagrams by key-hash ranges.
-    fn send_leaf(&mut self, to: SocketAddr, exchange: u32, leaf: u32) {
-        let ids = self.leaf_ids(leaf as usize);
+    /// Sends our complete summary of `leaf` (salted fingerprints), split into datagrams by
+    /// key-hash ranges so that each datagram is a complete statement about its range.
+    /// Returns the bytes sent.
+    fn send_leaf(&mut self, to: SocketAddr, exchange: u32, leaf: u32) -> usize {
+        let mut sent = 0;
+        let salt = u64::from(exchange);
+        // (key hash, ts, fingerprints), sorted by key hash so ranges can be cut
+        let mut ids: Vec<(u64, LeafId)> = Vec::new();
+        self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
+            let kh = key_hash(key);
+            let fp = short_hash(kh, salt);
+            for v in versions {
+                let vfp = short_hash(version_hash(kh, v), salt) as u16;
+                ids.push((kh, LeafId { fp, ts: v.ts, vfp }));
+            }
+        });
+        ids.sort_unstable_by_key(|(kh, id)| (*kh, id.ts, id.vfp));
+        let base = ids.iter().map(|(_, id)| id.ts).min().unwrap_or(0);
         let (leaf_lo, leaf_hi) = self.leaf_bounds(leaf);
-        let head = 4 + 5 + 5 + 5 + 16 + 3;
-        let per = (self.cfg.mtu.saturating_sub(head) / ID_LEN).max(1);
+        let head = 4 + 5 + 5 + 5 + 8 * 3 + 3;
+        let room = self.cfg.mtu.saturating_sub(head);
         let mut start = 0;
         let mut lo = leaf_lo;
         loop {
-            let mut end = (start + per).min(ids.len());
-            // never split one key's versions across two ranges
-            while end < ids.len() && end > start && ids[end].kh == ids[end - 1].kh {
-                end -= 1;
+            // fill by exact size, never splitting one key's versions across two ranges
+            let mut end = start;
+            let mut used = 0;
+            while end < ids.len() {
+                let key_end = ids[end..]
+                    .iter()
+                    .position(|(kh, _)| *kh != ids[end].0)
+                    .map_or(ids.len(), |p| end + p);
+                let size: usize = ids[end..key_end]
+                    .iter()
+                    .map(|(_, id)| 6 + wire::varint_len(id.ts - base))
+                    .sum();
+                if used + size > room && end > start {
+                    break;
+                }
+                used += size;
+                end = key_end;
             }
-            if end == start && end < ids.len() {
-                end = (start + per).min(ids.len());
-            }
-            let hi = if end < ids.len() { ids[end].kh - 1 } else { leaf_hi };
+            let hi = if end < ids.len() { ids[end].0 - 1 } else { leaf_hi };
+            let chunk = ids[start..end].iter().map(|(_, id)| *id).collect();
             let msg = Message {
                 from: self.id(),
                 exchange,
-                body: Body::Leaf { leaf, lo, hi, haves: ids[start..end].to_vec() },
+                body: Body::Leaf { leaf, lo, hi, ids: chunk },
             };
-            self.send(to, Transport::Datagram, wire::encode(&msg));
+            let bytes = wire::encode(&msg);
+            sent += bytes.len();
+            self.send(to, Transport::Datagram, bytes);
             if end >= ids.len() {
-                break;
+                return sent;
             }
             start = end;
-            lo = ids[end].kh;
+            lo = ids[end].0;
         }
     }
 
+    /// Compares a peer's summary of part of a leaf with ours: pushes what it lacks, asks for
+    /// what we lack.
     #[allow(clippy::too_many_arguments)]
     fn on_leaf(
         &mut self,
@@ -733,82 +871,110 @@ impl Node {
         leaf: u32,
         lo: u64,
         hi: u64,
-        theirs: &[VersionId],
+        theirs: &[LeafId],
     ) {
         let tree = self.replica.store().tree();
-        let (leaf_lo, leaf_hi) = if (leaf as usize) < tree.leaves() {
-            self.leaf_bounds(leaf)
-        } else {
+        if leaf as usize >= tree.leaves() {
             self.stats.rejected += 1;
             return;
-        };
+        }
+        let (leaf_lo, leaf_hi) = self.leaf_bounds(leaf);
         if lo > hi || lo < leaf_lo || hi > leaf_hi {
             self.stats.rejected += 1;
             return;
         }
-        // theirs, grouped by key hash: (max ts, version hashes)
-        let mut their: HashMap<u64, (u64, Vec<u32>)> = HashMap::with_capacity(theirs.len());
+        let salt = u64::from(exchange);
+        // theirs, grouped by key fingerprint: (max ts, version fingerprints at that ts)
+        let mut their: HashMap<u32, (u64, Vec<u16>)> = HashMap::with_capacity(theirs.len());
         for id in theirs {
-            if id.kh < lo || id.kh > hi {
-                continue;
-            }
-            let e = their.entry(id.kh).or_insert((id.ts, Vec::new()));
+            let e = their.entry(id.fp).or_insert((id.ts, Vec::new()));
             if id.ts > e.0 {
                 *e = (id.ts, Vec::new());
             }
             if id.ts == e.0 {
-                e.1.push(id.vh);
+                e.1.push(id.vfp);
             }
         }
         let mut push: Vec<WireEntry> = Vec::new();
-        let mut wants: Vec<u64> = Vec::new();
-        let mut seen: Vec<u64> = Vec::new();
+        let mut wants: Vec<u32> = Vec::new();
+        let mut seen: Vec<u32> = Vec::new();
         self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
             let kh = key_hash(key);
             if kh < lo || kh > hi {
                 return;
             }
+            let fp = short_hash(kh, salt);
             let mine: Vec<VersionRef<'_>> = versions.collect();
             let Some(first) = mine.first() else { return };
             let send = |v: &VersionRef<'_>, push: &mut Vec<WireEntry>| {
                 push.push(WireEntry { key: Bytes::copy_from_slice(key), version: v.to_owned() });
             };
-            match their.get(&kh) {
+            match their.get(&fp) {
                 None => mine.iter().for_each(|v| send(v, &mut push)),
-                Some((ts, vhs)) => {
-                    seen.push(kh);
+                Some((ts, vfps)) => {
+                    seen.push(fp);
                     if first.ts > *ts {
                         mine.iter().for_each(|v| send(v, &mut push));
                     } else if first.ts < *ts {
-                        wants.push(kh);
+                        wants.push(fp);
                     } else {
-                        let my_vhs: Vec<u32> =
-                            mine.iter().map(|v| version_hash(kh, *v) as u32).collect();
-                        for (v, vh) in mine.iter().zip(&my_vhs) {
-                            if !vhs.contains(vh) {
+                        let my_vfps: Vec<u16> = mine
+                            .iter()
+                            .map(|v| short_hash(version_hash(kh, *v), salt) as u16)
+                            .collect();
+                        for (v, vfp) in mine.iter().zip(&my_vfps) {
+                            if !vfps.contains(vfp) {
                                 send(v, &mut push);
                             }
                         }
-                        if vhs.iter().any(|vh| !my_vhs.contains(vh)) {
-                            wants.push(kh);
+                        if vfps.iter().any(|f| !my_vfps.contains(f)) {
+                            wants.push(fp);
                         }
                     }
                 }
             }
         });
         seen.sort_unstable();
-        for kh in their.keys() {
-            if seen.binary_search(kh).is_err() {
-                wants.push(*kh);
+        for fp in their.keys() {
+            if seen.binary_search(fp).is_err() {
+                wants.push(*fp);
             }
         }
-        wants.retain(|kh| self.pending_wants.get(kh).is_none_or(|d| *d <= now));
-        wants.sort_unstable();
-        for kh in &wants {
-            self.pending_wants.insert(*kh, now + self.cfg.request_timeout_ms);
-        }
         self.send_entries(from, exchange, &push);
-        self.send_wants(from, exchange, &wants);
+        // one peer at a time fills a leaf for us; others' summaries of it wait their turn
+        if !wants.is_empty() && self.wanted_leaves.get(&leaf).is_none_or(|d| *d <= now) {
+            self.wanted_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
+            wants.sort_unstable();
+            let mut prefix = Writer::default();
+            prefix.varint(u64::from(leaf));
+            let mut p = Packer::new(10, self.id(), exchange, prefix.buf, self.cfg.mtu);
+            for fp in wants {
+                p.push(4, |w| w.u32(fp));
+            }
+            let dgrams = p.finish(false);
+            self.send_all(from, dgrams);
+        }
+    }
+
+    /// Answers a `WantLeaf`: every version of the keys in `leaf` with those fingerprints.
+    fn on_want_leaf(&mut self, from: SocketAddr, exchange: u32, leaf: u32, fps: &[u32]) {
+        if leaf as usize >= self.replica.store().tree().leaves() {
+            self.stats.rejected += 1;
+            return;
+        }
+        let salt = u64::from(exchange);
+        let mut fps = fps.to_vec();
+        fps.sort_unstable();
+        let mut entries = Vec::new();
+        self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
+            if fps.binary_search(&short_hash(key_hash(key), salt)).is_ok() {
+                let key = Bytes::copy_from_slice(key);
+                entries.extend(
+                    versions.map(|v| WireEntry { key: key.clone(), version: v.to_owned() }),
+                );
+            }
+        });
+        self.send_entries(from, exchange, &entries);
     }
 
     fn merge_entries(&mut self, now: u64, entries: &[WireEntry], spread: bool) {
@@ -818,10 +984,10 @@ impl Node {
             if self.cfg.record_receptions {
                 self.receptions.push((kh, version_hash(kh, e.version.as_ref()) as u32));
             }
-            self.pending_wants.remove(&kh);
+            let rumor = self.pending_wants.remove(&kh).is_some_and(|p| p.1);
             if self.replica.merge_remote(&e.key, e.version.as_ref(), now).changed() {
                 self.stats.versions_applied += 1;
-                if spread {
+                if spread && rumor {
                     let vh = version_hash(kh, e.version.as_ref()) as u32;
                     self.make_hot(VersionId { kh, ts: e.version.ts, vh }, now);
                 }

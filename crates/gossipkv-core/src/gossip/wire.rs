@@ -9,6 +9,7 @@
 //! datagram := magic "gK" | version u8 (=1) | kind u8 | from varint | exchange varint | body
 //! varint   := LEB128, at most 10 bytes;   u64 / u32 / u16 := little-endian fixed width
 //! id       := key_hash u64 | ts u64 | version_hash u32                         (20 bytes)
+//! leaf id  := short(key_hash) u32 | ts - base varint | short(version_hash) u16  (~10 bytes)
 //! entry    := key_len varint | key | ts u64 | origin varint | tag u8 (0 value, 1 tombstone)
 //!             | [value_len varint | value]   (value only when tag = 0)
 //! ```
@@ -38,6 +39,17 @@ pub struct VersionId {
     pub ts: Timestamp,
     /// Low 32 bits of the version's stable hash (tells concurrent values apart).
     pub vh: u32,
+}
+
+/// One version in a `Leaf` summary, fingerprinted with the exchange's salt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LeafId {
+    /// `digest::short_hash(key_hash, exchange)`.
+    pub fp: u32,
+    /// The version's timestamp (sent as a delta from the message's smallest).
+    pub ts: Timestamp,
+    /// Low 16 bits of `digest::short_hash(version_hash, exchange)`.
+    pub vfp: u16,
 }
 
 /// One key with one of its versions.
@@ -72,12 +84,13 @@ pub enum Body {
         /// Key hashes whose versions the responder asks for.
         wants: Vec<u64>,
     },
-    /// Descent step: the sender's hashes of the children of some nodes at `level`.
+    /// Descent step: the sender's hashes of the children of some nodes at `level`, as
+    /// 16-bit fingerprints salted by the exchange id (`digest::short_hash`, low 16 bits).
     Tree {
         /// Level of the parent nodes (0 = root).
         level: u8,
-        /// `(parent index, hashes of its 16 children)`.
-        nodes: Vec<(u32, [u64; TREE_ARITY])>,
+        /// `(parent index, fingerprints of its 16 children)`.
+        nodes: Vec<(u32, [u16; TREE_ARITY])>,
     },
     /// Descent answer: which children differ, as a 16-bit map per parent.
     TreeAck {
@@ -85,8 +98,17 @@ pub enum Body {
         level: u8,
         /// `(parent index, bitmap of differing children)`, non-zero maps only.
         diffs: Vec<(u32, u16)>,
+        /// When the children are leaves: the responder's key count of each differing leaf,
+        /// in the order of `diffs` and their bits (so the side with fewer keys summarises).
+        counts: Vec<u32>,
     },
-    /// The sender's complete list of versions in `leaf` whose key hash is in `lo..=hi`.
+    /// "Send me your summaries (`Leaf`) of these leaves": the initiator holds more keys there.
+    LeafRequest {
+        /// Leaf indices.
+        leaves: Vec<u32>,
+    },
+    /// The sender's complete list of versions in `leaf` whose key hash is in `lo..=hi`, as
+    /// fingerprints salted by the exchange id (about 10 bytes a version instead of 20).
     Leaf {
         /// Leaf index.
         leaf: u32,
@@ -94,13 +116,21 @@ pub enum Body {
         lo: u64,
         /// Highest key hash covered.
         hi: u64,
-        /// Every version the sender keeps for keys in the range, sorted by key hash.
-        haves: Vec<VersionId>,
+        /// Every version the sender keeps for keys in the range.
+        ids: Vec<LeafId>,
     },
     /// "Send me every version you keep of these keys."
     Want {
         /// Key hashes.
         keys: Vec<u64>,
+    },
+    /// "Send me every version you keep of the keys in `leaf` with these salted key
+    /// fingerprints" (the answer to a `Leaf`, whose fingerprints name the keys).
+    WantLeaf {
+        /// Leaf index.
+        leaf: u32,
+        /// `digest::short_hash(key_hash, exchange)` of each key wanted.
+        fps: Vec<u32>,
     },
     /// Versions, pushed or asked for.
     Entries {
@@ -134,6 +164,8 @@ impl Body {
             Body::Entries { .. } => 7,
             Body::BulkRequest { .. } => 8,
             Body::BulkChunk { .. } => 9,
+            Body::WantLeaf { .. } => 10,
+            Body::LeafRequest { .. } => 11,
         }
     }
 
@@ -143,8 +175,11 @@ impl Body {
     }
 }
 
+/// Number of kind bytes in use, plus one (kind 0 is unused).
+pub const KINDS: usize = 12;
+
 /// Names of message kinds, indexed by kind byte (0 is unused).
-pub const KIND_NAMES: [&str; 10] = [
+pub const KIND_NAMES: [&str; KINDS] = [
     "invalid",
     "sync",
     "sync_ack",
@@ -155,6 +190,8 @@ pub const KIND_NAMES: [&str; 10] = [
     "entries",
     "bulk_request",
     "bulk_chunk",
+    "want_leaf",
+    "leaf_request",
 ];
 
 /// A decoded message.
@@ -448,23 +485,40 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             w.varint(nodes.len() as u64);
             for (idx, hs) in nodes {
                 w.varint(u64::from(*idx));
-                hs.iter().for_each(|h| w.u64(*h));
+                hs.iter().for_each(|h| w.u16(*h));
             }
         }
-        Body::TreeAck { level, diffs } => {
+        Body::TreeAck { level, diffs, counts } => {
             w.u8(*level);
             w.varint(diffs.len() as u64);
             for (idx, map) in diffs {
                 w.varint(u64::from(*idx));
                 w.u16(*map);
             }
+            w.varint(counts.len() as u64);
+            counts.iter().for_each(|c| w.varint(u64::from(*c)));
         }
-        Body::Leaf { leaf, lo, hi, haves } => {
+        Body::LeafRequest { leaves } => {
+            w.varint(leaves.len() as u64);
+            leaves.iter().for_each(|l| w.varint(u64::from(*l)));
+        }
+        Body::Leaf { leaf, lo, hi, ids } => {
             w.varint(u64::from(*leaf));
             w.u64(*lo);
             w.u64(*hi);
-            w.varint(haves.len() as u64);
-            haves.iter().for_each(|id| w.id(id));
+            let base = ids.iter().map(|i| i.ts).min().unwrap_or(0);
+            w.u64(base);
+            w.varint(ids.len() as u64);
+            for id in ids {
+                w.u32(id.fp);
+                w.varint(id.ts - base);
+                w.u16(id.vfp);
+            }
+        }
+        Body::WantLeaf { leaf, fps } => {
+            w.varint(u64::from(*leaf));
+            w.varint(fps.len() as u64);
+            fps.iter().for_each(|f| w.u32(*f));
         }
         Body::Want { keys } => {
             w.varint(keys.len() as u64);
@@ -504,13 +558,13 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
         }
         3 => {
             let level = r.u8()?;
-            let n = r.count(1 + 8 * TREE_ARITY)?;
+            let n = r.count(1 + 2 * TREE_ARITY)?;
             let mut nodes = Vec::with_capacity(n);
             for _ in 0..n {
                 let idx = r.varint32()?;
-                let mut hs = [0u64; TREE_ARITY];
+                let mut hs = [0u16; TREE_ARITY];
                 for h in &mut hs {
-                    *h = r.u64()?;
+                    *h = r.u16()?;
                 }
                 nodes.push((idx, hs));
             }
@@ -520,9 +574,31 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
             let level = r.u8()?;
             let n = r.count(3)?;
             let diffs = (0..n).map(|_| Ok((r.varint32()?, r.u16()?))).collect::<Result<_, _>>()?;
-            Body::TreeAck { level, diffs }
+            let n = r.count(1)?;
+            let counts = (0..n).map(|_| r.varint32()).collect::<Result<_, _>>()?;
+            Body::TreeAck { level, diffs, counts }
         }
-        5 => Body::Leaf { leaf: r.varint32()?, lo: r.u64()?, hi: r.u64()?, haves: r.ids()? },
+        5 => {
+            let (leaf, lo, hi, base) = (r.varint32()?, r.u64()?, r.u64()?, r.u64()?);
+            let n = r.count(7)?;
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                let fp = r.u32()?;
+                let ts = base.checked_add(r.varint()?).ok_or(DecodeError::Varint)?;
+                ids.push(LeafId { fp, ts, vfp: r.u16()? });
+            }
+            Body::Leaf { leaf, lo, hi, ids }
+        }
+        11 => {
+            let n = r.count(1)?;
+            Body::LeafRequest { leaves: (0..n).map(|_| r.varint32()).collect::<Result<_, _>>()? }
+        }
+        10 => {
+            let leaf = r.varint32()?;
+            let n = r.count(4)?;
+            let fps = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+            Body::WantLeaf { leaf, fps }
+        }
         6 => Body::Want { keys: r.hashes()? },
         7 => Body::Entries { entries: r.entries()? },
         8 => Body::BulkRequest { cursor: r.varint32()? },
@@ -635,8 +711,15 @@ mod tests {
         roundtrip(Body::Sync { root: 1, keys: 2, haves: vec![id] });
         roundtrip(Body::SyncAck { root: 1, keys: 0, haves: vec![], wants: vec![3, 4] });
         roundtrip(Body::Tree { level: 2, nodes: vec![(5, [9; 16])] });
-        roundtrip(Body::TreeAck { level: 1, diffs: vec![(3, 0x8001)] });
-        roundtrip(Body::Leaf { leaf: 4095, lo: 0, hi: u64::MAX, haves: vec![id, id] });
+        roundtrip(Body::Tree { level: 0, nodes: vec![] });
+        roundtrip(Body::TreeAck { level: 1, diffs: vec![(3, 0x8001)], counts: vec![] });
+        roundtrip(Body::TreeAck { level: 2, diffs: vec![(3, 0x8001)], counts: vec![0, 300] });
+        roundtrip(Body::LeafRequest { leaves: vec![0, 4095] });
+        let lid = LeafId { fp: 3, ts: u64::MAX - 5, vfp: 9 };
+        let lid2 = LeafId { fp: 4, ts: 17, vfp: 1 };
+        roundtrip(Body::Leaf { leaf: 4095, lo: 0, hi: u64::MAX, ids: vec![lid, lid2] });
+        roundtrip(Body::Leaf { leaf: 0, lo: 0, hi: 0, ids: vec![] });
+        roundtrip(Body::WantLeaf { leaf: 9, fps: vec![1, u32::MAX] });
         roundtrip(Body::Want { keys: vec![u64::MAX] });
         roundtrip(Body::Entries { entries: vec![e.clone(), t] });
         roundtrip(Body::BulkRequest { cursor: 12 });
