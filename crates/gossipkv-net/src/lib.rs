@@ -1,0 +1,250 @@
+//! Where gossip bytes hit the wire: a tokio driver of the sans-IO [`Node`].
+//!
+//! One task per node owns the `Node` (no lock around it) and loops on four inputs: a UDP
+//! datagram, a message that arrived on the stream listener, a local write reported by the
+//! RESP server, and the node's timer. After each input it drains [`Node::poll_transmit`]:
+//! datagrams go out on the UDP socket, stream messages on a short-lived TCP connection to the
+//! peer's gossip address (same port number as its UDP socket). There is no protocol logic
+//! here: this file only moves bytes and reads the clock.
+//!
+//! Fault injection (`drop_rate`): every datagram is dropped with that probability when sent
+//! and again when received, and a stream message fails with that probability when sent, so
+//! the brief's "10% of gossip lost" scenario runs on real sockets. Drops are counted.
+//!
+//! Stream framing: `u32 length (LE) | u8 address length | sender's gossip address (UTF-8) |
+//! message`. The address lets the receiver answer to the gossip port, not the ephemeral one.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transmit, Transport};
+use gossipkv_core::rng::Rng;
+use gossipkv_core::{Replica, Version};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// Largest stream message accepted (a bulk chunk is about `bulk_chunk_bytes`).
+pub const MAX_STREAM_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// Largest datagram read (anything larger than the MTU is refused by the node anyway).
+const RECV_BUFFER: usize = 64 * 1024;
+
+/// How one node's gossip runs.
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Gossip address: UDP socket and TCP stream listener share it.
+    pub gossip_addr: SocketAddr,
+    /// Potential peers' gossip addresses (some may never answer).
+    pub peers: Vec<SocketAddr>,
+    /// Protocol tunables.
+    pub gossip: GossipConfig,
+    /// Probability of dropping each datagram on send and again on receive.
+    pub drop_rate: f64,
+    /// Seed for the node's protocol randomness and the fault injector.
+    pub seed: u64,
+}
+
+/// Counters of the transport, readable while the node runs.
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    /// Datagrams dropped on purpose when sending.
+    pub dropped_send: AtomicU64,
+    /// Datagrams dropped on purpose when receiving.
+    pub dropped_recv: AtomicU64,
+    /// Stream messages failed on purpose.
+    pub dropped_stream: AtomicU64,
+    /// Real send or connect errors.
+    pub io_errors: AtomicU64,
+    /// Stream frames refused (too large, bad address).
+    pub bad_frames: AtomicU64,
+}
+
+/// What the running driver shares with the rest of the node (INFO, metrics).
+#[derive(Debug, Default)]
+pub struct GossipStatus {
+    /// The protocol's counters, refreshed after every input.
+    pub stats: Mutex<NodeStats>,
+    /// Transport counters.
+    pub net: NetCounters,
+}
+
+/// Milliseconds since the UNIX epoch: the physical time handed to the protocol core.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Binds the UDP socket (with a large receive buffer, so bursts are not lost in the kernel)
+/// and the TCP stream listener on `addr`.
+pub async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    // best effort: the kernel caps it at net.core.rmem_max
+    let _ = sock.set_recv_buffer_size(4 * 1024 * 1024);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    let udp = UdpSocket::from_std(sock.into())?;
+    let bound = udp.local_addr()?;
+    let tcp = TcpListener::bind(bound).await?;
+    Ok((udp, tcp))
+}
+
+/// Runs one node's gossip until `shutdown` resolves. `writes` carries the local writes the
+/// RESP server made (so they spread as rumors).
+pub async fn run(
+    replica: Arc<Replica>,
+    cfg: NetConfig,
+    udp: UdpSocket,
+    stream: TcpListener,
+    mut writes: mpsc::UnboundedReceiver<(Bytes, Version)>,
+    status: Arc<GossipStatus>,
+    shutdown: impl std::future::Future,
+) -> io::Result<()> {
+    let udp = Arc::new(udp);
+    let me = cfg.gossip_addr;
+    let start = now_ms();
+    let mut faults = Rng::new(cfg.seed ^ 0xfa17_fa17);
+    // spread nodes' rounds over the interval
+    let phase = faults.below(cfg.gossip.interval_ms.max(1));
+    let mut node = Node::new(replica, cfg.gossip, cfg.peers.clone(), cfg.seed, start + phase);
+    let (stream_tx, mut stream_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
+    let acceptor = tokio::spawn(accept_streams(stream, stream_tx, Arc::clone(&status)));
+    let mut buf = vec![0u8; RECV_BUFFER];
+    tokio::pin!(shutdown);
+    loop {
+        let wait = node.next_timeout().saturating_sub(now_ms());
+        tokio::select! {
+            _ = &mut shutdown => break,
+            r = udp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    if faults.chance(cfg.drop_rate) {
+                        status.net.dropped_recv.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        node.handle_datagram(now_ms(), from, Bytes::copy_from_slice(&buf[..n]));
+                    }
+                }
+                Err(e) => {
+                    // e.g. ICMP port unreachable surfacing on Linux: a peer is down
+                    debug!(error = %e, "udp receive error");
+                    status.net.io_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            Some((from, msg)) = stream_rx.recv() => node.handle_datagram(now_ms(), from, msg),
+            Some((key, v)) = writes.recv() => node.note_local_write(&key, &v, now_ms()),
+            () = tokio::time::sleep(Duration::from_millis(wait)) => node.handle_timeout(now_ms()),
+        }
+        while let Some(t) = node.poll_transmit() {
+            send(&udp, me, t, &mut faults, cfg.drop_rate, &status);
+        }
+        *status.stats.lock() = node.stats().clone();
+    }
+    acceptor.abort();
+    Ok(())
+}
+
+fn send(
+    udp: &Arc<UdpSocket>,
+    me: SocketAddr,
+    t: Transmit,
+    faults: &mut Rng,
+    drop_rate: f64,
+    status: &Arc<GossipStatus>,
+) {
+    match t.transport {
+        Transport::Datagram => {
+            if faults.chance(drop_rate) {
+                status.net.dropped_send.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // Non-blocking: a full socket buffer is a lost datagram, like any other loss.
+            if udp.try_send_to(&t.payload, t.to).is_err() {
+                status.net.io_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Transport::Stream => {
+            if faults.chance(drop_rate) {
+                status.net.dropped_stream.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let status = Arc::clone(status);
+            tokio::spawn(async move {
+                if let Err(e) = send_stream(me, t.to, &t.payload).await {
+                    debug!(peer = %t.to, error = %e, "stream send failed");
+                    status.net.io_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    }
+}
+
+async fn send_stream(me: SocketAddr, to: SocketAddr, payload: &[u8]) -> io::Result<()> {
+    let addr = me.to_string();
+    let mut conn = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(to))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "stream connect timed out"))??;
+    let mut frame = BytesMut::with_capacity(5 + addr.len() + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&[addr.len() as u8]);
+    frame.extend_from_slice(addr.as_bytes());
+    frame.extend_from_slice(payload);
+    conn.write_all(&frame).await?;
+    conn.shutdown().await
+}
+
+async fn accept_streams(
+    listener: TcpListener,
+    tx: mpsc::Sender<(SocketAddr, Bytes)>,
+    status: Arc<GossipStatus>,
+) {
+    loop {
+        let Ok((conn, _)) = listener.accept().await else { continue };
+        let tx = tx.clone();
+        let status = Arc::clone(&status);
+        tokio::spawn(async move {
+            if let Err(e) = read_stream(conn, &tx).await {
+                debug!(error = %e, "bad stream frame");
+                status.net.bad_frames.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+}
+
+async fn read_stream(
+    mut conn: TcpStream,
+    tx: &mpsc::Sender<(SocketAddr, Bytes)>,
+) -> io::Result<()> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    loop {
+        let mut head = [0u8; 5];
+        match conn.read_exact(&mut head).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len > MAX_STREAM_MESSAGE {
+            return Err(bad("stream message too large"));
+        }
+        let mut addr = vec![0u8; usize::from(head[4])];
+        conn.read_exact(&mut addr).await?;
+        let from: SocketAddr = std::str::from_utf8(&addr)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("bad sender address"))?;
+        let mut msg = vec![0u8; len];
+        conn.read_exact(&mut msg).await?;
+        if tx.send((from, Bytes::from(msg))).await.is_err() {
+            warn!("gossip driver gone; dropping stream message");
+            return Ok(());
+        }
+    }
+}
