@@ -1,0 +1,295 @@
+//! The command table and dispatch: look the name up (case-insensitively, without
+//! allocating), check arity and authentication, call the handler. Handlers live one file per
+//! family, as in mini-redis:
+//!
+//! - [`connection`]: PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT.
+//! - [`strings`]: GET, SET, MGET, MSET, DEL, EXISTS (Redis's string commands).
+//! - [`lww`]: PUT and VERSIONS, gossipkv's own (timestamps and concurrent values).
+//! - [`keyspace`]: DBSIZE, SCAN, KEYS.
+//! - [`server`]: INFO, CONFIG, COMMAND.
+//!
+//! Errors follow Redis's wording (`-ERR unknown command 'foo', with args beginning with: ...`,
+//! `-ERR wrong number of arguments for 'get' command`), so client libraries recognise them.
+
+pub(crate) mod connection;
+pub(crate) mod keyspace;
+pub(crate) mod lww;
+pub(crate) mod server;
+pub(crate) mod strings;
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gossipkv_core::{Timestamp, VersionRef};
+
+use crate::resp::{Request, reply};
+use crate::server::Shared;
+
+/// Per-connection state commands can see and change.
+#[derive(Debug)]
+pub(crate) struct Client {
+    pub(crate) id: u64,
+    pub(crate) peer: Option<SocketAddr>,
+    pub(crate) local: Option<SocketAddr>,
+    pub(crate) name: Option<Vec<u8>>,
+    pub(crate) lib_name: Option<Vec<u8>>,
+    pub(crate) lib_ver: Option<Vec<u8>>,
+    pub(crate) authenticated: bool,
+    pub(crate) connected_at: std::time::Instant,
+    /// Physical time read once per batch of pipelined requests (see [`Ctx::now_ms`]).
+    pub(crate) batch_now: Option<u64>,
+}
+
+impl Client {
+    pub(crate) fn new(
+        shared: &Shared,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            id: shared.next_client_id(),
+            peer,
+            local,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            authenticated: shared.config.requirepass.is_none(),
+            connected_at: std::time::Instant::now(),
+            batch_now: None,
+        }
+    }
+}
+
+/// What a handler gets: the shared state, its client, and the output buffer to reply into.
+pub(crate) struct Ctx<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) client: &'a mut Client,
+    pub(crate) out: &'a mut Vec<u8>,
+}
+
+impl Ctx<'_> {
+    /// Physical time for this batch's timestamps, read from the wall clock at most once per
+    /// batch (the HLC still gives each write a distinct, increasing timestamp).
+    pub(crate) fn now_ms(&mut self) -> u64 {
+        *self.client.batch_now.get_or_insert_with(now_ms)
+    }
+}
+
+/// Whether the connection goes on after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    /// Flush the replies, then close (QUIT).
+    Close,
+}
+
+type Handler = fn(&mut Ctx<'_>, &Request<'_>) -> Flow;
+
+/// One command: what `COMMAND` reports about it, and its handler.
+pub(crate) struct Spec {
+    /// Lower-case name, as Redis reports it.
+    pub(crate) name: &'static str,
+    /// Redis arity: `n` exactly n arguments (name included), `-n` at least n.
+    pub(crate) arity: i32,
+    pub(crate) flags: &'static [&'static str],
+    /// First key argument, last key argument (-1: the last argument), step.
+    pub(crate) keys: (i32, i32, i32),
+    /// Allowed before AUTH when a password is set.
+    pub(crate) no_auth: bool,
+    pub(crate) handler: Handler,
+}
+
+impl Spec {
+    fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let a = i64::from(self.arity);
+        if a >= 0 { argc == a } else { argc >= -a }
+    }
+}
+
+const fn spec(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    handler: Handler,
+) -> Spec {
+    Spec { name, arity, flags, keys, no_auth: false, handler }
+}
+
+const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
+const ONE_KEY: (i32, i32, i32) = (1, 1, 1);
+const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
+const RO: &[&str] = &["readonly", "fast"];
+const WR: &[&str] = &["write", "denyoom"];
+const ADMIN: &[&str] = &["loading", "stale"];
+
+static PING: Spec = spec("ping", -1, &["fast", "stale"], NO_KEYS, connection::ping);
+static ECHO: Spec = spec("echo", 2, &["fast"], NO_KEYS, connection::echo);
+static QUIT: Spec =
+    Spec { no_auth: true, ..spec("quit", -1, &["fast"], NO_KEYS, connection::quit) };
+static SELECT: Spec = spec("select", 2, &["fast"], NO_KEYS, connection::select);
+static AUTH: Spec =
+    Spec { no_auth: true, ..spec("auth", -2, &["fast"], NO_KEYS, connection::auth) };
+static HELLO: Spec =
+    Spec { no_auth: true, ..spec("hello", -1, &["fast"], NO_KEYS, connection::hello) };
+static CLIENT: Spec = spec("client", -2, ADMIN, NO_KEYS, connection::client);
+static GET: Spec = spec("get", 2, RO, ONE_KEY, strings::get);
+static SET: Spec = spec("set", -3, WR, ONE_KEY, strings::set);
+static MGET: Spec = spec("mget", -2, RO, ALL_KEYS, strings::mget);
+static MSET: Spec = spec("mset", -3, WR, (1, -1, 2), strings::mset);
+static DEL: Spec = spec("del", -2, &["write"], ALL_KEYS, strings::del);
+static EXISTS: Spec = spec("exists", -2, RO, ALL_KEYS, strings::exists);
+static PUT: Spec = spec("put", 3, WR, ONE_KEY, lww::put);
+static VERSIONS: Spec = spec("versions", 2, RO, ONE_KEY, lww::versions);
+static DBSIZE: Spec = spec("dbsize", 1, RO, NO_KEYS, keyspace::dbsize);
+static SCAN: Spec = spec("scan", -2, &["readonly"], NO_KEYS, keyspace::scan);
+static KEYS: Spec = spec("keys", 2, &["readonly"], NO_KEYS, keyspace::keys);
+static INFO: Spec = spec("info", -1, ADMIN, NO_KEYS, server::info);
+static CONFIG: Spec = spec("config", -2, ADMIN, NO_KEYS, server::config);
+static COMMAND: Spec = spec("command", -1, ADMIN, NO_KEYS, server::command);
+
+/// Every command, in `COMMAND` order.
+pub(crate) static ALL: &[&Spec] = &[
+    &GET, &SET, &MGET, &MSET, &DEL, &EXISTS, &PUT, &VERSIONS, &DBSIZE, &SCAN, &KEYS, &PING, &ECHO,
+    &QUIT, &SELECT, &AUTH, &HELLO, &CLIENT, &INFO, &CONFIG, &COMMAND,
+];
+
+/// Finds a command by name, case-insensitively, without allocating.
+pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    let mut buf = [0u8; 8];
+    let up = buf.get_mut(..name.len())?;
+    up.copy_from_slice(name);
+    up.make_ascii_uppercase();
+    Some(match &*up {
+        b"GET" => &GET,
+        b"SET" => &SET,
+        b"MGET" => &MGET,
+        b"MSET" => &MSET,
+        b"DEL" => &DEL,
+        b"EXISTS" => &EXISTS,
+        b"PUT" => &PUT,
+        b"VERSIONS" => &VERSIONS,
+        b"DBSIZE" => &DBSIZE,
+        b"SCAN" => &SCAN,
+        b"KEYS" => &KEYS,
+        b"PING" => &PING,
+        b"ECHO" => &ECHO,
+        b"QUIT" => &QUIT,
+        b"SELECT" => &SELECT,
+        b"AUTH" => &AUTH,
+        b"HELLO" => &HELLO,
+        b"CLIENT" => &CLIENT,
+        b"INFO" => &INFO,
+        b"CONFIG" => &CONFIG,
+        b"COMMAND" => &COMMAND,
+        _ => return None,
+    })
+}
+
+/// Runs one request and appends its reply to `ctx.out`.
+pub(crate) fn dispatch(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
+    let Some(spec) = lookup(req.arg(0)) else {
+        unknown_command(ctx.out, req);
+        return Flow::Continue;
+    };
+    if !spec.arity_ok(req.len()) {
+        wrong_arity(ctx.out, spec.name);
+        return Flow::Continue;
+    }
+    if !ctx.client.authenticated && !spec.no_auth {
+        reply::error(ctx.out, b"NOAUTH Authentication required.");
+        return Flow::Continue;
+    }
+    (spec.handler)(ctx, req)
+}
+
+/// Redis's reply to an unknown command, arguments quoted and cut at about 128 bytes.
+fn unknown_command(out: &mut Vec<u8>, req: &Request<'_>) {
+    let name = req.arg(0);
+    out.extend_from_slice(b"-ERR unknown command '");
+    let start = out.len();
+    out.extend_from_slice(&name[..name.len().min(128)]);
+    out.extend_from_slice(b"', with args beginning with: ");
+    let args_start = out.len();
+    for a in req.iter().skip(1) {
+        let used = out.len() - args_start;
+        if used >= 128 {
+            break;
+        }
+        out.push(b'\'');
+        out.extend_from_slice(&a[..a.len().min(128 - used)]);
+        out.extend_from_slice(b"' ");
+    }
+    for b in &mut out[start..] {
+        if *b == b'\r' || *b == b'\n' {
+            *b = b' ';
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `-ERR wrong number of arguments for 'name' command`.
+pub(crate) fn wrong_arity(out: &mut Vec<u8>, name: &str) {
+    reply::error_fmt(out, format_args!("ERR wrong number of arguments for '{name}' command"));
+}
+
+/// `-ERR syntax error`.
+pub(crate) fn syntax_error(out: &mut Vec<u8>) {
+    reply::error(out, b"ERR syntax error");
+}
+
+/// `-ERR value is not an integer or out of range`.
+pub(crate) fn not_an_integer(out: &mut Vec<u8>) {
+    reply::error(out, b"ERR value is not an integer or out of range");
+}
+
+/// `-ERR unknown subcommand 'x'. Try NAME HELP.`
+pub(crate) fn unknown_subcommand(out: &mut Vec<u8>, sub: &[u8], cmd: &str) {
+    let sub = String::from_utf8_lossy(&sub[..sub.len().min(128)]);
+    reply::error_fmt(out, format_args!("ERR unknown subcommand '{sub}'. Try {cmd} HELP."));
+}
+
+/// Physical time for timestamps: milliseconds since the UNIX epoch (0 if the clock is
+/// before it; the HLC stays monotonic regardless).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A local write: a fresh timestamp from the node's clock, merged into the store, then told
+/// to the observer. The same as `Replica::put`/`delete` minus building an owned `Version`
+/// (which would copy the value into a `Bytes` before the store copies it again).
+pub(crate) fn write_local(ctx: &mut Ctx<'_>, key: &[u8], value: Option<&[u8]>) -> Timestamp {
+    let now = ctx.now_ms();
+    let shared = ctx.shared;
+    let replica = &*shared.replica;
+    let ts = replica.clock().issue(now);
+    let v = VersionRef { ts, origin: replica.id(), value };
+    replica.store().merge(key, v);
+    shared.observer.on_local_write(key, v);
+    ts
+}
+
+/// Whether `a` equals `b` ignoring ASCII case (`b` upper-case).
+#[inline]
+pub(crate) fn is(a: &[u8], upper: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(upper)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_found_by_its_name_in_any_case() {
+        for s in ALL {
+            let found = lookup(s.name.as_bytes()).map(|f| f.name);
+            assert_eq!(found, Some(s.name));
+            let up = s.name.to_ascii_uppercase();
+            assert_eq!(lookup(up.as_bytes()).map(|f| f.name), Some(s.name));
+        }
+        assert!(lookup(b"nope").is_none());
+        assert!(lookup(b"").is_none());
+        assert!(lookup(b"a-very-long-command-name").is_none());
+    }
+}

@@ -1,0 +1,111 @@
+//! The seams through which the rest of the node (the gossip layer, built separately) plugs
+//! into the client-facing server: [`WriteObserver`] hears about every local write, and
+//! [`InfoSource`] adds lines to `INFO`. Both default to doing nothing.
+
+use std::fmt::{self, Write as _};
+
+use bytes::Bytes;
+use gossipkv_core::{Version, VersionRef};
+
+/// Told about every write a client makes at this node (`SET`, `PUT`, `MSET`, `DEL`), after it
+/// was merged into the local store, so the gossip layer can spread it as a fresh rumor.
+///
+/// Called on the connection's task, inline with the command: keep it short and never block
+/// (push to a channel or a queue). The version is borrowed to keep the hot path free of
+/// allocations when nobody listens; call [`VersionRef::to_owned`] to keep it.
+pub trait WriteObserver: Send + Sync + 'static {
+    /// `key` now has the local version `version` (a tombstone for `DEL`).
+    fn on_local_write(&self, key: &[u8], version: VersionRef<'_>);
+}
+
+/// The default observer: ignores every write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopObserver;
+
+impl WriteObserver for NoopObserver {
+    #[inline]
+    fn on_local_write(&self, _key: &[u8], _version: VersionRef<'_>) {}
+}
+
+/// Any `Fn(key, version)` closure is an observer (handy in tests).
+impl<F> WriteObserver for F
+where
+    F: Fn(&[u8], VersionRef<'_>) + Send + Sync + 'static,
+{
+    fn on_local_write(&self, key: &[u8], version: VersionRef<'_>) {
+        self(key, version)
+    }
+}
+
+/// An unbounded channel is an observer: each write is sent as an owned `(key, version)`. A
+/// closed channel drops writes silently (the gossip layer is gone).
+impl WriteObserver for tokio::sync::mpsc::UnboundedSender<(Bytes, Version)> {
+    fn on_local_write(&self, key: &[u8], version: VersionRef<'_>) {
+        let _ = self.send((Bytes::copy_from_slice(key), version.to_owned()));
+    }
+}
+
+/// Adds fields to `INFO` (`INFO replication`, `INFO gossip`). Called on the connection's task
+/// each time a client asks: keep it to reading counters.
+pub trait InfoSource: Send + Sync + 'static {
+    /// Extra lines for the `# Replication` section (after the node's own fields).
+    fn replication(&self, _section: &mut InfoSection) {}
+
+    /// Lines for the `# Gossip` section (peers, rounds, bytes, convergence...).
+    fn gossip(&self, _section: &mut InfoSection) {}
+}
+
+/// The default info source: adds nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoInfo;
+
+impl InfoSource for NoInfo {}
+
+/// One section of an `INFO` reply being built: `name:value` lines.
+#[derive(Debug, Default)]
+pub struct InfoSection {
+    text: String,
+}
+
+impl InfoSection {
+    /// An empty section.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `name:value`. CR, LF (and `:` in the name) are replaced by spaces / `_` so a
+    /// field can never break the reply's line structure.
+    pub fn field(&mut self, name: &str, value: impl fmt::Display) {
+        self.text.extend(name.chars().map(|c| match c {
+            ':' | '\r' | '\n' => '_',
+            c => c,
+        }));
+        let vstart = self.text.len() + 1;
+        // Writing into a String cannot fail.
+        let _ = write!(self.text, ":{value}");
+        if self.text[vstart..].contains(['\r', '\n']) {
+            let v = self.text[vstart..].replace(['\r', '\n'], " ");
+            self.text.truncate(vstart);
+            self.text.push_str(&v);
+        }
+        self.text.push_str("\r\n");
+    }
+
+    /// The lines so far, each ending in CRLF.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_stay_on_one_line() {
+        let mut s = InfoSection::new();
+        s.field("peers", 3);
+        s.field("bad:name\r\n", "a\r\nb");
+        assert_eq!(s.as_str(), "peers:3\r\nbad_name__:a  b\r\n");
+    }
+}

@@ -1,0 +1,190 @@
+//! A RESP2 frame as a value: build one, encode it, decode one. The server's hot path writes
+//! replies with [`super::reply`] instead; this type serves tests, tools and clients (and is the
+//! decoder the raw-protocol tests read replies with).
+
+use bytes::Bytes;
+
+use super::parse::{Limits, ProtocolError, parse_integer};
+use super::reply;
+
+/// Nesting limit of [`Frame::decode`]: deeper arrays are refused rather than recursed into.
+pub const MAX_DEPTH: usize = 32;
+
+/// One RESP2 frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// `+text` (one line).
+    Simple(Bytes),
+    /// `-CODE message` (one line).
+    Error(Bytes),
+    /// `:n`.
+    Integer(i64),
+    /// `$len` bytes (binary-safe).
+    Bulk(Bytes),
+    /// `$-1`, the null bulk string.
+    Null,
+    /// `*n` frames.
+    Array(Vec<Frame>),
+    /// `*-1`, the null array.
+    NullArray,
+}
+
+impl Frame {
+    /// A request as clients send it: an array of bulk strings.
+    pub fn command<I, A>(args: I) -> Frame
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<[u8]>,
+    {
+        Frame::Array(
+            args.into_iter().map(|a| Frame::Bulk(Bytes::copy_from_slice(a.as_ref()))).collect(),
+        )
+    }
+
+    /// Appends the encoding of this frame to `out`. CR/LF inside simple strings and errors
+    /// become spaces (see [`super::reply`]).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Frame::Simple(s) => reply::simple(out, s),
+            Frame::Error(s) => reply::error(out, s),
+            Frame::Integer(n) => reply::integer(out, *n),
+            Frame::Bulk(b) => reply::bulk(out, b),
+            Frame::Null => reply::null(out),
+            Frame::Array(items) => {
+                reply::array_len(out, items.len());
+                for f in items {
+                    f.encode(out);
+                }
+            }
+            Frame::NullArray => reply::null_array(out),
+        }
+    }
+
+    /// The encoding of this frame.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out);
+        out
+    }
+
+    /// Decodes one frame from the front of `buf`: `Ok(Some((frame, bytes used)))`, or
+    /// `Ok(None)` if `buf` holds only part of one. Not incremental (a partial frame is parsed
+    /// again from its start next time), which is fine for replies in tests and tools; the
+    /// server parses requests with [`super::Parser`]. Lengths are bounded by `limits`,
+    /// nesting by [`MAX_DEPTH`].
+    pub fn decode(buf: &[u8], limits: &Limits) -> Result<Option<(Frame, usize)>, ProtocolError> {
+        decode_at(buf, 0, limits, 0)
+    }
+}
+
+/// The line starting at `start`, without its CRLF, and the offset after the CRLF.
+fn line<'a>(
+    buf: &'a [u8],
+    start: usize,
+    limits: &Limits,
+) -> Result<Option<(&'a [u8], usize)>, ProtocolError> {
+    let hay = buf.get(start..).unwrap_or(&[]);
+    match hay.iter().position(|&b| b == b'\r') {
+        None if hay.len() > limits.max_inline_len => Err(ProtocolError::InlineTooBig),
+        None => Ok(None),
+        Some(i) => match hay.get(i + 1) {
+            None => Ok(None),
+            Some(b'\n') => Ok(Some((&hay[..i], start + i + 2))),
+            Some(_) => Err(ProtocolError::InvalidInteger),
+        },
+    }
+}
+
+fn decode_at(
+    buf: &[u8],
+    at: usize,
+    limits: &Limits,
+    depth: usize,
+) -> Result<Option<(Frame, usize)>, ProtocolError> {
+    let Some(&kind) = buf.get(at) else { return Ok(None) };
+    let Some((text, next)) = line(buf, at + 1, limits)? else { return Ok(None) };
+    let int = || parse_integer(text).ok_or(ProtocolError::InvalidInteger);
+    let frame = match kind {
+        b'+' => Frame::Simple(Bytes::copy_from_slice(text)),
+        b'-' => Frame::Error(Bytes::copy_from_slice(text)),
+        b':' => Frame::Integer(int()?),
+        b'$' => {
+            let n = int()?;
+            if n == -1 {
+                return Ok(Some((Frame::Null, next)));
+            }
+            let len = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= limits.max_bulk_len)
+                .ok_or(ProtocolError::InvalidBulkLength)?;
+            let end = next.saturating_add(len);
+            let (Some(data), Some(term)) =
+                (buf.get(next..end), buf.get(end..end.saturating_add(2)))
+            else {
+                return Ok(None);
+            };
+            if term != b"\r\n" {
+                return Err(ProtocolError::MissingBulkTerminator);
+            }
+            return Ok(Some((Frame::Bulk(Bytes::copy_from_slice(data)), end + 2)));
+        }
+        b'*' => {
+            let n = int()?;
+            if n == -1 {
+                return Ok(Some((Frame::NullArray, next)));
+            }
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= limits.max_array_len)
+                .ok_or(ProtocolError::InvalidMultibulkLength)?;
+            if depth >= MAX_DEPTH {
+                return Err(ProtocolError::TooDeep(MAX_DEPTH));
+            }
+            let mut items = Vec::with_capacity(n.min(1024));
+            let mut pos = next;
+            for _ in 0..n {
+                let Some((f, end)) = decode_at(buf, pos, limits, depth + 1)? else {
+                    return Ok(None);
+                };
+                items.push(f);
+                pos = end;
+            }
+            return Ok(Some((Frame::Array(items), pos)));
+        }
+        other => return Err(ProtocolError::InvalidFrameType(other)),
+    };
+    Ok(Some((frame, next)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_every_kind() {
+        let f = Frame::Array(vec![
+            Frame::Simple(Bytes::from_static(b"OK")),
+            Frame::Error(Bytes::from_static(b"ERR x")),
+            Frame::Integer(-7),
+            Frame::Bulk(Bytes::from_static(b"\r\n\0")),
+            Frame::Null,
+            Frame::NullArray,
+            Frame::Array(vec![]),
+        ]);
+        let bytes = f.to_vec();
+        let (g, used) = Frame::decode(&bytes, &Limits::default()).expect("ok").expect("whole");
+        assert_eq!((g, used), (f, bytes.len()));
+        for cut in 0..bytes.len() {
+            assert_eq!(Frame::decode(&bytes[..cut], &Limits::default()), Ok(None));
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = b"*1\r\n".repeat(MAX_DEPTH + 1);
+        assert_eq!(
+            Frame::decode(&deep, &Limits::default()),
+            Err(ProtocolError::TooDeep(MAX_DEPTH))
+        );
+    }
+}
