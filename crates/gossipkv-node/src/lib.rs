@@ -1,0 +1,204 @@
+//! Assembles a running gossipkv node: one [`Replica`] shared by the RESP server
+//! (`gossipkv-server`) and the gossip driver (`gossipkv-net`), wired so that every client
+//! write is handed to gossip as a rumor and `INFO gossip` reports the driver's counters.
+//! Also the `gossipkv node` and `gossipkv cluster` commands ([`cli`]).
+//!
+//! Start-up is two steps so a cluster can learn every address before any node gossips:
+//! [`bind`] opens the sockets (failing early on a busy port), [`start`] runs the node.
+
+pub mod cli;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gossipkv_core::gossip::GossipConfig;
+use gossipkv_core::{ClockKind, Replica, StoreConfig, Version};
+use gossipkv_net::{GossipStatus, NetConfig};
+use gossipkv_server::{InfoSection, InfoSource, ServerConfig, ServerContext};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Everything that describes one node.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// Node id: the origin of this node's writes, unique in the cluster (ties between equal
+    /// timestamp and value are broken by it).
+    pub id: u32,
+    /// Potential peers' gossip addresses.
+    pub peers: Vec<SocketAddr>,
+    /// Protocol tunables.
+    pub gossip: GossipConfig,
+    /// Injected gossip drop probability (send and receive).
+    pub drop_rate: f64,
+    /// Timestamp source.
+    pub clock: ClockKind,
+    /// Store geometry (the digest tree must match across the cluster).
+    pub store: StoreConfig,
+    /// RESP server settings.
+    pub server: ServerConfig,
+}
+
+/// A node's sockets, bound but not yet serving.
+#[derive(Debug)]
+pub struct Bound {
+    resp: TcpListener,
+    udp: UdpSocket,
+    stream: TcpListener,
+    /// Where clients connect.
+    pub resp_addr: SocketAddr,
+    /// Where peers gossip.
+    pub gossip_addr: SocketAddr,
+}
+
+/// Binds the RESP listener on `listen` and the gossip UDP socket + stream listener on
+/// `gossip` (port 0 picks free ports).
+pub async fn bind(listen: SocketAddr, gossip: SocketAddr) -> io::Result<Bound> {
+    let resp = TcpListener::bind(listen).await?;
+    let (udp, stream) = gossipkv_net::bind(gossip).await?;
+    Ok(Bound { resp_addr: resp.local_addr()?, gossip_addr: udp.local_addr()?, resp, udp, stream })
+}
+
+/// A node that is serving and gossiping.
+#[derive(Debug)]
+pub struct RunningNode {
+    /// Node id.
+    pub id: u32,
+    /// Where clients connect.
+    pub resp_addr: SocketAddr,
+    /// Where peers gossip.
+    pub gossip_addr: SocketAddr,
+    /// The replica (for in-process inspection and tests).
+    pub replica: Arc<Replica>,
+    /// Live gossip counters.
+    pub status: Arc<GossipStatus>,
+    /// The RESP server task.
+    pub server: JoinHandle<io::Result<()>>,
+    /// The gossip driver task.
+    pub gossip: JoinHandle<io::Result<()>>,
+}
+
+/// `INFO gossip` / `INFO replication` fields from the driver's counters.
+struct GossipInfo {
+    replica: Arc<Replica>,
+    status: Arc<GossipStatus>,
+    gossip_addr: SocketAddr,
+    peers: usize,
+}
+
+impl InfoSource for GossipInfo {
+    fn replication(&self, s: &mut InfoSection) {
+        s.field("role", "replica-of-all");
+        s.field("gossip_peers_known", self.peers);
+    }
+
+    fn gossip(&self, s: &mut InfoSection) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = self.status.stats.lock().clone();
+        let store = self.replica.store().stats();
+        s.field("gossip_addr", self.gossip_addr);
+        s.field("node_id", self.replica.id());
+        s.field("rounds", st.rounds);
+        s.field("messages_sent", st.sent.iter().sum::<u64>());
+        s.field("bytes_sent", st.sent_bytes.iter().sum::<u64>());
+        s.field("messages_received", st.received.iter().sum::<u64>());
+        s.field("bytes_received", st.received_bytes.iter().sum::<u64>());
+        s.field("max_datagram", st.max_datagram);
+        s.field("decode_errors", st.decode_errors);
+        s.field("rejected", st.rejected);
+        s.field("versions_received", st.versions_received);
+        s.field("versions_applied", st.versions_applied);
+        s.field("descents", st.descents);
+        s.field("bulk_catchups", st.bulk_started);
+        s.field("dropped_injected_send", self.status.net.dropped_send.load(Relaxed));
+        s.field("dropped_injected_recv", self.status.net.dropped_recv.load(Relaxed));
+        s.field("dropped_injected_stream", self.status.net.dropped_stream.load(Relaxed));
+        s.field("io_errors", self.status.net.io_errors.load(Relaxed));
+        s.field("digest_root", format!("{:016x}", self.replica.store().root_hash()));
+        s.field("keys", store.live_keys);
+        s.field("tombstones", store.tombstones);
+        s.field("concurrent_values", store.extra_versions);
+        s.field("last_timestamp", self.replica.last_timestamp());
+        s.field("clock_drift_events", self.replica.clock().drift_events());
+    }
+}
+
+/// Starts serving clients and gossiping on `bound` sockets; both stop when `shutdown` turns
+/// true. `seed` feeds the protocol's randomness and the fault injector.
+pub fn start(
+    bound: Bound,
+    spec: NodeSpec,
+    seed: u64,
+    shutdown: watch::Receiver<bool>,
+) -> RunningNode {
+    let replica = Arc::new(Replica::new(spec.id, spec.clock, spec.store));
+    let status = Arc::new(GossipStatus::default());
+    let (tx, rx) = mpsc::unbounded_channel::<(Bytes, Version)>();
+    let info = GossipInfo {
+        replica: Arc::clone(&replica),
+        status: Arc::clone(&status),
+        gossip_addr: bound.gossip_addr,
+        peers: spec.peers.len(),
+    };
+    let ctx = ServerContext::new(spec.server.clone())
+        .with_write_observer(Arc::new(tx))
+        .with_info_source(Arc::new(info));
+    let server = tokio::spawn(gossipkv_server::serve(
+        bound.resp,
+        Arc::clone(&replica),
+        ctx,
+        stopped(shutdown.clone()),
+    ));
+    let net = NetConfig {
+        gossip_addr: bound.gossip_addr,
+        peers: spec.peers,
+        gossip: spec.gossip,
+        drop_rate: spec.drop_rate,
+        seed,
+    };
+    let gossip = tokio::spawn(gossipkv_net::run(
+        Arc::clone(&replica),
+        net,
+        bound.udp,
+        bound.stream,
+        rx,
+        Arc::clone(&status),
+        stopped(shutdown),
+    ));
+    RunningNode {
+        id: spec.id,
+        resp_addr: bound.resp_addr,
+        gossip_addr: bound.gossip_addr,
+        replica,
+        status,
+        server,
+        gossip,
+    }
+}
+
+/// Completes when the watch value turns true (or its sender is dropped).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

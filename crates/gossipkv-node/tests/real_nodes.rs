@@ -1,0 +1,195 @@
+//! Real nodes on loopback sockets, gossiping over UDP, driven through the `redis` crate (a
+//! client nobody here wrote). Every wait is bounded.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use gossipkv_core::ClockKind;
+use gossipkv_core::StoreConfig;
+use gossipkv_core::digest::TreeShape;
+use gossipkv_core::gossip::GossipConfig;
+use gossipkv_node::{NodeSpec, RunningNode, bind, start};
+use gossipkv_server::ServerConfig;
+use redis::{Commands, Connection, Value};
+use tokio::sync::watch;
+
+struct Cluster {
+    rt: tokio::runtime::Runtime,
+    nodes: Vec<RunningNode>,
+    stop: watch::Sender<bool>,
+}
+
+impl Cluster {
+    fn start(n: usize, drop_rate: f64, clock: ClockKind, interval_ms: u64) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (stop, stop_rx) = watch::channel(false);
+        let nodes = rt.block_on(async {
+            let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+            let mut bound = Vec::new();
+            for _ in 0..n {
+                bound.push(bind(any, any).await.expect("bind"));
+            }
+            let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.gossip_addr).collect();
+            bound
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    let spec = NodeSpec {
+                        id: i as u32,
+                        peers: addrs.iter().copied().filter(|a| *a != addrs[i]).collect(),
+                        gossip: GossipConfig { interval_ms, ..GossipConfig::default() },
+                        drop_rate,
+                        clock,
+                        store: StoreConfig {
+                            shards_log2: 2,
+                            tree: TreeShape::new(3),
+                            max_concurrent: 16,
+                        },
+                        server: ServerConfig::new(b.resp_addr),
+                    };
+                    start(b, spec, 42 + i as u64, stop_rx.clone())
+                })
+                .collect()
+        });
+        Self { rt, nodes, stop }
+    }
+
+    fn con(&self, i: usize) -> Connection {
+        let client =
+            redis::Client::open(format!("redis://{}/", self.nodes[i].resp_addr)).expect("client");
+        client.get_connection().expect("connect")
+    }
+
+    /// Waits (bounded) until `check` holds at every node.
+    fn wait_all(&self, what: &str, check: impl Fn(&mut Connection) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut cons: Vec<Connection> = (0..self.nodes.len()).map(|i| self.con(i)).collect();
+        loop {
+            if cons.iter_mut().all(&check) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        let nodes = std::mem::take(&mut self.nodes);
+        self.rt.block_on(async {
+            for n in nodes {
+                let _ = tokio::time::timeout(Duration::from_secs(5), n.server).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), n.gossip).await;
+            }
+        });
+    }
+}
+
+#[test]
+fn a_put_at_one_node_is_read_at_every_other_with_10_percent_drops() -> redis::RedisResult<()> {
+    let c = Cluster::start(6, 0.1, ClockKind::Hlc, 100);
+    let mut con = c.con(0);
+    let ts: u64 = redis::cmd("PUT").arg("greeting").arg("hello").query(&mut con)?;
+    assert!(ts > 0);
+    // and a batch of keys written at several nodes, pipelined, some binary
+    for i in 0..6 {
+        let mut con = c.con(i);
+        let mut pipe = redis::pipe();
+        for j in 0..50 {
+            pipe.set(format!("k{i}-{j}"), vec![0u8, b'\r', b'\n', i as u8, j as u8]).ignore();
+        }
+        pipe.query::<()>(&mut con)?;
+    }
+    c.wait_all("greeting and 300 keys everywhere", |con| {
+        let g: Option<String> = con.get("greeting").unwrap_or(None);
+        let size: usize = redis::cmd("DBSIZE").query(con).unwrap_or(0);
+        g.as_deref() == Some("hello") && size == 301
+    });
+    let mut con = c.con(5);
+    let v: Vec<u8> = con.get("k3-7")?;
+    assert_eq!(v, vec![0u8, b'\r', b'\n', 3, 7]);
+    let dropped: u64 = c
+        .nodes
+        .iter()
+        .map(|n| n.status.net.dropped_send.load(std::sync::atomic::Ordering::Relaxed))
+        .sum();
+    assert!(dropped > 0, "the fault injector dropped nothing");
+    Ok(())
+}
+
+#[test]
+fn conflicting_puts_end_with_the_lww_winner_and_versions_list_the_tie() -> redis::RedisResult<()> {
+    // Lamport clocks of fresh nodes issue the same first timestamp: a true tie. The interval
+    // is long enough that both writes happen before the first round.
+    let c = Cluster::start(4, 0.0, ClockKind::Lamport, 400);
+    let mut a = c.con(1);
+    let mut b = c.con(2);
+    let ta: u64 = redis::cmd("PUT").arg("fruit").arg("banana").query(&mut a)?;
+    let tb: u64 = redis::cmd("PUT").arg("fruit").arg("apple").query(&mut b)?;
+    assert_eq!(ta, tb, "expected an equal-timestamp tie");
+    c.wait_all("apple wins the tie everywhere", |con| {
+        let v: Option<String> = con.get("fruit").unwrap_or(None);
+        v.as_deref() == Some("apple")
+    });
+    for i in 0..4 {
+        let mut con = c.con(i);
+        let vs: Vec<Value> = redis::cmd("VERSIONS").arg("fruit").query(&mut con)?;
+        let parsed: Vec<(String, u64, u64)> = vs
+            .into_iter()
+            .map(|v| redis::from_redis_value(v).expect("[value, ts, origin]"))
+            .collect();
+        assert_eq!(parsed, vec![("apple".into(), ta, 2), ("banana".into(), ta, 1)]);
+    }
+    // a later write at another node has a higher timestamp (receive rule) and wins
+    let mut d = c.con(3);
+    let td: u64 = redis::cmd("PUT").arg("fruit").arg("zucchini").query(&mut d)?;
+    assert!(td > ta);
+    c.wait_all("the later write wins everywhere", |con| {
+        let v: Option<String> = con.get("fruit").unwrap_or(None);
+        v.as_deref() == Some("zucchini")
+    });
+    Ok(())
+}
+
+#[test]
+fn a_delete_wins_over_older_puts_everywhere() -> redis::RedisResult<()> {
+    let c = Cluster::start(5, 0.1, ClockKind::Hlc, 100);
+    let mut con = c.con(0);
+    let () = con.set("doomed", "x")?;
+    c.wait_all("doomed everywhere", |con| con.exists("doomed").unwrap_or(false));
+    let mut other = c.con(3);
+    let removed: i64 = other.del("doomed")?;
+    assert_eq!(removed, 1);
+    c.wait_all("doomed gone everywhere", |con| !con.exists::<_, bool>("doomed").unwrap_or(true));
+    let mut con = c.con(4);
+    let vs: Vec<Value> = redis::cmd("VERSIONS").arg("doomed").query(&mut con)?;
+    assert_eq!(vs.len(), 1);
+    let (value, _ts, origin): (Option<String>, u64, u64) = redis::from_redis_value(vs[0].clone())?;
+    assert_eq!((value, origin), (None, 3), "the tombstone from node 3 is the winner");
+    Ok(())
+}
+
+#[test]
+fn malformed_input_gets_an_error_and_the_node_stays_up() {
+    let c = Cluster::start(2, 0.0, ClockKind::Hlc, 100);
+    let mut s = TcpStream::connect(c.nodes[0].resp_addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.write_all(b"*1\r\n$-5\r\n").expect("write");
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).expect("read");
+    assert!(
+        buf[..n].starts_with(b"-ERR Protocol error"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut con = c.con(0);
+    let pong: String = redis::cmd("PING").query(&mut con).expect("ping after garbage");
+    assert_eq!(pong, "PONG");
+}
