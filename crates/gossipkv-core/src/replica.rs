@@ -43,21 +43,28 @@ impl Replica {
         &self.store
     }
 
-    /// PUT: stores `value` under a fresh timestamp and returns the version written. The new
-    /// version beats every version this node had seen, so it is the winner at once.
+    /// A local write from borrowed bytes (`Some(value)` for PUT, `None` for DEL) under a
+    /// fresh timestamp, which it returns. The new version beats every version this node had
+    /// seen, so it is the winner at once. The value is copied once, into the store.
+    pub fn write(&self, key: &[u8], value: Option<&[u8]>, phys_ms: u64) -> Timestamp {
+        let ts = self.clock.issue(phys_ms);
+        self.store.merge(key, VersionRef { ts, origin: self.id, value });
+        ts
+    }
+
+    /// PUT: stores `value` under a fresh timestamp and returns the version written.
     pub fn put(&self, key: &[u8], value: impl Into<Bytes>, phys_ms: u64) -> Version {
-        let v = Version::put(self.clock.issue(phys_ms), self.id, value);
-        self.store.merge(key, v.as_ref());
-        v
+        let value = value.into();
+        let ts = self.write(key, Some(&value), phys_ms);
+        Version { ts, origin: self.id, value: Some(value) }
     }
 
     /// DEL: writes a tombstone under a fresh timestamp. Returns the tombstone and whether the
     /// key had a live value here before.
     pub fn delete(&self, key: &[u8], phys_ms: u64) -> (Version, bool) {
         let existed = self.store.contains(key);
-        let v = Version::tombstone(self.clock.issue(phys_ms), self.id);
-        self.store.merge(key, v.as_ref());
-        (v, existed)
+        let ts = self.write(key, None, phys_ms);
+        (Version::tombstone(ts, self.id), existed)
     }
 
     /// GET: the winning value, `None` if absent or deleted.

@@ -256,17 +256,14 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A local write: a fresh timestamp from the node's clock, merged into the store, then told
-/// to the observer. The same as `Replica::put`/`delete` minus building an owned `Version`
-/// (which would copy the value into a `Bytes` before the store copies it again).
+/// A local write (`Replica::write`: fresh timestamp, merged, value copied once), then told to
+/// the observer.
 pub(crate) fn write_local(ctx: &mut Ctx<'_>, key: &[u8], value: Option<&[u8]>) -> Timestamp {
     let now = ctx.now_ms();
     let shared = ctx.shared;
     let replica = &*shared.replica;
-    let ts = replica.clock().issue(now);
-    let v = VersionRef { ts, origin: replica.id(), value };
-    replica.store().merge(key, v);
-    shared.observer.on_local_write(key, v);
+    let ts = replica.write(key, value, now);
+    shared.observer.on_local_write(key, VersionRef { ts, origin: replica.id(), value });
     ts
 }
 
