@@ -6,12 +6,14 @@
 //! hundred nanoseconds, so a merge is atomic per key and there is no global lock on any path.
 //! No lock is held across anything but in-memory work (no I/O, no await).
 //!
-//! **Layout (memory per key).** A shard keeps its entries densely in a `Vec<Entry>` and an
-//! index `HashTable<u32>` of positions (5 bytes a slot), rather than a table of entries
-//! (which would leave up to half of its 40-byte slots empty after a resize). An entry holds the
-//! winning version inline: key and value bytes in one allocation, timestamp, origin, flags and
-//! the next entry of the same digest leaf. Concurrent values beyond the winner are rare and live
-//! in a side map. docs/store.md has the measured bytes per key.
+//! **Layout (memory per key).** A shard keeps its entries densely numbered in fixed-size
+//! chunks of 1,024 (so growing never copies or transiently doubles them) and an index
+//! `HashTable<u32>` of positions (5 bytes a slot), rather than a table of entries (which would
+//! leave up to half of its 40-byte slots empty after a resize). An entry (40 bytes) holds the
+//! winning version inline: key and value bytes in one allocation, timestamp, origin, flags, the
+//! next entry of the same digest leaf and 32 bits of the key hash (so the index resizes without
+//! re-reading keys). Concurrent values beyond the winner are rare and live in a side map.
+//! docs/store.md has the measured bytes per key.
 //!
 //! **Digest.** Each shard owns a contiguous range of the tree's leaves (shards never exceed
 //! leaves). Every change XORs version hashes in and out of its leaf hash and the shard's total,
@@ -71,21 +73,38 @@ struct Entry {
     meta: u32,
     /// Next entry of the same digest leaf, or `NONE`.
     next: u32,
+    /// [`index_bits`] of the key's hash, so the index resizes without re-reading keys (this
+    /// field fills what would otherwise be padding: an entry is 40 bytes either way).
+    ibits: u32,
 }
 
 impl Entry {
-    fn new(key: &[u8], v: VersionRef<'_>) -> Self {
-        let mut e = Entry { data: Box::new([]), ts: 0, origin: 0, meta: 0, next: NONE };
+    fn new(kh: u64, key: &[u8], v: VersionRef<'_>) -> Self {
+        let mut e = Entry {
+            data: Box::new([]),
+            ts: 0,
+            origin: 0,
+            meta: 0,
+            next: NONE,
+            ibits: index_bits(kh),
+        };
         e.set(key, v);
         e
     }
 
+    /// Makes `v` this entry's version; `key` is the entry's key (or, for a new entry, the key
+    /// it gets).
     fn set(&mut self, key: &[u8], v: VersionRef<'_>) {
         let value = v.value.unwrap_or(&[]);
-        let mut data = Vec::with_capacity(key.len() + value.len());
-        data.extend_from_slice(key);
-        data.extend_from_slice(value);
-        self.data = data.into_boxed_slice();
+        if self.data.len() == key.len() + value.len() {
+            // Same key, value of the same length (the common overwrite): reuse the allocation.
+            self.data[key.len()..].copy_from_slice(value);
+        } else {
+            let mut data = Vec::with_capacity(key.len() + value.len());
+            data.extend_from_slice(key);
+            data.extend_from_slice(value);
+            self.data = data.into_boxed_slice();
+        }
         self.ts = v.ts;
         self.origin = v.origin;
         let flags = if v.value.is_none() { TOMBSTONE } else { 0 };
@@ -119,10 +138,74 @@ impl Entry {
     }
 }
 
+/// log2 of the number of entries in a full chunk of [`Entries`].
+const CHUNK_LOG2: u32 = 10;
+/// Entries in a full chunk (40 KiB of entries).
+const CHUNK: usize = 1 << CHUNK_LOG2;
+
+/// A shard's entries, numbered densely `0..len`, stored in chunks of [`CHUNK`] entries: all
+/// chunks but the last are full. Only the first chunk grows like a `Vec` (so that small stores,
+/// e.g. thousands of simulated nodes, stay small); every later chunk is allocated at its full
+/// size once. Growing therefore never copies more than one chunk, never holds old and new
+/// storage at once (a `Vec` doubling from 16 MB to 32 MB holds 48 MB while it copies, under the
+/// shard's write lock) and never leaves freed blocks for the allocator to hold on to.
+#[derive(Debug, Default)]
+struct Entries {
+    chunks: Vec<Vec<Entry>>,
+    len: usize,
+}
+
+impl Entries {
+    #[inline]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, e: Entry) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => last.push(e),
+            _ => {
+                let mut chunk =
+                    if self.chunks.is_empty() { Vec::new() } else { Vec::with_capacity(CHUNK) };
+                chunk.push(e);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    /// Removes entry `pos`, moving the last entry into its place (like `Vec::swap_remove`).
+    fn swap_remove(&mut self, pos: usize) -> Option<Entry> {
+        let last_chunk = self.chunks.last_mut()?;
+        let last = last_chunk.pop()?;
+        if last_chunk.is_empty() {
+            self.chunks.pop();
+        }
+        self.len -= 1;
+        if pos == self.len { Some(last) } else { Some(std::mem::replace(&mut self[pos], last)) }
+    }
+}
+
+impl std::ops::Index<usize> for Entries {
+    type Output = Entry;
+
+    #[inline]
+    fn index(&self, pos: usize) -> &Entry {
+        &self.chunks[pos >> CHUNK_LOG2][pos & (CHUNK - 1)]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Entries {
+    #[inline]
+    fn index_mut(&mut self, pos: usize) -> &mut Entry {
+        &mut self.chunks[pos >> CHUNK_LOG2][pos & (CHUNK - 1)]
+    }
+}
+
 #[derive(Debug)]
 struct Shard {
     index: HashTable<u32>,
-    entries: Vec<Entry>,
+    entries: Entries,
     /// Concurrent values other than the winner, best first, by entry position.
     extras: HashMap<u32, Vec<Version>>,
     /// First entry of each leaf this shard owns.
@@ -134,18 +217,26 @@ struct Shard {
     tombstones: usize,
 }
 
-/// The hash the in-memory index uses: the stable key hash with its halves swapped, so the
-/// bits that pick the shard and leaf (the top ones) do not also feed hashbrown's tag byte.
+/// The bits of the stable key hash the in-memory index uses: its low half. The top bits pick
+/// the shard and leaf, so they are nearly the same for every key of a shard.
 #[inline]
-fn index_hash(kh: u64) -> u64 {
-    kh.rotate_left(32)
+fn index_bits(kh: u64) -> u32 {
+    kh as u32
+}
+
+/// The hash hashbrown sees: the index bits spread over 64 bits (hashbrown picks the bucket
+/// from the low bits and the tag byte from the top 7). Computed from an entry's cached
+/// `ibits` when the index resizes, so keys are neither re-read nor re-hashed.
+#[inline]
+fn index_hash(ibits: u32) -> u64 {
+    u64::from(ibits).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl Shard {
     fn new(leaves: usize) -> Self {
         Self {
             index: HashTable::new(),
-            entries: Vec::new(),
+            entries: Entries::default(),
             extras: HashMap::new(),
             heads: vec![NONE; leaves].into_boxed_slice(),
             leaf_hash: vec![0; leaves].into_boxed_slice(),
@@ -156,7 +247,9 @@ impl Shard {
     }
 
     fn find(&self, kh: u64, key: &[u8]) -> Option<u32> {
-        self.index.find(index_hash(kh), |&i| self.entries[i as usize].key() == key).copied()
+        self.index
+            .find(index_hash(index_bits(kh)), |&i| self.entries[i as usize].key() == key)
+            .copied()
     }
 
     fn xor_leaf(&mut self, local_leaf: usize, h: u64) {
@@ -182,14 +275,14 @@ impl Shard {
     ) -> MergeOutcome {
         let Some(pos) = self.find(kh, key) else {
             let pos = self.entries.len() as u32;
-            let mut e = Entry::new(key, incoming);
+            let mut e = Entry::new(kh, key, incoming);
             e.next = self.heads[local_leaf];
             self.heads[local_leaf] = pos;
             self.leaf_keys[local_leaf] += 1;
             self.entries.push(e);
             let entries = &self.entries;
-            self.index.insert_unique(index_hash(kh), pos, |&i| {
-                index_hash(key_hash(entries[i as usize].key()))
+            self.index.insert_unique(index_hash(index_bits(kh)), pos, |&i| {
+                index_hash(entries[i as usize].ibits)
             });
             if incoming.value.is_none() {
                 self.tombstones += 1;
@@ -260,7 +353,7 @@ impl Shard {
         }
         self.unlink(local_leaf, pos, self.entries[pos as usize].next);
         self.leaf_keys[local_leaf] -= 1;
-        if let Ok(slot) = self.index.find_entry(index_hash(kh), |&i| i == pos) {
+        if let Ok(slot) = self.index.find_entry(index_hash(index_bits(kh)), |&i| i == pos) {
             slot.remove();
         }
         self.extras.remove(&pos);
@@ -272,7 +365,7 @@ impl Shard {
             let mkh = key_hash(moved.key());
             let mleaf = self.local_leaf_of(mkh, leaves_log2);
             self.unlink(mleaf, last, pos);
-            if let Some(slot) = self.index.find_mut(index_hash(mkh), |&i| i == last) {
+            if let Some(slot) = self.index.find_mut(index_hash(index_bits(mkh)), |&i| i == last) {
                 *slot = pos;
             }
             if let Some(x) = self.extras.remove(&last) {
@@ -432,9 +525,10 @@ impl Store {
     pub fn get_by_hash(&self, kh: u64) -> Option<(Bytes, Vec<Version>)> {
         let (s, _) = self.locate(kh);
         let shard = self.shards[s].read();
-        let pos = *shard
-            .index
-            .find(index_hash(kh), |&i| key_hash(shard.entries[i as usize].key()) == kh)?;
+        let pos = *shard.index.find(index_hash(index_bits(kh)), |&i| {
+            let e = &shard.entries[i as usize];
+            e.ibits == index_bits(kh) && key_hash(e.key()) == kh
+        })?;
         let key = Bytes::copy_from_slice(shard.entries[pos as usize].key());
         Some((key, shard.kept(pos).map(|v| v.to_owned()).collect()))
     }
@@ -448,8 +542,11 @@ impl Store {
     ) -> R {
         let (s, _) = self.locate(kh);
         let shard = self.shards[s].read();
-        match shard.index.find(index_hash(kh), |&i| key_hash(shard.entries[i as usize].key()) == kh)
-        {
+        let found = shard.index.find(index_hash(index_bits(kh)), |&i| {
+            let e = &shard.entries[i as usize];
+            e.ibits == index_bits(kh) && key_hash(e.key()) == kh
+        });
+        match found {
             Some(&pos) => f(&mut shard.kept(pos)),
             None => f(&mut std::iter::empty()),
         }
@@ -722,6 +819,78 @@ mod tests {
             });
         }
         assert_eq!(seen, 133);
+    }
+
+    #[test]
+    fn entry_is_40_bytes() {
+        // docs/store.md's bytes-per-key breakdown relies on this.
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
+    }
+
+    #[test]
+    fn entries_across_chunks_survive_overwrites_purges_and_reinserts() {
+        let s =
+            Store::new(StoreConfig { shards_log2: 0, tree: TreeShape::new(1), max_concurrent: 2 });
+        let n = 3 * CHUNK as u32 + 17;
+        let key = |i: u32| format!("key{i}");
+        for i in 0..n {
+            let v = if i % 3 == 0 { Version::tombstone(1, 1) } else { put(1, 1, "val") };
+            assert_eq!(s.merge(key(i).as_bytes(), v.as_ref()), MergeOutcome::Inserted);
+        }
+        for i in (0..n).filter(|i| i % 3 != 0) {
+            // same length (reuses the allocation), then a longer value, then a concurrent one
+            assert_eq!(
+                s.merge(key(i).as_bytes(), put(2, 1, "abc").as_ref()),
+                MergeOutcome::Replaced
+            );
+            if i % 3 == 2 {
+                s.merge(key(i).as_bytes(), put(3, 1, "longer value").as_ref());
+                s.merge(key(i).as_bytes(), put(3, 2, "a").as_ref());
+            }
+        }
+        let tombs = (0..n).filter(|i| i % 3 == 0).count();
+        assert_eq!(s.stats().tombstones, tombs);
+        assert_eq!(s.purge_tombstones(2), tombs);
+        let check = |s: &Store| {
+            for i in 0..n {
+                let k = key(i);
+                let want: Vec<Version> = match i % 3 {
+                    0 => vec![],
+                    1 => vec![put(2, 1, "abc")],
+                    _ => vec![put(3, 2, "a"), put(3, 1, "longer value")],
+                };
+                assert_eq!(s.versions(k.as_bytes()), want, "{k}");
+                let by_hash = s.get_by_hash(key_hash(k.as_bytes()));
+                assert_eq!(by_hash.map(|(_, vs)| vs).unwrap_or_default(), want, "{k}");
+            }
+            let mut seen = 0;
+            for leaf in 0..s.tree().leaves() {
+                s.for_each_in_leaf(leaf, |_, _| seen += 1);
+            }
+            assert_eq!(seen, n as usize - tombs);
+        };
+        check(&s);
+        // Rebuilt in another order, the digest agrees.
+        let t =
+            Store::new(StoreConfig { shards_log2: 0, tree: TreeShape::new(1), max_concurrent: 2 });
+        for (k, vs) in s.snapshot().iter().rev() {
+            for v in vs {
+                t.merge(k, v.as_ref());
+            }
+        }
+        assert_eq!(s.root_hash(), t.root_hash());
+        // Delete and purge everything, then insert again.
+        for i in (0..n).filter(|i| i % 3 != 0) {
+            s.merge(key(i).as_bytes(), Version::tombstone(9, 1).as_ref());
+        }
+        assert_eq!(s.purge_tombstones(10), n as usize - tombs);
+        assert_eq!(s.stats(), StoreStats::default());
+        assert_eq!(s.root_hash(), 0);
+        for i in 0..n {
+            s.merge(key(i).as_bytes(), put(1, 1, "x").as_ref());
+        }
+        assert_eq!(s.len(), n as usize);
+        assert_eq!(s.get(key(n - 1).as_bytes()).as_deref(), Some(&b"x"[..]));
     }
 
     #[test]
