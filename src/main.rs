@@ -1,5 +1,33 @@
-//! `gossipkv`: the command-line entry point (subcommands are wired in as they land).
+//! `gossipkv`: the command-line entry point. Each subcommand's flags live in the crate that
+//! implements it (`gossipkv_sim::cli::SimArgs` for `sim`); this file only lists them.
 
-fn main() {
-    println!("gossipkv {}: see README.md", env!("CARGO_PKG_VERSION"));
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+// mimalloc: `gossipkv sim --keys 10000` (1,000 replicas, hundreds of millions of small
+// allocations in one thread) ran in 64 s instead of 88 s with glibc malloc, for 14% more peak
+// memory (1.95 GB instead of 1.71 GB); the report is identical either way.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// gossipkv: an eventually consistent, fully replicated LWW key-value store.
+#[derive(Parser, Debug)]
+#[command(name = "gossipkv", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the deterministic cluster simulator (virtual time, lossy network, LWW oracle)
+    Sim(gossipkv_sim::cli::SimArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => gossipkv_sim::cli::main(args),
+    }
 }

@@ -1,0 +1,687 @@
+//! The discrete-event run loop.
+//!
+//! One [`Queue`] holds every future event (gossip timers, message deliveries, client writes,
+//! crashes, restarts, partition changes), ordered by `(virtual ms, sequence)`. The loop pops
+//! the earliest, hands it to the node it concerns, and routes whatever that node wants sent
+//! through the virtual network back into the queue. Every `interval_ms` of virtual time a
+//! *checkpoint* compares each node's digest root with the oracle's and records the round's
+//! bytes. Nothing depends on wall time, threads or hash-map iteration order; all randomness
+//! comes from `gossipkv_core::rng::Rng` streams derived from the seed, one per purpose.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use gossipkv_core::digest::{TreeShape, mix};
+use gossipkv_core::gossip::wire::{self, Body, KIND_NAMES, Message, WireEntry};
+use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transport};
+use gossipkv_core::lww::beats;
+use gossipkv_core::rng::Rng;
+use gossipkv_core::{Replica, StoreConfig};
+use hashbrown::HashMap;
+
+use crate::config::{InjectedBug, Protocol, SimConfig};
+use crate::net::{Event, Partition, Queue, addr, index};
+use crate::oracle::{KeySpace, Oracle};
+use crate::protocol::{NaiveNode, ProtoNode, add_stats};
+use crate::report::{Report, Series, Timings};
+use crate::workload::{self, Workload, WorkloadSpec, value_bytes};
+
+/// Virtual time at which a run starts (ms). Not zero, so that a negative clock skew still
+/// gives a positive physical time.
+pub const EPOCH_MS: u64 = 1_000_000;
+
+/// Where a run is, reported to the progress callback at every checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Checkpoint index.
+    pub round: u32,
+    /// Index of the settle checkpoint (last write or end of faults).
+    pub settle_round: u32,
+    /// The last checkpoint the run can reach (it usually stops earlier).
+    pub last_round: u32,
+    /// Nodes equal to the oracle at this checkpoint.
+    pub nodes_converged: usize,
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Bytes sent so far.
+    pub bytes_sent: u64,
+    /// Whether the cluster converged (the run is measuring idle traffic).
+    pub converged: bool,
+}
+
+// Purposes of derived seeds.
+const NET: u64 = 1;
+const WORKLOAD: u64 = 2;
+const FAULTS: u64 = 3;
+const NODE: u64 = 4;
+const VIEW: u64 = 5;
+const PHASE: u64 = 6;
+
+/// A seed for `purpose` (and indices `a`, `b`) derived from the master seed.
+fn derive(seed: u64, purpose: u64, a: u64, b: u64) -> u64 {
+    mix(seed ^ mix(purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ mix(a ^ (b << 40))))
+}
+
+/// `k` distinct indices of `0..n`, sorted (O(k log k), for big peer views).
+fn sample_sorted(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
+    let k = k.min(n);
+    if k * 2 >= n {
+        let mut all: Vec<usize> = (0..n).collect();
+        for i in 0..k {
+            let j = i + rng.below((n - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        all.truncate(k);
+        all.sort_unstable();
+        return all;
+    }
+    let mut out = Vec::with_capacity(k + k / 8);
+    while out.len() < k {
+        for _ in out.len()..k {
+            out.push(rng.below(n as u64) as usize);
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+    out
+}
+
+#[derive(Debug)]
+struct Slot {
+    node: ProtoNode,
+    up: bool,
+    inc: u32,
+    skew: i64,
+    retired: NodeStats,
+    retired_drift: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    messages_sent: u64,
+    bytes_sent: u64,
+    dropped_loss: u64,
+    dropped_partition: u64,
+    dropped_down: u64,
+    duplicated: u64,
+    stream_messages: u64,
+    stream_bytes: u64,
+    max_datagram: usize,
+    round_bytes: u64,
+    round_messages: u64,
+    crashes: u64,
+    writes_skipped: u64,
+    unknown_destination: u64,
+}
+
+struct Sim<'a> {
+    cfg: &'a SimConfig,
+    gcfg: GossipConfig,
+    store_cfg: StoreConfig,
+    view: usize,
+    slots: Vec<Slot>,
+    queue: Queue,
+    net: Rng,
+    partition: Partition,
+    episodes: Vec<Vec<bool>>,
+    workload: Workload,
+    keys: KeySpace,
+    oracle: Oracle,
+    copies: HashMap<(u64, u32), u32>,
+    c: Counters,
+    stale_sample: Vec<u32>,
+}
+
+impl<'a> Sim<'a> {
+    fn peers_of(&self, i: usize) -> Vec<std::net::SocketAddr> {
+        let n = self.cfg.nodes;
+        if self.view + 1 >= n {
+            let mut peers = Vec::with_capacity(n.saturating_sub(1));
+            peers.extend((0..i).map(addr));
+            peers.extend((i + 1..n).map(addr));
+            return peers;
+        }
+        let mut r = Rng::new(derive(self.cfg.seed, VIEW, i as u64, 0));
+        sample_sorted(&mut r, n - 1, self.view)
+            .into_iter()
+            .map(|j| addr(if j >= i { j + 1 } else { j }))
+            .collect()
+    }
+
+    fn make_node(&self, i: usize, inc: u32, first_tick: u64) -> ProtoNode {
+        let replica = Arc::new(Replica::new(i as u32, self.cfg.clock.kind(), self.store_cfg));
+        let peers = self.peers_of(i);
+        let seed = derive(self.cfg.seed, NODE, i as u64, u64::from(inc));
+        match self.cfg.protocol {
+            Protocol::Gossip => {
+                ProtoNode::Gossip(Box::new(Node::new(replica, self.gcfg, peers, seed, first_tick)))
+            }
+            Protocol::Naive => ProtoNode::Naive(Box::new(NaiveNode::new(
+                replica,
+                self.gcfg.fanout,
+                self.gcfg.interval_ms,
+                self.gcfg.mtu,
+                peers,
+                seed,
+                first_tick,
+            ))),
+        }
+    }
+
+    /// Sends everything node `i` has queued through the virtual network.
+    fn flush(&mut self, i: usize, now: u64) {
+        let cfg = self.cfg;
+        while let Some(out) = self.slots[i].node.poll_transmit() {
+            let Some(to) = index(&out.to).filter(|&j| j < cfg.nodes) else {
+                self.c.unknown_destination += 1;
+                continue;
+            };
+            let len = out.payload.len() as u64;
+            self.c.messages_sent += 1;
+            self.c.bytes_sent += len;
+            self.c.round_bytes += len;
+            self.c.round_messages += 1;
+            let stream = out.transport == Transport::Stream;
+            if stream {
+                self.c.stream_messages += 1;
+                self.c.stream_bytes += len;
+            } else {
+                self.c.max_datagram = self.c.max_datagram.max(out.payload.len());
+            }
+            if self.partition.cut(i, to) {
+                self.c.dropped_partition += 1;
+                continue;
+            }
+            let p = if stream { cfg.stream_loss } else { cfg.loss };
+            if self.net.chance(p) {
+                self.c.dropped_loss += 1;
+                continue;
+            }
+            let transfer = if stream { len / cfg.stream_bytes_per_ms } else { 0 };
+            let delay = |net: &mut Rng| {
+                let jitter = if cfg.jitter_ms > 0 { net.below(cfg.jitter_ms + 1) } else { 0 };
+                cfg.latency_ms + jitter + transfer
+            };
+            let d1 = delay(&mut self.net);
+            if self.net.chance(cfg.dup_rate) {
+                self.c.duplicated += 1;
+                let d2 = delay(&mut self.net);
+                let payload = out.payload.clone();
+                self.queue
+                    .push(now + d2, Event::Deliver { from: i as u32, to: to as u32, payload });
+            }
+            self.queue.push(
+                now + d1,
+                Event::Deliver { from: i as u32, to: to as u32, payload: out.payload },
+            );
+        }
+    }
+
+    /// After any call into node `i`: account receptions, then send its output.
+    fn after_call(&mut self, i: usize, now: u64) {
+        for (kh, vh) in self.slots[i].node.drain_receptions() {
+            *self.copies.entry((kh, vh)).or_insert(0) += 1;
+            self.oracle.on_reception(kh, vh, i);
+        }
+        self.flush(i, now);
+    }
+
+    fn schedule_timer(&mut self, i: usize) {
+        let s = &self.slots[i];
+        self.queue.push(s.node.next_timeout(), Event::Timer { node: i as u32, inc: s.inc });
+    }
+
+    fn handle(&mut self, now: u64, ev: Event) {
+        match ev {
+            Event::Timer { node, inc } => {
+                let i = node as usize;
+                if !self.slots[i].up || self.slots[i].inc != inc {
+                    return;
+                }
+                self.slots[i].node.handle_timeout(now);
+                self.after_call(i, now);
+                self.schedule_timer(i);
+            }
+            Event::Deliver { from, to, payload } => {
+                let (from, to) = (from as usize, to as usize);
+                if !self.slots[to].up {
+                    self.c.dropped_down += 1;
+                    return;
+                }
+                if self.partition.cut(from, to) {
+                    self.c.dropped_partition += 1;
+                    return;
+                }
+                let payload = match self.cfg.bug {
+                    Some(bug) if to == 0 => inject_bug(bug, self.slots[to].node.replica(), payload),
+                    _ => payload,
+                };
+                self.slots[to].node.handle_datagram(now, addr(from), payload);
+                self.after_call(to, now);
+            }
+            Event::Write { op } => self.write(now, op as usize),
+            Event::Crash { node } => self.crash(node as usize),
+            Event::Restart { node } => {
+                let i = node as usize;
+                self.slots[i].up = true;
+                self.slots[i].node.reset(now);
+                self.schedule_timer(i);
+            }
+            Event::Split { episode } => {
+                let side = self.episodes[episode as usize].clone();
+                self.partition.split(side);
+            }
+            Event::Heal => self.partition.heal(),
+        }
+    }
+
+    fn write(&mut self, now: u64, op: usize) {
+        let op = self.workload.ops[op];
+        let n = self.cfg.nodes;
+        let Some(i) = (0..n).map(|d| (op.node as usize + d) % n).find(|&j| self.slots[j].up) else {
+            self.c.writes_skipped += 1;
+            return;
+        };
+        let key = self.keys.get(op.key as usize);
+        let phys = now.saturating_add_signed(self.slots[i].skew);
+        let replica = Arc::clone(self.slots[i].node.replica());
+        let v = match op.value {
+            Some(seed) => replica.put(key, value_bytes(seed, self.cfg.value_size), phys),
+            None => replica.delete(key, phys).0,
+        };
+        // Node::put would pass one `now` as both the physical time and the rumor clock; the
+        // simulator skews only the physical time, so it calls the replica and the node apart.
+        self.slots[i].node.note_local_write(key, &v, now);
+        self.oracle.record(key, op.key, v, i as u32);
+        self.after_call(i, now);
+    }
+
+    fn crash(&mut self, i: usize) {
+        if !self.slots[i].up {
+            return;
+        }
+        let live: Vec<Option<&Replica>> =
+            self.slots.iter().map(|s| s.up.then(|| &**s.node.replica())).collect();
+        self.oracle.on_crash(i, &live);
+        drop(live);
+        let inc = self.slots[i].inc + 1;
+        let fresh = self.make_node(i, inc, u64::MAX);
+        let s = &mut self.slots[i];
+        add_stats(&mut s.retired, s.node.stats());
+        s.retired_drift += s.node.replica().clock().drift_events();
+        s.node = fresh;
+        s.inc = inc;
+        s.up = false;
+        self.c.crashes += 1;
+    }
+
+    /// Compares every live node's root with the oracle's; samples stale keys.
+    fn checkpoint(&mut self, series: &mut Series) -> usize {
+        let root = self.oracle.store(&self.keys).root_hash();
+        let expected = if self.stale_sample.is_empty() {
+            Vec::new()
+        } else {
+            self.oracle.expected(&self.keys, &self.stale_sample)
+        };
+        let (mut converged, mut up, mut stale) = (0usize, 0usize, 0u64);
+        let held = expected.iter().filter(|e| !e.is_empty()).count() as u64;
+        for s in &self.slots {
+            if !s.up {
+                stale += held;
+                continue;
+            }
+            up += 1;
+            let store = s.node.replica().store();
+            if store.root_hash() == root {
+                converged += 1;
+                continue;
+            }
+            for (k, exp) in self.stale_sample.iter().zip(&expected) {
+                if !store.versions_equal(self.keys.get(*k as usize), exp) {
+                    stale += 1;
+                }
+            }
+        }
+        let pairs = (self.cfg.nodes * self.stale_sample.len()) as f64;
+        series.nodes_converged.push(converged as u32);
+        series.nodes_up.push(up as u32);
+        series.bytes.push(std::mem::take(&mut self.c.round_bytes));
+        series.messages.push(std::mem::take(&mut self.c.round_messages));
+        series.stale_key_share.push(if pairs > 0.0 { stale as f64 / pairs } else { 0.0 });
+        converged
+    }
+}
+
+/// The driver-level bug of `--inject-bug`: filters versions arriving at node 0.
+fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
+    let Ok(msg) = wire::decode(&payload) else { return payload };
+    let (entries, next) = match msg.body {
+        Body::Entries { entries } => (entries, None),
+        Body::BulkChunk { next, entries } => (entries, Some(next)),
+        _ => return payload,
+    };
+    let before = entries.len();
+    let kept: Vec<WireEntry> = entries
+        .into_iter()
+        .filter(|e| match replica.store().winner(&e.key) {
+            Some(w) if w.ts == e.version.ts && w != e.version => match bug {
+                InjectedBug::DropTies => false,
+                InjectedBug::WrongTieBreak => !beats(e.version.as_ref(), w.as_ref()),
+            },
+            _ => true,
+        })
+        .collect();
+    if kept.len() == before {
+        return payload;
+    }
+    let body = match next {
+        None => Body::Entries { entries: kept },
+        Some(next) => Body::BulkChunk { next, entries: kept },
+    };
+    Bytes::from(wire::encode(&Message { from: msg.from, exchange: msg.exchange, body }))
+}
+
+/// Runs one simulation. `progress` is called at every checkpoint.
+pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Report, String> {
+    cfg.validate()?;
+    let started = Instant::now();
+    let n = cfg.nodes;
+    let interval = cfg.gossip.interval_ms;
+    let depth = cfg.effective_tree_depth();
+    let store_cfg = StoreConfig {
+        shards_log2: 0,
+        tree: TreeShape::new(depth),
+        max_concurrent: cfg.max_concurrent,
+    };
+    let gcfg = GossipConfig { record_receptions: true, ..cfg.gossip };
+
+    // the workload
+    let write_start = EPOCH_MS + interval;
+    let spec = WorkloadSpec {
+        nodes: n,
+        keys: cfg.keys,
+        writes: cfg.writes,
+        conflict_rate: cfg.conflict_rate,
+        delete_rate: cfg.delete_rate,
+        start: write_start,
+        span: u64::from(cfg.write_rounds) * interval,
+    };
+    let workload = workload::generate(&spec, &mut Rng::new(derive(cfg.seed, WORKLOAD, 0, 0)));
+
+    let keys = KeySpace::new(cfg.keys, cfg.key_size);
+    let stale_sample: Vec<u32> = {
+        let k = cfg.keys;
+        let m = if k.saturating_mul(n) <= cfg.stale_budget {
+            k
+        } else {
+            (cfg.stale_budget / n.max(1)).clamp(1, k.max(1)).min(k)
+        };
+        (0..m).map(|j| (j * k / m.max(1)) as u32).collect()
+    };
+    let mut sim = Sim {
+        cfg,
+        gcfg,
+        store_cfg,
+        view: cfg.effective_view(),
+        slots: Vec::with_capacity(n),
+        queue: Queue::default(),
+        net: Rng::new(derive(cfg.seed, NET, 0, 0)),
+        partition: Partition::default(),
+        episodes: Vec::new(),
+        workload,
+        keys,
+        oracle: Oracle::new(store_cfg),
+        copies: HashMap::new(),
+        c: Counters::default(),
+        stale_sample,
+    };
+
+    // faults
+    let mut frng = Rng::new(derive(cfg.seed, FAULTS, 0, 0));
+    let f = cfg.faults;
+    let skews: Vec<i64> = (0..n)
+        .map(|_| {
+            if f.skew_ms == 0 { 0 } else { frng.below(2 * f.skew_ms + 1) as i64 - f.skew_ms as i64 }
+        })
+        .collect();
+    let window = u64::from(f.fault_rounds) * interval;
+    let fault_end = write_start + window;
+    let mut partitions = 0;
+    if f.partitions > 0 && f.partition_rounds > 0 && n >= 2 && window > 0 {
+        let slot = window / u64::from(f.partitions);
+        let dur = (u64::from(f.partition_rounds) * interval).min(slot);
+        for e in 0..f.partitions {
+            let share =
+                if f.partition_share > 0.0 { f.partition_share } else { 0.2 + 0.3 * frng.unit() };
+            let m = ((share * n as f64).round() as usize).clamp(1, n - 1);
+            let mut side = vec![false; n];
+            for j in sample_sorted(&mut frng, n, m) {
+                side[j] = true;
+            }
+            sim.episodes.push(side);
+            let start = write_start + u64::from(e) * slot;
+            sim.queue.push(start, Event::Split { episode: e });
+            sim.queue.push(start + dur, Event::Heal);
+            partitions += 1;
+        }
+    }
+    if f.crash_share > 0.0 && n >= 2 && window > 0 {
+        let count = ((f.crash_share * n as f64).ceil() as usize).clamp(1, n - 1);
+        for j in sample_sorted(&mut frng, n, count) {
+            let down = u64::from(1 + frng.below(u64::from(f.max_down_rounds.max(1))) as u32);
+            let latest = window.saturating_sub(down * interval).max(1);
+            let at = write_start + frng.below(latest);
+            sim.queue.push(at, Event::Crash { node: j as u32 });
+            sim.queue.push(at + down * interval, Event::Restart { node: j as u32 });
+        }
+    }
+
+    // nodes, with random phases
+    let mut phase = Rng::new(derive(cfg.seed, PHASE, 0, 0));
+    for (i, skew) in skews.into_iter().enumerate() {
+        let first = EPOCH_MS + phase.below(interval);
+        let node = sim.make_node(i, 0, first);
+        sim.slots.push(Slot {
+            node,
+            up: true,
+            inc: 0,
+            skew,
+            retired: NodeStats::default(),
+            retired_drift: 0,
+        });
+        sim.schedule_timer(i);
+    }
+    for (k, op) in sim.workload.ops.iter().enumerate() {
+        sim.queue.push(op.t, Event::Write { op: k as u32 });
+    }
+
+    // checkpoints: every interval, on a grid through the settle point
+    let settle_t = sim.workload.last_t.max(if window > 0 { fault_end } else { 0 });
+    let settle_round = ((settle_t - EPOCH_MS) / interval) as u32;
+    let first_cp = settle_t - u64::from(settle_round) * interval;
+    let cooldown = cfg.effective_cooldown();
+    let last_round = settle_round + cfg.max_rounds + cooldown + cfg.idle_rounds;
+    let setup_ms = started.elapsed().as_millis() as u64;
+
+    let mut series = Series {
+        stale_exact: sim.stale_sample.len() == cfg.keys,
+        stale_sample_keys: sim.stale_sample.len(),
+        ..Series::default()
+    };
+    let mut converged_round: Option<u32> = None;
+    let mut round = 0u32;
+    let mut cp = first_cp;
+    loop {
+        while let Some(t) = sim.queue.peek_time() {
+            if t > cp {
+                break;
+            }
+            let Some((t, ev)) = sim.queue.pop() else { break };
+            sim.handle(t, ev);
+        }
+        series.t_ms.push(cp - EPOCH_MS);
+        let conv = sim.checkpoint(&mut series);
+        progress(&Progress {
+            round,
+            settle_round,
+            last_round,
+            nodes_converged: conv,
+            nodes: n,
+            bytes_sent: sim.c.bytes_sent,
+            converged: converged_round.is_some(),
+        });
+        if round >= settle_round {
+            match converged_round {
+                None if conv == n => converged_round = Some(round),
+                None if round - settle_round >= cfg.max_rounds => break,
+                Some(r) if round >= r + cooldown + cfg.idle_rounds => break,
+                _ => {}
+            }
+        }
+        round += 1;
+        cp += interval;
+    }
+    let simulate_ms = started.elapsed().as_millis() as u64 - setup_ms;
+
+    // the final check, key by key
+    let t_check = Instant::now();
+    let live: Vec<Option<&Replica>> =
+        sim.slots.iter().map(|s| s.up.then(|| &**s.node.replica())).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(8);
+    let check = sim.oracle.check_all(&sim.keys, &live, threads);
+    drop(live);
+    let finals = sim.oracle.final_versions(&sim.keys);
+    let keys_written = {
+        let mut ks: Vec<u64> = finals.iter().map(|x| x.0).collect();
+        ks.dedup();
+        ks.len()
+    };
+    let copies: u64 =
+        finals.iter().map(|id| u64::from(sim.copies.get(id).copied().unwrap_or(0))).sum();
+    let keys_with_concurrent_values = sim.oracle.keys_with_concurrent_values(&sim.keys);
+    let check_ms = t_check.elapsed().as_millis() as u64;
+
+    let mut total = NodeStats::default();
+    let mut drift = 0;
+    for s in &sim.slots {
+        add_stats(&mut total, &s.retired);
+        add_stats(&mut total, s.node.stats());
+        drift += s.retired_drift + s.node.replica().clock().drift_events();
+    }
+    let mut bytes_by_kind = BTreeMap::new();
+    for (k, b) in total.sent_bytes.iter().enumerate() {
+        if *b > 0 {
+            bytes_by_kind.insert(KIND_NAMES[k].to_string(), *b);
+        }
+    }
+    let per_node_round = |from: u32, rounds: u32| -> Option<f64> {
+        if rounds == 0 {
+            return None;
+        }
+        let (a, b) = (from as usize + 1, (from + rounds) as usize + 1);
+        let bytes: u64 = series.bytes.get(a..b.min(series.bytes.len()))?.iter().sum();
+        Some(bytes as f64 / (n as f64 * f64::from(rounds)))
+    };
+    let (idle, cooldown_bytes) = match converged_round {
+        Some(r) if round >= r + cooldown + cfg.idle_rounds => {
+            (per_node_round(r + cooldown, cfg.idle_rounds), per_node_round(r, cooldown))
+        }
+        _ => (None, None),
+    };
+    let (lost_events, revived) = sim.oracle.lost_counts();
+    let ops = &sim.workload.ops;
+    let report = Report {
+        nodes: n,
+        fanout: cfg.gossip.fanout,
+        loss: cfg.loss,
+        stream_loss: cfg.stream_loss,
+        dup_rate: cfg.dup_rate,
+        latency_ms: cfg.latency_ms,
+        jitter_ms: cfg.jitter_ms,
+        interval_ms: interval,
+        mtu: cfg.gossip.mtu,
+        seed: cfg.seed,
+        protocol: cfg.protocol,
+        scenario: cfg.scenario,
+        clock: cfg.clock,
+        tree_depth: depth,
+        view: sim.view,
+        keys: cfg.keys,
+        writes: cfg.writes,
+        key_size: cfg.key_size,
+        value_size: cfg.value_size,
+        conflict_rate: cfg.conflict_rate,
+        delete_rate: cfg.delete_rate,
+        ops_issued: sim.oracle.ops(),
+        deletes_issued: ops.iter().filter(|o| o.value.is_none()).count(),
+        conflict_groups: sim.workload.conflict_groups,
+        keys_written,
+        keys_with_concurrent_values,
+        converged: converged_round.is_some() && check.stale_pairs == 0,
+        rounds_to_converge: converged_round.map(|r| r - settle_round),
+        settle_round,
+        rounds_run: round + 1,
+        messages_sent: sim.c.messages_sent,
+        messages_dropped: sim.c.dropped_loss + sim.c.dropped_partition + sim.c.dropped_down,
+        dropped_loss: sim.c.dropped_loss,
+        dropped_partition: sim.c.dropped_partition,
+        dropped_down: sim.c.dropped_down,
+        messages_duplicated: sim.c.duplicated,
+        bytes_sent: sim.c.bytes_sent,
+        bytes_by_kind,
+        stream_messages: sim.c.stream_messages,
+        stream_bytes: sim.c.stream_bytes,
+        max_datagram_bytes: sim.c.max_datagram,
+        bytes_bound: 3
+            * (n as u64).saturating_sub(1)
+            * keys_written as u64
+            * (cfg.key_size + cfg.value_size) as u64,
+        bytes_to_converge: converged_round.map(|r| series.bytes.iter().take(r as usize + 1).sum()),
+        idle_bytes_per_node_per_round: idle,
+        cooldown_bytes_per_node_per_round: cooldown_bytes,
+        value_copies_per_node: if finals.is_empty() {
+            0.0
+        } else {
+            copies as f64 / (n as f64 * finals.len() as f64)
+        },
+        versions_received_per_node_per_key: if keys_written == 0 {
+            0.0
+        } else {
+            total.versions_received as f64 / (n as f64 * keys_written as f64)
+        },
+        crashes: sim.c.crashes,
+        partitions,
+        lost_writes: sim.oracle.lost_now(),
+        lost_events,
+        revived_writes: revived,
+        writes_skipped: sim.c.writes_skipped,
+        bulk_started: total.bulk_started,
+        node_rounds: total.rounds,
+        decode_errors: total.decode_errors,
+        rejected: total.rejected,
+        drift_events: drift,
+        check,
+        wall_ms: started.elapsed().as_millis() as u64,
+        series,
+        timings: Timings { setup_ms, simulate_ms, check_ms },
+    };
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_samples_are_distinct_and_in_range() {
+        let mut r = Rng::new(1);
+        for (n, k) in [(10, 3), (10, 10), (100_000, 256), (5, 0)] {
+            let s = sample_sorted(&mut r, n, k);
+            assert_eq!(s.len(), k.min(n));
+            assert!(s.windows(2).all(|w| w[0] < w[1]));
+            assert!(s.iter().all(|&x| x < n));
+        }
+    }
+}

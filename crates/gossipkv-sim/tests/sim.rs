@@ -1,0 +1,146 @@
+//! CI-sized simulator runs: every scenario converges from several seeds, runs are
+//! deterministic, the oracle catches injected bugs, the naive baseline converges too.
+
+use gossipkv_sim::{ClockChoice, InjectedBug, Protocol, Report, Scenario, SimConfig, run};
+
+fn small(scenario: Scenario, seed: u64) -> SimConfig {
+    let mut c = SimConfig::new(scenario);
+    c.nodes = 30;
+    c.keys = 200;
+    c.writes = 200;
+    c.seed = seed;
+    c
+}
+
+fn go(c: &SimConfig) -> Report {
+    match run(c, &mut |_| {}) {
+        Ok(r) => r,
+        Err(e) => panic!("config refused: {e}"),
+    }
+}
+
+fn assert_converged(r: &Report, what: &str) {
+    assert!(
+        r.converged,
+        "{what}: not converged after {} rounds; check: {:?}",
+        r.rounds_run, r.check
+    );
+    assert_eq!(r.check.stale_pairs, 0, "{what}");
+    assert!(r.max_datagram_bytes <= r.mtu, "{what}: datagram of {} B", r.max_datagram_bytes);
+    assert!(r.idle_bytes_per_node_per_round.is_some(), "{what}: idle rounds measured");
+}
+
+#[test]
+fn spec_and_partition_converge_from_several_seeds() {
+    for scenario in [Scenario::Spec, Scenario::Partition] {
+        for seed in 1..=3 {
+            let r = go(&small(scenario, seed));
+            assert_converged(&r, &format!("{scenario:?} seed {seed}"));
+            assert!(r.keys_with_concurrent_values > 0, "the workload makes real ties");
+            if scenario == Scenario::Partition {
+                assert!(r.dropped_partition > 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn crashed_nodes_restart_empty_and_catch_up() {
+    for seed in 1..=3 {
+        let r = go(&small(Scenario::CrashRestart, seed));
+        assert_converged(&r, &format!("crash-restart seed {seed}"));
+        assert!(r.crashes >= 3);
+        assert!(r.bulk_started > 0, "restarted nodes use the bulk path");
+    }
+}
+
+#[test]
+fn chaos_converges_from_several_seeds() {
+    for seed in 1..=4 {
+        let r = go(&small(Scenario::Chaos, seed));
+        assert_converged(&r, &format!("chaos seed {seed}"));
+        assert!(r.crashes > 0 && r.partitions == 2 && r.messages_duplicated > 0);
+    }
+}
+
+#[test]
+fn same_seed_same_report_except_wall_time() {
+    let strip = |r: &Report| {
+        let mut v = serde_json::to_value(r).expect("serializes");
+        v.as_object_mut().expect("object").remove("wall_ms");
+        v
+    };
+    let c = small(Scenario::Chaos, 7);
+    let (a, b) = (go(&c), go(&c));
+    assert_eq!(strip(&a), strip(&b));
+    let mut other = c.clone();
+    other.seed = 8;
+    assert_ne!(strip(&a), strip(&go(&other)));
+}
+
+fn tie_heavy(bug: Option<InjectedBug>) -> SimConfig {
+    let mut c = SimConfig::new(Scenario::Spec);
+    c.nodes = 20;
+    c.keys = 100;
+    c.writes = 100;
+    c.conflict_rate = 0.5;
+    c.loss = 0.0;
+    c.stream_loss = 0.0;
+    c.max_rounds = 25;
+    c.seed = 3;
+    c.bug = bug;
+    c
+}
+
+#[test]
+fn the_oracle_catches_a_node_that_mishandles_ties() {
+    let control = go(&tie_heavy(None));
+    assert_converged(&control, "control");
+    assert!(control.keys_with_concurrent_values > 10);
+    for bug in [InjectedBug::DropTies, InjectedBug::WrongTieBreak] {
+        let r = go(&tie_heavy(Some(bug)));
+        assert!(!r.converged, "{bug:?} went unnoticed");
+        assert!(r.rounds_to_converge.is_none());
+        assert!(r.check.stale_pairs > 0);
+        assert!(r.check.examples.iter().any(|m| m.node == 0), "{:?}", r.check.examples);
+    }
+}
+
+#[test]
+fn naive_baseline_converges_and_costs_more() {
+    let mut c = small(Scenario::Spec, 1);
+    c.protocol = Protocol::Naive;
+    let naive = go(&c);
+    assert_converged(&naive, "naive");
+    let gossip = go(&small(Scenario::Spec, 1));
+    let idle = |r: &Report| r.idle_bytes_per_node_per_round.unwrap_or(0.0);
+    assert!(idle(&naive) > 10.0 * idle(&gossip), "{} vs {}", idle(&naive), idle(&gossip));
+}
+
+#[test]
+fn one_write_reaches_everyone_in_a_few_rounds() {
+    for seed in 1..=3 {
+        let mut c = SimConfig::new(Scenario::Spec);
+        c.nodes = 300;
+        c.keys = 1;
+        c.writes = 1;
+        c.conflict_rate = 0.0;
+        c.delete_rate = 0.0;
+        c.seed = seed;
+        let r = go(&c);
+        assert_converged(&r, "one write");
+        let rounds = r.rounds_to_converge.unwrap_or(u32::MAX);
+        assert!(rounds <= 6, "seed {seed}: {rounds} rounds");
+        assert!(r.idle_bytes_per_node_per_round.unwrap_or(f64::MAX) <= (5 * 1400) as f64);
+    }
+}
+
+#[test]
+fn lamport_clocks_and_clock_skew_converge() {
+    let mut c = small(Scenario::Spec, 2);
+    c.clock = ClockChoice::Lamport;
+    assert_converged(&go(&c), "lamport");
+    let mut c = small(Scenario::Spec, 2);
+    c.faults.skew_ms = 5000;
+    assert_converged(&go(&c), "skew");
+}
