@@ -1,5 +1,5 @@
 //! `gossipkv`: the command-line entry point. Each subcommand's flags live in the crate that
-//! implements it (`gossipkv_sim::cli::SimArgs` for `sim`); this file only lists them.
+//! implements it (`gossipkv_sim::cli::SimArgs` for `sim`, `gossipkv_node::cli` for `node` and `cluster`); this file only lists them.
 
 use std::process::ExitCode;
 
@@ -23,11 +23,17 @@ struct Cli {
 enum Command {
     /// Run the deterministic cluster simulator (virtual time, lossy network, LWW oracle)
     Sim(gossipkv_sim::cli::SimArgs),
+    /// Run one node: Redis-protocol server plus gossip with its peers
+    Node(gossipkv_node::cli::NodeArgs),
+    /// Run N nodes in this process on 127.0.0.1 (node i serves RESP on base-port + i)
+    Cluster(gossipkv_node::cli::ClusterArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => gossipkv_sim::cli::main(args),
+        Command::Node(args) => gossipkv_node::cli::node_main(args),
+        Command::Cluster(args) => gossipkv_node::cli::cluster_main(args),
     }
 }
