@@ -47,7 +47,11 @@ fn spec_and_partition_converge_from_several_seeds() {
 #[test]
 fn crashed_nodes_restart_empty_and_catch_up() {
     for seed in 1..=3 {
-        let r = go(&small(Scenario::CrashRestart, seed));
+        // enough keys that an empty node is "far behind" (the bulk path's minimum gap)
+        let mut c = small(Scenario::CrashRestart, seed);
+        c.keys = 3000;
+        c.writes = 3000;
+        let r = go(&c);
         assert_converged(&r, &format!("crash-restart seed {seed}"));
         assert!(r.crashes >= 3);
         assert!(r.bulk_started > 0, "restarted nodes use the bulk path");

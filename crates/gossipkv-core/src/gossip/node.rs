@@ -44,8 +44,14 @@ use crate::lww::{NodeId, Version, VersionRef};
 use crate::replica::Replica;
 use crate::rng::Rng;
 
-/// A node with fewer than `1 / BULK_RATIO` of its peer's keys catches up in bulk.
+/// A node with fewer than `1 / BULK_RATIO` of its peer's keys, and at least `BULK_MIN_GAP`
+/// fewer, catches up in bulk (a small gap is cheaper through the digest tree).
 const BULK_RATIO: u64 = 4;
+const BULK_MIN_GAP: u64 = 1024;
+
+fn far_behind(mine: u64, theirs: u64) -> bool {
+    mine.saturating_mul(BULK_RATIO) < theirs && theirs - mine >= BULK_MIN_GAP
+}
 
 /// Tunables of the gossip protocol. Defaults follow docs/protocol.md.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -190,6 +196,8 @@ pub struct Node {
     wanted_leaves: HashMap<u32, u64>,
     exchanges: HashMap<u32, Exchange>,
     bulk: Option<Bulk>,
+    /// Leaf from which a stalled bulk catch-up resumes.
+    bulk_resume: u32,
     outbox: VecDeque<Transmit>,
     stats: NodeStats,
     receptions: Vec<(u64, u32)>,
@@ -219,6 +227,7 @@ impl Node {
             wanted_leaves: HashMap::new(),
             exchanges: HashMap::new(),
             bulk: None,
+            bulk_resume: 0,
             outbox: VecDeque::new(),
             stats: NodeStats::default(),
             receptions: Vec::new(),
@@ -280,6 +289,7 @@ impl Node {
         self.wanted_leaves.clear();
         self.exchanges.clear();
         self.bulk = None;
+        self.bulk_resume = 0;
         self.outbox.clear();
         self.next_tick = now;
     }
@@ -330,7 +340,9 @@ impl Node {
         self.inflight_leaves.retain(|_, d| *d > now);
         self.wanted_leaves.retain(|_, d| *d > now);
         self.exchanges.retain(|_, x| x.deadline > now);
-        if self.bulk.is_some_and(|b| b.deadline <= now) {
+        if let Some(b) = self.bulk.filter(|b| b.deadline <= now) {
+            // stalled: the next catch-up (from any peer) resumes where this one got to
+            self.bulk_resume = b.cursor;
             self.bulk = None;
         }
         let mut picked = std::mem::take(&mut self.scratch);
@@ -511,8 +523,8 @@ impl Node {
             self.send_wants(from, exchange, &later);
         }
         self.send_versions_of(from, exchange, &push);
-        if keys.saturating_mul(BULK_RATIO) < peer_keys && self.bulk.is_none() {
-            self.start_bulk(now, from, exchange, 0);
+        if far_behind(keys, peer_keys) && self.bulk.is_none() {
+            self.start_bulk(now, from, exchange, self.bulk_resume);
         }
     }
 
@@ -527,7 +539,7 @@ impl Node {
         haves: &[VersionId],
         wants: &[u64],
     ) {
-        let Some(x) = self.exchanges.get(&exchange).copied() else {
+        let Some(x) = self.exchanges.get_mut(&exchange) else {
             self.stats.rejected += 1;
             return;
         };
@@ -535,6 +547,8 @@ impl Node {
             self.stats.rejected += 1;
             return;
         }
+        // an exchange that is making progress lives on
+        x.deadline = now + self.cfg.interval_ms;
         self.send_versions_of(from, exchange, wants);
         let (mut my_wants, mut push) = (Vec::new(), Vec::new());
         self.triage(now, haves, &mut my_wants, &mut push);
@@ -545,8 +559,8 @@ impl Node {
             return;
         }
         let my_keys = self.key_count();
-        if my_keys.saturating_mul(BULK_RATIO) < peer_keys && self.bulk.is_none() {
-            self.start_bulk(now, from, exchange, 0);
+        if far_behind(my_keys, peer_keys) && self.bulk.is_none() {
+            self.start_bulk(now, from, exchange, self.bulk_resume);
             return;
         }
         self.stats.descents += 1;
@@ -704,6 +718,7 @@ impl Node {
             self.stats.rejected += 1;
             return;
         }
+        x.deadline = now + self.cfg.interval_ms;
         let mut children: Vec<u32> = Vec::new();
         for &(idx, map) in diffs {
             if idx as usize >= tree.nodes_at(level) {
@@ -1042,6 +1057,7 @@ impl Node {
         self.merge_entries(now, entries, false);
         if next == 0 || next <= b.cursor {
             self.bulk = None;
+            self.bulk_resume = 0;
             return;
         }
         b.cursor = next;
