@@ -81,8 +81,23 @@ pub fn now_ms() -> u64 {
 }
 
 /// Binds the UDP socket (with a large receive buffer, so bursts are not lost in the kernel)
-/// and the TCP stream listener on `addr`.
+/// and the TCP stream listener on `addr`. With port 0 the kernel picks a UDP port; if that
+/// port number is taken for TCP, it tries again with another (a few times).
 pub async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = io::Error::new(io::ErrorKind::AddrInUse, "no free port pair");
+    for _ in 0..attempts {
+        let udp = bind_udp(addr)?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::DGRAM,
@@ -92,10 +107,7 @@ pub async fn bind(addr: SocketAddr) -> io::Result<(UdpSocket, TcpListener)> {
     let _ = sock.set_recv_buffer_size(4 * 1024 * 1024);
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
-    let udp = UdpSocket::from_std(sock.into())?;
-    let bound = udp.local_addr()?;
-    let tcp = TcpListener::bind(bound).await?;
-    Ok((udp, tcp))
+    UdpSocket::from_std(sock.into())
 }
 
 /// Runs one node's gossip until `shutdown` resolves. `writes` carries the local writes the
