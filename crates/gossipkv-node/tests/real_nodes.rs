@@ -131,16 +131,26 @@ fn conflicting_puts_end_with_the_lww_winner_and_versions_list_the_tie() -> redis
     let c = Cluster::start(4, 0.0, ClockKind::Lamport, 400);
     let mut a = c.con(1);
     let mut b = c.con(2);
-    let ta: u64 = redis::cmd("PUT").arg("fruit").arg("banana").query(&mut a)?;
-    let tb: u64 = redis::cmd("PUT").arg("fruit").arg("apple").query(&mut b)?;
-    assert_eq!(ta, tb, "expected an equal-timestamp tie");
+    // Fresh Lamport clocks give a tie unless a gossip round slipped between the two writes;
+    // then try a fresh key (bounded).
+    let mut tie = None;
+    for attempt in 0..5 {
+        let key = format!("fruit{attempt}");
+        let ta: u64 = redis::cmd("PUT").arg(&key).arg("banana").query(&mut a)?;
+        let tb: u64 = redis::cmd("PUT").arg(&key).arg("apple").query(&mut b)?;
+        if ta == tb {
+            tie = Some((key, ta));
+            break;
+        }
+    }
+    let (key, ta) = tie.expect("expected an equal-timestamp tie within 5 attempts");
     c.wait_all("apple wins the tie everywhere", |con| {
-        let v: Option<String> = con.get("fruit").unwrap_or(None);
+        let v: Option<String> = con.get(&key).unwrap_or(None);
         v.as_deref() == Some("apple")
     });
     for i in 0..4 {
         let mut con = c.con(i);
-        let vs: Vec<Value> = redis::cmd("VERSIONS").arg("fruit").query(&mut con)?;
+        let vs: Vec<Value> = redis::cmd("VERSIONS").arg(&key).query(&mut con)?;
         let parsed: Vec<(String, u64, u64)> = vs
             .into_iter()
             .map(|v| redis::from_redis_value(v).expect("[value, ts, origin]"))
@@ -149,10 +159,10 @@ fn conflicting_puts_end_with_the_lww_winner_and_versions_list_the_tie() -> redis
     }
     // a later write at another node has a higher timestamp (receive rule) and wins
     let mut d = c.con(3);
-    let td: u64 = redis::cmd("PUT").arg("fruit").arg("zucchini").query(&mut d)?;
+    let td: u64 = redis::cmd("PUT").arg(&key).arg("zucchini").query(&mut d)?;
     assert!(td > ta);
     c.wait_all("the later write wins everywhere", |con| {
-        let v: Option<String> = con.get("fruit").unwrap_or(None);
+        let v: Option<String> = con.get(&key).unwrap_or(None);
         v.as_deref() == Some("zucchini")
     });
     Ok(())
