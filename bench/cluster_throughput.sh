@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# Client-path throughput and latency of node 0 of a gossiping 3-node `gossipkv cluster`
+# against redis-server, same machine, same run.
+#
+# Starts `gossipkv cluster --nodes 3 --base-port P --quiet` (default gossip interval, fanout
+# and threads) and one redis-server, both kept up for the whole run, then runs redis-benchmark
+# (-t set,get -c 50 -r 100000 -d 32, once with -P 1 and once with -P 16) against node 0 and
+# redis-server alternately for $RUNS rounds (the side that goes first alternates too). Prints
+# the raw runs, medians side by side and the node/redis ratios. Afterwards it checks that the
+# cluster gossiped during the load: node 0's gossip rounds advanced while the benchmark ran,
+# the other nodes applied versions received by gossip, and after a few intervals every node has
+# node 0's DBSIZE and digest root. server_cpu_pct is the CPU time of the whole gossipkv
+# process(es) (all nodes) or of redis-server over the benchmark (100 = one core).
+#
+# Env:
+#   RUNS (3)              alternating rounds; medians are over these
+#   BASE_PORT (7400)      first RESP port to try for the cluster (gossip on +10000)
+#   CLIENTS (50) KEYSPACE (100000) DATASIZE (32) PIPELINE (16) TESTS (set,get)
+#   REQUESTS (200000)     requests per test without pipelining
+#   REQUESTS_P (1000000)  requests per test with -P $PIPELINE (it is ~5x faster)
+#   CLUSTER_ARGS ("")     extra flags for `gossipkv cluster` (e.g. "--threads 1")
+#   MODE (cluster)        "processes": instead of `gossipkv cluster`, NODES `gossipkv node`
+#                         processes (default flags plus NODE_ARGS, each told the others as peers)
+#   NODE_ARGS ("")        extra flags for each `gossipkv node` in MODE=processes
+#   NODES (3)             cluster size (NODES=1: a lone node, for comparison)
+#   SETTLE_S (30)         max seconds to wait for the replicas to agree after the load
+#   SKIP_BUILD=1          use the already-built target/release/gossipkv
+# Output ends with machine-readable lines:
+#   median label=node0|redis pipeline=.. test=.. rps=.. p50_ms=.. p99_ms=..
+#   compare pipeline=.. test=.. rps_ratio=.. p50_ratio=.. p99_ratio=..   (node / redis)
+#   gossip during_load_node0_rounds=[..] replicas_versions_applied_during_load=.. converged=yes|no ...
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+RUNS="${RUNS:-3}"
+BASE_PORT="${BASE_PORT:-7400}"
+CLIENTS="${CLIENTS:-50}"
+KEYSPACE="${KEYSPACE:-100000}"
+DATASIZE="${DATASIZE:-32}"
+PIPELINE="${PIPELINE:-16}"
+TESTS="${TESTS:-set,get}"
+REQUESTS="${REQUESTS:-200000}"
+REQUESTS_P="${REQUESTS_P:-1000000}"
+CLUSTER_ARGS="${CLUSTER_ARGS:-}"
+MODE="${MODE:-cluster}"
+NODE_ARGS="${NODE_ARGS:-}"
+SETTLE_S="${SETTLE_S:-30}"
+NODES="${NODES:-3}"
+
+for tool in redis-server redis-cli redis-benchmark; do
+  command -v "$tool" >/dev/null || {
+    echo "needs $tool (apt-get install -y redis-server redis-tools)" >&2
+    exit 1
+  }
+done
+
+cd "$ROOT"
+if [[ -z "${SKIP_BUILD:-}" ]]; then
+  cargo build --release -q -p gossipkv
+fi
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/gossipkv"
+[[ -x "$BIN" ]] || { echo "missing $BIN" >&2; exit 1; }
+
+WORKDIR="$(mktemp -d)"
+CLUSTER_PIDS=()
+REDIS_PID=""
+stop() { # $1 = pid; SIGTERM, then SIGKILL after 10 s
+  local pid="$1"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local pid
+  for pid in "${CLUSTER_PIDS[@]}"; do stop "$pid"; done
+  stop "$REDIS_PID"
+  rm -rf "$WORKDIR"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+udp_busy() { ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; }
+range_free() { # $1 = first port: RESP P.. and gossip P+10000.. for NODES nodes (TCP and UDP)
+  local i
+  for i in $(seq 0 $((NODES - 1))); do
+    port_busy $(($1 + i)) && return 1
+    port_busy $(($1 + 10000 + i)) && return 1
+    udp_busy $(($1 + 10000 + i)) && return 1
+  done
+  return 0
+}
+wait_pong() { # $1 = port, $2 = pid
+  for _ in $(seq 1 200); do
+    redis-cli -p "$1" ping 2>/dev/null | grep -q PONG && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+cli() { local p="$1"; shift; redis-cli -p "$p" "$@" | tr -d '\r'; }
+info_field() { # $1 = port, $2 = section, $3 = field
+  cli "$1" info "$2" | awk -F: -v k="$3" '$1 == k { print $2 }'
+}
+
+# --- start both servers
+P="$BASE_PORT"
+until range_free "$P"; do P=$((P + NODES)); done
+case "$MODE" in
+  cluster)
+    # shellcheck disable=SC2086
+    "$BIN" cluster --nodes "$NODES" --base-port "$P" --quiet $CLUSTER_ARGS >"$WORKDIR/cluster.log" 2>&1 &
+    CLUSTER_PIDS=($!)
+    for i in $(seq 0 $((NODES - 1))); do
+      wait_pong $((P + i)) "${CLUSTER_PIDS[0]}" \
+        || { echo "cluster did not start" >&2; cat "$WORKDIR/cluster.log" >&2; exit 1; }
+    done
+    echo "cluster: $(head -n 1 "$WORKDIR/cluster.log") (pid ${CLUSTER_PIDS[0]}, $BIN)"
+    ;;
+  processes)
+    for i in $(seq 0 $((NODES - 1))); do
+      peers=""
+      for j in $(seq 0 $((NODES - 1))); do
+        [[ "$j" == "$i" ]] || peers+="${peers:+,}127.0.0.1:$((P + 10000 + j))"
+      done
+      # shellcheck disable=SC2086
+      "$BIN" node --id "$i" --listen "127.0.0.1:$((P + i))" --gossip "127.0.0.1:$((P + 10000 + i))" \
+        ${peers:+--peers "$peers"} $NODE_ARGS >"$WORKDIR/node$i.log" 2>&1 &
+      CLUSTER_PIDS+=($!)
+    done
+    for i in $(seq 0 $((NODES - 1))); do
+      wait_pong $((P + i)) "${CLUSTER_PIDS[$i]}" \
+        || { echo "node $i did not start" >&2; cat "$WORKDIR/node$i.log" >&2; exit 1; }
+    done
+    echo "cluster: $NODES \`gossipkv node\` processes (pids ${CLUSTER_PIDS[*]}), RESP on 127.0.0.1:$P-$((P + NODES - 1)), $BIN"
+    ;;
+  *) echo "MODE must be cluster or processes" >&2; exit 1 ;;
+esac
+
+RP=6399
+while port_busy "$RP"; do RP=$((RP + 1)); done
+redis-server --bind 127.0.0.1 --port "$RP" --save '' --appendonly no --daemonize no \
+  --dir "$WORKDIR" --logfile "$WORKDIR/redis.log" &
+REDIS_PID=$!
+wait_pong "$RP" "$REDIS_PID" || { echo "redis-server did not start" >&2; cat "$WORKDIR/redis.log" >&2; exit 1; }
+echo "redis: $(redis-server --version | cut -d' ' -f1-3) on 127.0.0.1:$RP (pid $REDIS_PID)"
+echo "$(redis-benchmark --version): -t $TESTS -c $CLIENTS -r $KEYSPACE -d $DATASIZE;" \
+  "-n $REQUESTS without pipelining, -n $REQUESTS_P with -P $PIPELINE; $RUNS rounds"
+echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
+  "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+RESULTS="$WORKDIR/results.txt"
+GOSSIPLOG="$WORKDIR/gossip.txt"
+: >"$RESULTS"
+: >"$GOSSIPLOG"
+
+cpu_ticks() { # utime + stime, summed over the given pids
+  local pid t=0
+  for pid in "$@"; do t=$((t + $(awk '{ print $14 + $15 }' "/proc/$pid/stat"))); done
+  echo "$t"
+}
+
+applied_sum() { # versions nodes 1.. applied from gossip
+  local i t=0
+  for i in $(seq 1 $((NODES - 1))); do t=$((t + $(info_field $((P + i)) gossip versions_applied))); done
+  echo "$t"
+}
+
+bench() { # $1 = label, $2 = port, $3 = pipeline
+  local label="$1" port="$2" p="$3" n="$REQUESTS" out="$WORKDIR/bench.csv"
+  [[ "$p" == 1 ]] || n="$REQUESTS_P"
+  local r0 c0 a r1 c1 b i applied
+  if [[ "$label" == node0 ]]; then
+    r0="$(info_field "$P" gossip rounds)"
+    a="$(applied_sum)"
+    c0="$(cpu_ticks "${CLUSTER_PIDS[@]}")"
+  else
+    c0="$(cpu_ticks "$REDIS_PID")"
+  fi
+  local t0 t1
+  t0="$(date +%s.%N)"
+  timeout 600 redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -c "$CLIENTS" -n "$n" \
+    -r "$KEYSPACE" -d "$DATASIZE" -P "$p" --csv >"$out"
+  t1="$(date +%s.%N)"
+  if [[ "$label" == node0 ]]; then
+    r1="$(info_field "$P" gossip rounds)"
+    b="$(applied_sum)"
+    c1="$(cpu_ticks "${CLUSTER_PIDS[@]}")"
+    echo "gossip-during pipeline=$p seconds=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')" \
+      "node0_rounds=$((r1 - r0)) replicas_versions_applied=$((b - a))" \
+      | tee -a "$GOSSIPLOG"
+  else
+    c1="$(cpu_ticks "$REDIS_PID")"
+  fi
+  local cpu
+  cpu="$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.0f", 100 * (b - a) / hz / (e - s) }')"
+  # CSV (redis-benchmark >= 7.0): "test","rps","avg_latency_ms","min_latency_ms",
+  # "p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  tr -d '"\r' <"$out" | awk -F, -v label="$label" -v p="$p" -v cpu="$cpu" '
+    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    NF > 1 {
+      printf "bench label=%s pipeline=%s test=%s rps=%s avg_ms=%s p50_ms=%s p99_ms=%s server_cpu_pct=%s\n",
+        label, p, $1, $col["rps"], $col["avg_latency_ms"], $col["p50_latency_ms"],
+        $col["p99_latency_ms"], cpu
+    }' | tee -a "$RESULTS"
+}
+
+for run in $(seq 1 "$RUNS"); do
+  if ((run % 2)); then order="redis node0"; else order="node0 redis"; fi
+  for side in $order; do
+    echo "=== run $run/$RUNS: $side"
+    for p in 1 "$PIPELINE"; do
+      if [[ "$side" == redis ]]; then bench redis "$RP" "$p"; else bench node0 "$P" "$p"; fi
+    done
+  done
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- did the cluster gossip, and did it converge?
+echo
+echo "=== gossip after the load (settling up to $SETTLE_S s)"
+converged=no
+for _ in $(seq 1 $((SETTLE_S * 2))); do
+  d0="$(cli "$P" dbsize)"
+  r0="$(info_field "$P" gossip digest_root)"
+  same=yes
+  for i in $(seq 1 $((NODES - 1))); do
+    [[ "$(cli $((P + i)) dbsize)" == "$d0" ]] || same=no
+    [[ "$(info_field $((P + i)) gossip digest_root)" == "$r0" ]] || same=no
+  done
+  if [[ "$same" == yes ]]; then converged=yes; break; fi
+  sleep 0.5
+done
+for i in $(seq 0 $((NODES - 1))); do
+  echo "node $i: dbsize=$(cli $((P + i)) dbsize) digest_root=$(info_field $((P + i)) gossip digest_root)" \
+    "rounds=$(info_field $((P + i)) gossip rounds) messages_sent=$(info_field $((P + i)) gossip messages_sent)" \
+    "versions_applied=$(info_field $((P + i)) gossip versions_applied)" \
+    "bulk_catchups=$(info_field $((P + i)) gossip bulk_catchups)"
+done
+echo "redis: dbsize=$(cli "$RP" dbsize)"
+for pid in "${CLUSTER_PIDS[@]}"; do
+  echo "gossipkv process $pid: VmRSS $(awk '/^VmRSS:/ { print $2, $3 }' "/proc/$pid/status")," \
+    "threads $(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")"
+done
+
+# --- medians and ratios
+field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "na"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "na" }'; }
+
+echo
+echo "=== medians over $RUNS round(s)"
+MEDIANS="$WORKDIR/medians.txt"
+: >"$MEDIANS"
+for label in redis node0; do
+  for p in 1 "$PIPELINE"; do
+    for test in $(echo "$TESTS" | tr 'a-z,' 'A-Z '); do
+      sel="$(grep "^bench label=$label pipeline=$p test=$test " "$RESULTS" || true)"
+      echo "median label=$label pipeline=$p test=$test rps=$(field rps <<<"$sel" | median)" \
+        "p50_ms=$(field p50_ms <<<"$sel" | median) p99_ms=$(field p99_ms <<<"$sel" | median)" \
+        "server_cpu_pct=$(field server_cpu_pct <<<"$sel" | median)" | tee -a "$MEDIANS"
+    done
+  done
+done
+
+echo
+printf '%-3s %-4s %11s %11s %7s %8s %8s %7s %8s %8s %7s\n' \
+  P test node0_rps redis_rps ratio node_p50 redis_p50 p50_x node_p99 redis_p99 p99_x
+: >"$WORKDIR/compare.txt"
+for p in 1 "$PIPELINE"; do
+  for test in $(echo "$TESTS" | tr 'a-z,' 'A-Z '); do
+    n="$(grep "^median label=node0 pipeline=$p test=$test " "$MEDIANS")"
+    r="$(grep "^median label=redis pipeline=$p test=$test " "$MEDIANS")"
+    nr="$(field rps <<<"$n")" rr="$(field rps <<<"$r")"
+    n50="$(field p50_ms <<<"$n")" r50="$(field p50_ms <<<"$r")"
+    n99="$(field p99_ms <<<"$n")" r99="$(field p99_ms <<<"$r")"
+    printf '%-3s %-4s %11s %11s %7s %8s %8s %7s %8s %8s %7s\n' "$p" "$test" "$nr" "$rr" \
+      "$(ratio "$nr" "$rr")" "$n50" "$r50" "$(ratio "$n50" "$r50")" "$n99" "$r99" "$(ratio "$n99" "$r99")"
+    echo "compare pipeline=$p test=$test rps_ratio=$(ratio "$nr" "$rr")" \
+      "p50_ratio=$(ratio "$n50" "$r50") p99_ratio=$(ratio "$n99" "$r99")" >>"$WORKDIR/compare.txt"
+  done
+done
+echo "(ratio > 1: node 0 is faster; p99_x > 1: node 0's p99 is higher)"
+echo
+cat "$WORKDIR/compare.txt"
+rounds_during="$(field node0_rounds <"$GOSSIPLOG" | tr '\n' ' ' | sed 's/ $//')"
+applied_during="$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^replicas_versions_applied=/) { split($i, a, "="); s += a[2] } } END { print s + 0 }' "$GOSSIPLOG")"
+echo "gossip during_load_node0_rounds=[${rounds_during// /,}] replicas_versions_applied_during_load=$applied_during" \
+  "converged=$converged dbsize_node0=$(cli "$P" dbsize)"
