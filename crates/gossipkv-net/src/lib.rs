@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transmit, Transport};
+use gossipkv_core::Replica;
+use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transmit, Transport, VersionId};
 use gossipkv_core::rng::Rng;
-use gossipkv_core::{Replica, Version};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -64,6 +64,9 @@ pub struct NetCounters {
     pub io_errors: AtomicU64,
     /// Stream frames refused (too large, bad address).
     pub bad_frames: AtomicU64,
+    /// Local writes not advertised as rumors because the queue to the driver was full
+    /// (anti-entropy still spreads them).
+    pub rumors_dropped: AtomicU64,
 }
 
 /// What the running driver shares with the rest of the node (INFO, metrics).
@@ -110,14 +113,15 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
-/// Runs one node's gossip until `shutdown` resolves. `writes` carries the local writes the
-/// RESP server made (so they spread as rumors).
+/// Runs one node's gossip until `shutdown` resolves. `writes` carries the ids of the local
+/// writes the RESP server made (so they spread as rumors); it is drained whole at each wake-up
+/// so a write burst never builds a backlog behind the driver.
 pub async fn run(
     replica: Arc<Replica>,
     cfg: NetConfig,
     udp: UdpSocket,
     stream: TcpListener,
-    mut writes: mpsc::UnboundedReceiver<(Bytes, Version)>,
+    mut writes: mpsc::Receiver<VersionId>,
     status: Arc<GossipStatus>,
     shutdown: impl std::future::Future,
 ) -> io::Result<()> {
@@ -151,7 +155,13 @@ pub async fn run(
                 }
             },
             Some((from, msg)) = stream_rx.recv() => node.handle_datagram(now_ms(), from, msg),
-            Some((key, v)) = writes.recv() => node.note_local_write(&key, &v, now_ms()),
+            Some(id) = writes.recv() => {
+                let now = now_ms();
+                node.note_rumor(id, now);
+                while let Ok(id) = writes.try_recv() {
+                    node.note_rumor(id, now);
+                }
+            }
             () = tokio::time::sleep(Duration::from_millis(wait)) => node.handle_timeout(now_ms()),
         }
         while let Some(t) = node.poll_transmit() {

@@ -12,11 +12,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use gossipkv_core::gossip::GossipConfig;
-use gossipkv_core::{ClockKind, Replica, StoreConfig, Version};
+use gossipkv_core::gossip::{GossipConfig, VersionId};
+use gossipkv_core::{ClockKind, Replica, StoreConfig, VersionRef};
 use gossipkv_net::{GossipStatus, NetConfig};
-use gossipkv_server::{InfoSection, InfoSource, ServerConfig, ServerContext};
+use gossipkv_server::{InfoSection, InfoSource, ServerConfig, ServerContext, WriteObserver};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -80,6 +79,26 @@ pub struct RunningNode {
     pub gossip: JoinHandle<io::Result<()>>,
 }
 
+/// Hands each local write to the gossip driver as a 20-byte rumor id over a bounded queue.
+/// The id is computed on the connection's thread; a full queue drops the rumor (counted):
+/// the write is already in the replica and anti-entropy will spread it, so client load can
+/// never build an unbounded backlog in front of gossip.
+struct RumorQueue {
+    tx: mpsc::Sender<VersionId>,
+    status: Arc<GossipStatus>,
+}
+
+/// Rumors queued between the RESP server and the gossip driver at most.
+pub const RUMOR_QUEUE: usize = 16 * 1024;
+
+impl WriteObserver for RumorQueue {
+    fn on_local_write(&self, key: &[u8], version: VersionRef<'_>) {
+        if self.tx.try_send(VersionId::of(key, version)).is_err() {
+            self.status.net.rumors_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 /// `INFO gossip` / `INFO replication` fields from the driver's counters.
 struct GossipInfo {
     replica: Arc<Replica>,
@@ -116,6 +135,7 @@ impl InfoSource for GossipInfo {
         s.field("dropped_injected_recv", self.status.net.dropped_recv.load(Relaxed));
         s.field("dropped_injected_stream", self.status.net.dropped_stream.load(Relaxed));
         s.field("io_errors", self.status.net.io_errors.load(Relaxed));
+        s.field("rumors_dropped", self.status.net.rumors_dropped.load(Relaxed));
         s.field("digest_root", format!("{:016x}", self.replica.store().root_hash()));
         s.field("keys", store.live_keys);
         s.field("tombstones", store.tombstones);
@@ -135,7 +155,8 @@ pub fn start(
 ) -> RunningNode {
     let replica = Arc::new(Replica::new(spec.id, spec.clock, spec.store));
     let status = Arc::new(GossipStatus::default());
-    let (tx, rx) = mpsc::unbounded_channel::<(Bytes, Version)>();
+    let (tx, rx) = mpsc::channel::<VersionId>(RUMOR_QUEUE);
+    let observer = RumorQueue { tx, status: Arc::clone(&status) };
     let info = GossipInfo {
         replica: Arc::clone(&replica),
         status: Arc::clone(&status),
@@ -143,7 +164,7 @@ pub fn start(
         peers: spec.peers.len(),
     };
     let ctx = ServerContext::new(spec.server.clone())
-        .with_write_observer(Arc::new(tx))
+        .with_write_observer(Arc::new(observer))
         .with_info_source(Arc::new(info));
     let server = tokio::spawn(gossipkv_server::serve(
         bound.resp,

@@ -310,8 +310,13 @@ impl Node {
 
     /// Tells gossip that a client wrote `v` to the replica, so it is spread as a rumor.
     pub fn note_local_write(&mut self, key: &[u8], v: &Version, now: u64) {
-        let kh = key_hash(key);
-        self.make_hot(VersionId { kh, ts: v.ts, vh: version_hash(kh, v.as_ref()) as u32 }, now);
+        self.note_rumor(VersionId::of(key, v.as_ref()), now);
+    }
+
+    /// Spreads the version named `id` (already in the replica) as a rumor. Drivers that learn
+    /// of writes on another thread send just the 20-byte id, computed there.
+    pub fn note_rumor(&mut self, id: VersionId, now: u64) {
+        self.make_hot(id, now);
     }
 
     fn make_hot(&mut self, id: VersionId, now: u64) {

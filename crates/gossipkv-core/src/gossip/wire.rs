@@ -41,6 +41,14 @@ pub struct VersionId {
     pub vh: u32,
 }
 
+impl VersionId {
+    /// The id of version `v` of `key`.
+    pub fn of(key: &[u8], v: VersionRef<'_>) -> Self {
+        let kh = crate::digest::key_hash(key);
+        Self { kh, ts: v.ts, vh: crate::digest::version_hash(kh, v) as u32 }
+    }
+}
+
 /// One version in a `Leaf` summary, fingerprinted with the exchange's salt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LeafId {
