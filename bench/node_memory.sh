@@ -59,26 +59,7 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 udp_busy() { ss -Hlun "sport = :$1" 2>/dev/null | grep -q .; }
 
 # The same RESP stream as bench/redis_memory.sh: exactly N distinct SETs.
-gen_resp() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 - "$N" <<'PY'
-import sys
-n = int(sys.argv[1])
-out = sys.stdout.buffer
-buf = []
-for i in range(n):
-    k = b"k:%014d" % i
-    v = b"v:%030d" % i
-    buf.append(b"*3\r\n$3\r\nSET\r\n$16\r\n" + k + b"\r\n$32\r\n" + v + b"\r\n")
-    if len(buf) >= 10000:
-        out.write(b"".join(buf)); buf.clear()
-out.write(b"".join(buf))
-PY
-  else
-    awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++)
-      printf "*3\r\n$3\r\nSET\r\n$16\r\nk:%014d\r\n$32\r\nv:%030d\r\n", i, i }'
-  fi
-}
+source "$ROOT/bench/lib/gen_resp.sh"
 
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 

@@ -50,27 +50,8 @@ rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$REDIS_PID/status"; }
 used_before=$(info_field used_memory)
 rss_before_kb=$(rss_kb)
 
-# Generate exactly N distinct SET commands in RESP and bulk-load them.
-gen_resp() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 - "$N" <<'PY'
-import sys
-n = int(sys.argv[1])
-out = sys.stdout.buffer
-buf = []
-for i in range(n):
-    k = b"k:%014d" % i
-    v = b"v:%030d" % i
-    buf.append(b"*3\r\n$3\r\nSET\r\n$16\r\n" + k + b"\r\n$32\r\n" + v + b"\r\n")
-    if len(buf) >= 10000:
-        out.write(b"".join(buf)); buf.clear()
-out.write(b"".join(buf))
-PY
-  else
-    awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++)
-      printf "*3\r\n$3\r\nSET\r\n$16\r\nk:%014d\r\n$32\r\nv:%030d\r\n", i, i }'
-  fi
-}
+# Exactly N distinct SET commands in RESP, bulk-loaded.
+source "$(dirname "$0")/lib/gen_resp.sh"
 
 t0=$(date +%s.%N)
 gen_resp | cli --pipe >"$WORKDIR/pipe.out" 2>&1 || { cat "$WORKDIR/pipe.out" >&2; exit 1; }
