@@ -381,8 +381,7 @@ impl Node {
     }
 
     fn key_count(&self) -> u64 {
-        let s = self.replica.store().stats();
-        (s.live_keys + s.tombstones) as u64
+        self.replica.store().keys_held() as u64
     }
 
     /// Rumors that fit in one datagram after a header and `prefix` (and `reserve` bytes),
