@@ -24,7 +24,7 @@ use hashbrown::HashMap;
 use crate::config::{InjectedBug, Protocol, SimConfig};
 use crate::net::{Event, Partition, Queue, addr, index};
 use crate::oracle::{KeySpace, Oracle};
-use crate::protocol::{NaiveNode, ProtoNode, add_stats};
+use crate::protocol::{NaiveNode, Outgoing, ProtoNode, add_stats};
 use crate::report::{Report, Series, Timings};
 use crate::workload::{self, Workload, WorkloadSpec, value_bytes};
 
@@ -116,6 +116,99 @@ struct Counters {
     unknown_destination: u64,
 }
 
+/// A timer or a delivery to run at one node, and what the node emitted doing it.
+#[derive(Debug)]
+struct Task {
+    t: u64,
+    node: u32,
+    /// The node's gossip timer (else a delivery).
+    timer: bool,
+    /// For a delivery, until it runs: sender and payload.
+    msg: Option<(u32, Bytes)>,
+    out: Vec<Outgoing>,
+    receptions: Vec<(u64, u32)>,
+}
+
+impl Task {
+    fn new(t: u64, node: u32, msg: Option<(u32, Bytes)>) -> Self {
+        Self { t, node, timer: msg.is_none(), msg, out: Vec::new(), receptions: Vec::new() }
+    }
+
+    /// Rough cost, to balance the two halves of a batch.
+    fn weight(&self) -> u64 {
+        256 + self.msg.as_ref().map_or(0, |(_, p)| p.len() as u64)
+    }
+}
+
+/// Timers and deliveries that run together: events of a few consecutive milliseconds, none of
+/// which can cause another one of them (see [`Sim::run_until`]). Each concerns one node and
+/// touches only that node's state, so the nodes' work runs on both cores, nodes `0..mid` on
+/// one and `mid..n` on the other, each node's tasks in their scheduling order; the output
+/// (the network's random draws, new events, counters) is then applied in scheduling order.
+/// A run is therefore the same, byte for byte, as running the events one by one.
+#[derive(Debug, Default)]
+struct Batch {
+    tasks: Vec<Task>,
+    weights: Vec<u64>,
+}
+
+impl Batch {
+    /// Batches smaller than this run on one thread (the result is the same).
+    const MIN_PARALLEL_WEIGHT: u64 = 64 * 1024;
+
+    fn push(&mut self, task: Task) {
+        self.tasks.push(task);
+    }
+
+    /// The node index that splits the batch's work in two halves (0: run on one thread).
+    fn split_point(&mut self, n: usize) -> usize {
+        let total: u64 = self.tasks.iter().map(Task::weight).sum();
+        if total < Self::MIN_PARALLEL_WEIGHT || n < 2 {
+            return 0;
+        }
+        self.weights.clear();
+        self.weights.resize(n, 0);
+        for t in &self.tasks {
+            self.weights[t.node as usize] += t.weight();
+        }
+        let mut acc = 0;
+        for (i, w) in self.weights.iter().enumerate() {
+            acc += w;
+            if 2 * acc >= total {
+                return i + 1;
+            }
+        }
+        n
+    }
+}
+
+/// Runs `tasks` (in order) at the nodes of `slots`, whose first is node `offset`.
+fn run_tasks<'t>(
+    slots: &mut [Slot],
+    offset: usize,
+    tasks: impl Iterator<Item = &'t mut Task>,
+    bug: Option<InjectedBug>,
+) {
+    for task in tasks {
+        let i = task.node as usize;
+        let node = &mut slots[i - offset].node;
+        match task.msg.take() {
+            None => node.handle_timeout(task.t),
+            Some((from, payload)) => {
+                let payload = match bug {
+                    Some(bug) if i == 0 => inject_bug(bug, node.replica(), payload),
+                    _ => payload,
+                };
+                node.handle_datagram(task.t, addr(from as usize), payload);
+            }
+        }
+        task.receptions = node.drain_receptions();
+        while let Some(out) = node.poll_transmit() {
+            task.out.push(out);
+        }
+    }
+}
+
 struct Sim<'a> {
     cfg: &'a SimConfig,
     gcfg: GossipConfig,
@@ -170,10 +263,10 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Sends everything node `i` has queued through the virtual network.
-    fn flush(&mut self, i: usize, now: u64) {
+    /// Sends what node `i` emitted at `now` through the virtual network.
+    fn send_out(&mut self, i: usize, now: u64, outs: &mut Vec<Outgoing>) {
         let cfg = self.cfg;
-        while let Some(out) = self.slots[i].node.poll_transmit() {
+        for out in outs.drain(..) {
             let Some(to) = index(&out.to).filter(|&j| j < cfg.nodes) else {
                 self.c.unknown_destination += 1;
                 continue;
@@ -219,13 +312,23 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// After any call into node `i`: account receptions, then send its output.
-    fn after_call(&mut self, i: usize, now: u64) {
-        for (kh, vh) in self.slots[i].node.drain_receptions() {
+    /// Accounts the versions node `i` received (copies, revived writes).
+    fn account(&mut self, i: usize, receptions: &[(u64, u32)]) {
+        for &(kh, vh) in receptions {
             *self.copies.entry((kh, vh)).or_insert(0) += 1;
             self.oracle.on_reception(kh, vh, i);
         }
-        self.flush(i, now);
+    }
+
+    /// After any call into node `i`: account receptions, then send its output.
+    fn after_call(&mut self, i: usize, now: u64) {
+        let receptions = self.slots[i].node.drain_receptions();
+        self.account(i, &receptions);
+        let mut outs = Vec::new();
+        while let Some(out) = self.slots[i].node.poll_transmit() {
+            outs.push(out);
+        }
+        self.send_out(i, now, &mut outs);
     }
 
     fn schedule_timer(&mut self, i: usize) {
@@ -233,33 +336,13 @@ impl<'a> Sim<'a> {
         self.queue.push(s.node.next_timeout(), Event::Timer { node: i as u32, inc: s.inc });
     }
 
-    fn handle(&mut self, now: u64, ev: Event) {
+    /// Handles a barrier event (anything but a timer or a delivery), alone.
+    fn handle_barrier(&mut self, now: u64, ev: Event) {
         match ev {
-            Event::Timer { node, inc } => {
-                let i = node as usize;
-                if !self.slots[i].up || self.slots[i].inc != inc {
-                    return;
-                }
-                self.slots[i].node.handle_timeout(now);
-                self.after_call(i, now);
-                self.schedule_timer(i);
-            }
-            Event::Deliver { from, to, payload } => {
-                let (from, to) = (from as usize, to as usize);
-                if !self.slots[to].up {
-                    self.c.dropped_down += 1;
-                    return;
-                }
-                if self.partition.cut(from, to) {
-                    self.c.dropped_partition += 1;
-                    return;
-                }
-                let payload = match self.cfg.bug {
-                    Some(bug) if to == 0 => inject_bug(bug, self.slots[to].node.replica(), payload),
-                    _ => payload,
-                };
-                self.slots[to].node.handle_datagram(now, addr(from), payload);
-                self.after_call(to, now);
+            Event::Timer { .. } | Event::Deliver { .. } => {
+                let mut batch = Batch::default();
+                self.admit(&mut batch, now, ev);
+                self.run_batch(&mut batch);
             }
             Event::Write { op } => self.write(now, op as usize),
             Event::Crash { node } => self.crash(node as usize),
@@ -275,6 +358,88 @@ impl<'a> Sim<'a> {
             }
             Event::Heal => self.partition.heal(),
         }
+    }
+
+    /// Runs every event due by `cp`: timers and deliveries in batches (see [`Batch`]), the
+    /// other events one by one, all in `(time, scheduling order)` order.
+    fn run_until(&mut self, cp: u64, batch: &mut Batch) {
+        // No event of a batch can cause another within `window` ms: deliveries take at least
+        // `latency_ms`, and a timer's next one is `interval_ms` later.
+        let window = self.cfg.latency_ms.min(self.gcfg.interval_ms).max(1);
+        while let Some(t0) = self.queue.peek_time() {
+            if t0 > cp {
+                break;
+            }
+            let end = (t0 + window - 1).min(cp);
+            while let Some((t, ev)) = self.queue.peek() {
+                if t > end || !matches!(ev, Event::Timer { .. } | Event::Deliver { .. }) {
+                    break;
+                }
+                let Some((t, ev)) = self.queue.pop() else { break };
+                self.admit(batch, t, ev);
+            }
+            if batch.tasks.is_empty() {
+                if let Some((t, ev)) = self.queue.pop() {
+                    self.handle_barrier(t, ev);
+                }
+            } else {
+                self.run_batch(batch);
+            }
+        }
+    }
+
+    /// Turns a timer or delivery into a task of `batch`, or drops it (as the sequential
+    /// loop would: stale timers, deliveries to down nodes or across a partition).
+    fn admit(&mut self, batch: &mut Batch, t: u64, ev: Event) {
+        match ev {
+            Event::Timer { node, inc } => {
+                let i = node as usize;
+                if self.slots[i].up && self.slots[i].inc == inc {
+                    batch.push(Task::new(t, node, None));
+                }
+            }
+            Event::Deliver { from, to, payload } => {
+                if !self.slots[to as usize].up {
+                    self.c.dropped_down += 1;
+                } else if self.partition.cut(from as usize, to as usize) {
+                    self.c.dropped_partition += 1;
+                } else {
+                    batch.push(Task::new(t, to, Some((from, payload))));
+                }
+            }
+            _ => unreachable!("only timers and deliveries are batched"),
+        }
+    }
+
+    /// Runs a batch: the nodes' work on both cores (each node's tasks in order, on one
+    /// thread), then every task's output in the order the tasks were scheduled, exactly as
+    /// if they had run one by one.
+    fn run_batch(&mut self, batch: &mut Batch) {
+        let n = self.slots.len();
+        let bug = self.cfg.bug;
+        let mid = batch.split_point(n);
+        if mid == 0 || mid >= n {
+            run_tasks(&mut self.slots, 0, batch.tasks.iter_mut(), bug);
+        } else {
+            let (lo, hi) = self.slots.split_at_mut(mid);
+            let (mut a, mut b): (Vec<&mut Task>, Vec<&mut Task>) =
+                batch.tasks.iter_mut().partition(|t| (t.node as usize) < mid);
+            std::thread::scope(|s| {
+                s.spawn(|| run_tasks(hi, mid, b.iter_mut().map(|t| &mut **t), bug));
+                run_tasks(lo, 0, a.iter_mut().map(|t| &mut **t), bug);
+            });
+        }
+        let mut tasks = std::mem::take(&mut batch.tasks);
+        for task in &mut tasks {
+            let i = task.node as usize;
+            self.account(i, &task.receptions);
+            self.send_out(i, task.t, &mut task.out);
+            if task.timer {
+                self.schedule_timer(i);
+            }
+        }
+        tasks.clear();
+        batch.tasks = tasks;
     }
 
     fn write(&mut self, now: u64, op: usize) {
@@ -511,16 +676,11 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         ..Series::default()
     };
     let mut converged_round: Option<u32> = None;
+    let mut batch = Batch::default();
     let mut round = 0u32;
     let mut cp = first_cp;
     loop {
-        while let Some(t) = sim.queue.peek_time() {
-            if t > cp {
-                break;
-            }
-            let Some((t, ev)) = sim.queue.pop() else { break };
-            sim.handle(t, ev);
-        }
+        sim.run_until(cp, &mut batch);
         series.t_ms.push(cp - EPOCH_MS);
         let conv = sim.checkpoint(&mut series);
         progress(&Progress {
