@@ -38,7 +38,7 @@ use hashbrown::HashMap;
 
 use crate::digest::{TREE_ARITY, key_hash, short_hash, version_hash};
 use crate::gossip::wire::{
-    self, Body, ID_LEN, KINDS, LeafId, Message, Packer, VersionId, WireEntry, Writer, entry_len,
+    self, Body, ID_LEN, KINDS, LeafId, Message, Packer, VersionId, WireEntry, Writer, entry_len_ref,
 };
 use crate::lww::{NodeId, Version, VersionRef};
 use crate::replica::Replica;
@@ -202,6 +202,46 @@ pub struct Node {
     stats: NodeStats,
     receptions: Vec<(u64, u32)>,
     scratch: Vec<usize>,
+    /// Reused buffers of leaf reconciliation (no allocation per leaf or per key).
+    leaf_ids: Vec<(u64, LeafId)>,
+    their_ids: Vec<(u32, u64, u16)>,
+    their_keys: Vec<TheirKey>,
+    my_vfps: Vec<u16>,
+}
+
+/// A key of a peer's `Leaf` summary: its fingerprint, newest timestamp, and the range of its
+/// version fingerprints at that timestamp in the sorted summary.
+#[derive(Clone, Copy, Debug)]
+struct TheirKey {
+    fp: u32,
+    ts: u64,
+    vfps: (u32, u32),
+    seen: bool,
+}
+
+/// Packs versions straight from the store into `Entries` datagrams; a version too large for
+/// a datagram is kept (copied) for one stream message.
+struct EntrySink {
+    packer: Packer,
+    oversize: Vec<WireEntry>,
+    exchange: u32,
+}
+
+impl EntrySink {
+    fn new(from: NodeId, exchange: u32, mtu: usize) -> Self {
+        Self {
+            packer: Packer::new(7, from, exchange, Vec::new(), mtu),
+            oversize: Vec::new(),
+            exchange,
+        }
+    }
+
+    fn push(&mut self, key: &[u8], v: VersionRef<'_>) {
+        if !self.packer.push(entry_len_ref(key, v), |w| w.entry_ref(key, v)) {
+            self.oversize
+                .push(WireEntry { key: Bytes::copy_from_slice(key), version: v.to_owned() });
+        }
+    }
 }
 
 impl Node {
@@ -232,6 +272,10 @@ impl Node {
             stats: NodeStats::default(),
             receptions: Vec::new(),
             scratch: Vec::new(),
+            leaf_ids: Vec::new(),
+            their_ids: Vec::new(),
+            their_keys: Vec::new(),
+            my_vfps: Vec::new(),
         }
     }
 
@@ -453,22 +497,18 @@ impl Node {
     }
 
     fn relation(&self, id: &VersionId) -> Relation {
-        self.replica.store().with_versions_by_hash(id.kh, |it| {
-            let Some(first) = it.next() else { return Relation::Need };
+        self.replica.store().with_key_by_hash(id.kh, |found| {
+            let Some((_, versions)) = found else { return Relation::Need };
+            let mut it = versions.hashed();
+            let Some((first, vh)) = it.next() else { return Relation::Need };
             if first.ts > id.ts {
                 return Relation::Newer;
             }
             if first.ts < id.ts {
                 return Relation::Need;
             }
-            let same = |v: VersionRef<'_>| version_hash(id.kh, v) as u32 == id.vh;
-            if same(first) {
+            if vh as u32 == id.vh || it.any(|(_, vh)| vh as u32 == id.vh) {
                 return Relation::Same;
-            }
-            for v in it {
-                if same(v) {
-                    return Relation::Same;
-                }
             }
             Relation::Need
         })
@@ -602,32 +642,24 @@ impl Node {
         if keys.is_empty() {
             return;
         }
-        let mut entries = Vec::new();
+        let mut sink = EntrySink::new(self.id(), exchange, self.cfg.mtu);
+        let store = self.replica.store();
         for &kh in keys {
-            if let Some((key, versions)) = self.replica.store().get_by_hash(kh) {
-                entries.extend(
-                    versions.into_iter().map(|version| WireEntry { key: key.clone(), version }),
-                );
-            }
+            store.with_key_by_hash(kh, |found| {
+                if let Some((key, versions)) = found {
+                    versions.for_each(|v| sink.push(key, v));
+                }
+            });
         }
-        self.send_entries(to, exchange, &entries);
+        self.send_entries(to, sink);
     }
 
-    fn send_entries(&mut self, to: SocketAddr, exchange: u32, entries: &[WireEntry]) {
-        if entries.is_empty() {
-            return;
-        }
-        let mut p = Packer::new(7, self.id(), exchange, Vec::new(), self.cfg.mtu);
-        let mut oversize = Vec::new();
-        for e in entries {
-            let len = entry_len(&e.key, &e.version);
-            if !p.push(len, |w| w.entry(&e.key, &e.version)) {
-                oversize.push(e.clone());
-            }
-        }
-        self.send_all(to, p.finish(false));
+    /// Sends what `sink` packed: its datagrams, then (values larger than a datagram) one
+    /// stream message.
+    fn send_entries(&mut self, to: SocketAddr, sink: EntrySink) {
+        let EntrySink { packer, oversize, exchange } = sink;
+        self.send_all(to, packer.finish(false));
         if !oversize.is_empty() {
-            // values larger than a datagram travel on the stream transport
             let msg =
                 Message { from: self.id(), exchange, body: Body::Entries { entries: oversize } };
             self.send(to, Transport::Stream, wire::encode(&msg));
@@ -826,12 +858,12 @@ impl Node {
         let mut sent = 0;
         let salt = u64::from(exchange);
         // (key hash, ts, fingerprints), sorted by key hash so ranges can be cut
-        let mut ids: Vec<(u64, LeafId)> = Vec::new();
-        self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
-            let kh = key_hash(key);
+        let mut ids = std::mem::take(&mut self.leaf_ids);
+        ids.clear();
+        self.replica.store().for_each_in_leaf_hashed(leaf as usize, |kh, _, versions| {
             let fp = short_hash(kh, salt);
-            for v in versions {
-                let vfp = short_hash(version_hash(kh, v), salt) as u16;
+            for (v, vh) in versions.hashed() {
+                let vfp = short_hash(vh, salt) as u16;
                 ids.push((kh, LeafId { fp, ts: v.ts, vfp }));
             }
         });
@@ -872,6 +904,7 @@ impl Node {
             sent += bytes.len();
             self.send(to, Transport::Datagram, bytes);
             if end >= ids.len() {
+                self.leaf_ids = ids;
                 return sent;
             }
             start = end;
@@ -904,62 +937,60 @@ impl Node {
         }
         let salt = u64::from(exchange);
         // theirs, grouped by key fingerprint: (max ts, version fingerprints at that ts)
-        let mut their: HashMap<u32, (u64, Vec<u16>)> = HashMap::with_capacity(theirs.len());
-        for id in theirs {
-            let e = their.entry(id.fp).or_insert((id.ts, Vec::new()));
-            if id.ts > e.0 {
-                *e = (id.ts, Vec::new());
-            }
-            if id.ts == e.0 {
-                e.1.push(id.vfp);
-            }
+        let mut their = std::mem::take(&mut self.their_ids);
+        their.clear();
+        their.extend(theirs.iter().map(|id| (id.fp, id.ts, id.vfp)));
+        their.sort_unstable();
+        let mut keys = std::mem::take(&mut self.their_keys);
+        keys.clear();
+        let mut at = 0;
+        while at < their.len() {
+            let fp = their[at].0;
+            let end = at + their[at..].iter().take_while(|t| t.0 == fp).count();
+            let ts = their[end - 1].1;
+            let first = at + their[at..end].iter().take_while(|t| t.1 < ts).count();
+            keys.push(TheirKey { fp, ts, vfps: (first as u32, end as u32), seen: false });
+            at = end;
         }
-        let mut push: Vec<WireEntry> = Vec::new();
+        let mut sink = EntrySink::new(self.id(), exchange, self.cfg.mtu);
         let mut wants: Vec<u32> = Vec::new();
-        let mut seen: Vec<u32> = Vec::new();
-        self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
-            let kh = key_hash(key);
+        let mut my_vfps = std::mem::take(&mut self.my_vfps);
+        self.replica.store().for_each_in_leaf_hashed(leaf as usize, |kh, key, versions| {
             if kh < lo || kh > hi {
                 return;
             }
+            let Some(first) = versions.clone().next() else { return };
             let fp = short_hash(kh, salt);
-            let mine: Vec<VersionRef<'_>> = versions.collect();
-            let Some(first) = mine.first() else { return };
-            let send = |v: &VersionRef<'_>, push: &mut Vec<WireEntry>| {
-                push.push(WireEntry { key: Bytes::copy_from_slice(key), version: v.to_owned() });
+            let Ok(k) = keys.binary_search_by_key(&fp, |k| k.fp) else {
+                versions.for_each(|v| sink.push(key, v));
+                return;
             };
-            match their.get(&fp) {
-                None => mine.iter().for_each(|v| send(v, &mut push)),
-                Some((ts, vfps)) => {
-                    seen.push(fp);
-                    if first.ts > *ts {
-                        mine.iter().for_each(|v| send(v, &mut push));
-                    } else if first.ts < *ts {
-                        wants.push(fp);
-                    } else {
-                        let my_vfps: Vec<u16> = mine
-                            .iter()
-                            .map(|v| short_hash(version_hash(kh, *v), salt) as u16)
-                            .collect();
-                        for (v, vfp) in mine.iter().zip(&my_vfps) {
-                            if !vfps.contains(vfp) {
-                                send(v, &mut push);
-                            }
-                        }
-                        if vfps.iter().any(|f| !my_vfps.contains(f)) {
-                            wants.push(fp);
-                        }
+            let k = &mut keys[k];
+            k.seen = true;
+            if first.ts > k.ts {
+                versions.for_each(|v| sink.push(key, v));
+            } else if first.ts < k.ts {
+                wants.push(fp);
+            } else {
+                let vfps = &their[k.vfps.0 as usize..k.vfps.1 as usize];
+                my_vfps.clear();
+                for (v, vh) in versions.hashed() {
+                    let vfp = short_hash(vh, salt) as u16;
+                    my_vfps.push(vfp);
+                    if !vfps.iter().any(|t| t.2 == vfp) {
+                        sink.push(key, v);
                     }
+                }
+                if vfps.iter().any(|t| !my_vfps.contains(&t.2)) {
+                    wants.push(fp);
                 }
             }
         });
-        seen.sort_unstable();
-        for fp in their.keys() {
-            if seen.binary_search(fp).is_err() {
-                wants.push(*fp);
-            }
-        }
-        self.send_entries(from, exchange, &push);
+        wants.extend(keys.iter().filter(|k| !k.seen).map(|k| k.fp));
+        self.their_ids = their;
+        self.their_keys = keys;
+        self.my_vfps = my_vfps;
+        self.send_entries(from, sink);
         // one peer at a time fills a leaf for us; others' summaries of it wait their turn
         if !wants.is_empty() && self.wanted_leaves.get(&leaf).is_none_or(|d| *d <= now) {
             self.wanted_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
@@ -984,16 +1015,13 @@ impl Node {
         let salt = u64::from(exchange);
         let mut fps = fps.to_vec();
         fps.sort_unstable();
-        let mut entries = Vec::new();
-        self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
-            if fps.binary_search(&short_hash(key_hash(key), salt)).is_ok() {
-                let key = Bytes::copy_from_slice(key);
-                entries.extend(
-                    versions.map(|v| WireEntry { key: key.clone(), version: v.to_owned() }),
-                );
+        let mut sink = EntrySink::new(self.id(), exchange, self.cfg.mtu);
+        self.replica.store().for_each_in_leaf_hashed(leaf as usize, |kh, key, versions| {
+            if fps.binary_search(&short_hash(kh, salt)).is_ok() {
+                versions.for_each(|v| sink.push(key, v));
             }
         });
-        self.send_entries(from, exchange, &entries);
+        self.send_entries(from, sink);
     }
 
     fn merge_entries(&mut self, now: u64, entries: &[WireEntry], spread: bool) {

@@ -261,7 +261,12 @@ pub fn varint_len(mut v: u64) -> usize {
 
 /// Encoded length of an entry.
 pub fn entry_len(key: &[u8], v: &Version) -> usize {
-    let value = v.value.as_ref().map_or(0, |x| varint_len(x.len() as u64) + x.len());
+    entry_len_ref(key, v.as_ref())
+}
+
+/// Encoded length of an entry, from a borrowed version.
+pub fn entry_len_ref(key: &[u8], v: VersionRef<'_>) -> usize {
+    let value = v.value.map_or(0, |x| varint_len(x.len() as u64) + x.len());
     varint_len(key.len() as u64) + key.len() + 8 + varint_len(u64::from(v.origin)) + 1 + value
 }
 
