@@ -141,9 +141,12 @@ pub struct SimArgs {
     /// Rounds a fresh version is advertised as a rumor [default: the core's, 3]
     #[arg(long)]
     pub rumor_rounds: Option<u32>,
-    /// Digest-tree leaves reconciled per exchange [default: the core's, 16]
+    /// Digest-tree leaves reconciled per exchange [default: the core's]
     #[arg(long)]
     pub leaves_per_exchange: Option<usize>,
+    /// Most bytes of leaf summaries one exchange sends [default: the core's]
+    #[arg(long)]
+    pub summary_bytes: Option<usize>,
     /// Print one line per round to stderr (for long runs without a terminal)
     #[arg(long)]
     pub log_rounds: bool,
@@ -165,6 +168,9 @@ impl SimArgs {
         }
         if let Some(l) = self.leaves_per_exchange {
             c.gossip.leaves_per_exchange = l;
+        }
+        if let Some(b) = self.summary_bytes {
+            c.gossip.summary_bytes_per_exchange = b;
         }
         if let Some(l) = self.loss {
             c.loss = l;

@@ -182,29 +182,52 @@ impl Batch {
     }
 }
 
-/// Runs `tasks` (in order) at the nodes of `slots`, whose first is node `offset`.
-fn run_tasks<'t>(
-    slots: &mut [Slot],
-    offset: usize,
-    tasks: impl Iterator<Item = &'t mut Task>,
+/// Adds receptions to a copy count.
+fn count_copies(copies: &mut HashMap<(u64, u32), u32>, receptions: &[(u64, u32)]) {
+    for &id in receptions {
+        *copies.entry(id).or_insert(0) += 1;
+    }
+}
+
+/// How a batch's tasks run at the nodes.
+#[derive(Clone, Copy)]
+struct Run {
     bug: Option<InjectedBug>,
-) {
-    for task in tasks {
-        let i = task.node as usize;
-        let node = &mut slots[i - offset].node;
-        match task.msg.take() {
-            None => node.handle_timeout(task.t),
-            Some((from, payload)) => {
-                let payload = match bug {
-                    Some(bug) if i == 0 => inject_bug(bug, node.replica(), payload),
-                    _ => payload,
-                };
-                node.handle_datagram(task.t, addr(from as usize), payload);
+    /// Keep each task's receptions for the oracle (only while some write is lost).
+    keep_receptions: bool,
+}
+
+impl Run {
+    /// Runs `tasks` (in order) at the nodes of `slots`, whose first is node `offset`, and
+    /// counts their receptions into `copies`.
+    fn tasks<'t>(
+        self,
+        slots: &mut [Slot],
+        offset: usize,
+        tasks: impl Iterator<Item = &'t mut Task>,
+        copies: &mut HashMap<(u64, u32), u32>,
+    ) {
+        for task in tasks {
+            let i = task.node as usize;
+            let node = &mut slots[i - offset].node;
+            match task.msg.take() {
+                None => node.handle_timeout(task.t),
+                Some((from, payload)) => {
+                    let payload = match self.bug {
+                        Some(bug) if i == 0 => inject_bug(bug, node.replica(), payload),
+                        _ => payload,
+                    };
+                    node.handle_datagram(task.t, addr(from as usize), payload);
+                }
             }
-        }
-        task.receptions = node.drain_receptions();
-        while let Some(out) = node.poll_transmit() {
-            task.out.push(out);
+            let receptions = node.drain_receptions();
+            count_copies(copies, &receptions);
+            if self.keep_receptions {
+                task.receptions = receptions;
+            }
+            while let Some(out) = node.poll_transmit() {
+                task.out.push(out);
+            }
         }
     }
 }
@@ -222,7 +245,9 @@ struct Sim<'a> {
     workload: Workload,
     keys: KeySpace,
     oracle: Oracle,
-    copies: HashMap<(u64, u32), u32>,
+    /// Receptions per `(key hash, version hash)`, counted by each of the two threads that
+    /// run batches (sums: the split does not change the totals).
+    copies: [HashMap<(u64, u32), u32>; 2],
     c: Counters,
     stale_sample: Vec<u32>,
 }
@@ -314,9 +339,16 @@ impl<'a> Sim<'a> {
 
     /// Accounts the versions node `i` received (copies, revived writes).
     fn account(&mut self, i: usize, receptions: &[(u64, u32)]) {
-        for &(kh, vh) in receptions {
-            *self.copies.entry((kh, vh)).or_insert(0) += 1;
-            self.oracle.on_reception(kh, vh, i);
+        count_copies(&mut self.copies[0], receptions);
+        self.revive(i, receptions);
+    }
+
+    /// Tells the oracle what node `i` received, if some write is lost (a reception revives it).
+    fn revive(&mut self, i: usize, receptions: &[(u64, u32)]) {
+        if self.oracle.has_lost() {
+            for &(kh, vh) in receptions {
+                self.oracle.on_reception(kh, vh, i);
+            }
         }
     }
 
@@ -416,23 +448,24 @@ impl<'a> Sim<'a> {
     /// if they had run one by one.
     fn run_batch(&mut self, batch: &mut Batch) {
         let n = self.slots.len();
-        let bug = self.cfg.bug;
+        let run = Run { bug: self.cfg.bug, keep_receptions: self.oracle.has_lost() };
         let mid = batch.split_point(n);
+        let [copies_a, copies_b] = &mut self.copies;
         if mid == 0 || mid >= n {
-            run_tasks(&mut self.slots, 0, batch.tasks.iter_mut(), bug);
+            run.tasks(&mut self.slots, 0, batch.tasks.iter_mut(), copies_a);
         } else {
             let (lo, hi) = self.slots.split_at_mut(mid);
             let (mut a, mut b): (Vec<&mut Task>, Vec<&mut Task>) =
                 batch.tasks.iter_mut().partition(|t| (t.node as usize) < mid);
             std::thread::scope(|s| {
-                s.spawn(|| run_tasks(hi, mid, b.iter_mut().map(|t| &mut **t), bug));
-                run_tasks(lo, 0, a.iter_mut().map(|t| &mut **t), bug);
+                s.spawn(|| run.tasks(hi, mid, b.iter_mut().map(|t| &mut **t), copies_b));
+                run.tasks(lo, 0, a.iter_mut().map(|t| &mut **t), copies_a);
             });
         }
         let mut tasks = std::mem::take(&mut batch.tasks);
         for task in &mut tasks {
             let i = task.node as usize;
-            self.account(i, &task.receptions);
+            self.revive(i, &task.receptions);
             self.send_out(i, task.t, &mut task.out);
             if task.timer {
                 self.schedule_timer(i);
@@ -490,25 +523,37 @@ impl<'a> Sim<'a> {
         } else {
             self.oracle.expected(&self.keys, &self.stale_sample)
         };
-        let (mut converged, mut up, mut stale) = (0usize, 0usize, 0u64);
         let held = expected.iter().filter(|e| !e.is_empty()).count() as u64;
-        for s in &self.slots {
-            if !s.up {
-                stale += held;
-                continue;
-            }
-            up += 1;
-            let store = s.node.replica().store();
-            if store.root_hash() == root {
-                converged += 1;
-                continue;
-            }
-            for (k, exp) in self.stale_sample.iter().zip(&expected) {
-                if !store.versions_equal(self.keys.get(*k as usize), exp) {
-                    stale += 1;
+        let (keys, sample) = (&self.keys, &self.stale_sample);
+        // (converged, up, stale pairs) over some nodes; read-only, so both halves of the
+        // nodes are counted on their own thread (sums: the result does not depend on it)
+        let count = |slots: &[Slot]| {
+            let (mut converged, mut up, mut stale) = (0usize, 0usize, 0u64);
+            for s in slots {
+                if !s.up {
+                    stale += held;
+                    continue;
+                }
+                up += 1;
+                let store = s.node.replica().store();
+                if store.root_hash() == root {
+                    converged += 1;
+                    continue;
+                }
+                for (k, exp) in sample.iter().zip(&expected) {
+                    if !store.versions_equal(keys.get(*k as usize), exp) {
+                        stale += 1;
+                    }
                 }
             }
-        }
+            (converged, up, stale)
+        };
+        let (lo, hi) = self.slots.split_at(self.slots.len() / 2);
+        let (a, b) = std::thread::scope(|s| {
+            let b = s.spawn(|| count(hi));
+            (count(lo), b.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        });
+        let (converged, up, stale) = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
         let pairs = (self.cfg.nodes * self.stale_sample.len()) as f64;
         series.nodes_converged.push(converged as u32);
         series.nodes_up.push(up as u32);
@@ -598,7 +643,7 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         workload,
         keys,
         oracle: Oracle::new(store_cfg),
-        copies: HashMap::new(),
+        copies: [HashMap::new(), HashMap::new()],
         c: Counters::default(),
         stale_sample,
     };
@@ -718,8 +763,10 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         ks.dedup();
         ks.len()
     };
-    let copies: u64 =
-        finals.iter().map(|id| u64::from(sim.copies.get(id).copied().unwrap_or(0))).sum();
+    let copies: u64 = finals
+        .iter()
+        .flat_map(|id| sim.copies.iter().map(move |c| u64::from(c.get(id).copied().unwrap_or(0))))
+        .sum();
     let keys_with_concurrent_values = sim.oracle.keys_with_concurrent_values(&sim.keys);
     let check_ms = t_check.elapsed().as_millis() as u64;
 
@@ -827,6 +874,13 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         series,
         timings: Timings { setup_ms, simulate_ms, check_ms },
     };
+    // 1,000 full replicas take seconds to free: both halves at once
+    let mut slots = std::mem::take(&mut sim.slots);
+    let hi = slots.split_off(slots.len() / 2);
+    std::thread::scope(|s| {
+        s.spawn(move || drop(hi));
+        drop(slots);
+    });
     Ok(report)
 }
 
