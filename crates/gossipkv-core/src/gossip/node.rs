@@ -21,10 +21,13 @@
 //! A → B  Tree     (only if roots differ) A's hashes of the root's 16 children
 //! B → A  TreeAck  bitmap of the children that differ;  repeat one level down, ≤ budget nodes
 //!                 (at the last level, with B's key count of each differing leaf)
-//! A → B  Leaf     A's complete list of version ids in a differing leaf where A has fewer
-//!                 keys; else LeafRequest, and B sends its Leaf to A
-//! B → A  Entries  what A lacks in that leaf;  Want  what B lacks;  A → B Entries
+//! A → B  Leaf     A's complete lists of version ids in the differing leaves where A has
+//!                 fewer keys, all in one message; LeafRequest for the others, and B sends
+//!                 its Leaf (one message) to A
+//! B → A  Entries  what A lacks in those leaves;  WantLeaf  what B lacks;  A → B Entries
 //! ```
+//!
+//! Each step is one message, a datagram if it fits the MTU, else one stream message.
 //!
 //! A node far behind its peer (fewer than half its keys, e.g. restarted empty) instead pulls
 //! the whole store over the stream transport in chunks (`BulkRequest` / `BulkChunk`).
@@ -38,7 +41,7 @@ use hashbrown::HashMap;
 
 use crate::digest::{TREE_ARITY, key_hash, short_hash, version_hash};
 use crate::gossip::wire::{
-    self, Body, ID_LEN, KINDS, LeafId, Message, Packer, VersionId, WireEntry, Writer, entry_len_ref,
+    self, Body, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WireEntry, Writer,
 };
 use crate::lww::{NodeId, Version, VersionRef};
 use crate::replica::Replica;
@@ -68,7 +71,7 @@ pub struct GossipConfig {
     pub max_hot: usize,
     /// Most leaves reconciled per exchange when digests differ.
     pub leaves_per_exchange: usize,
-    /// Most bytes of leaf summaries one exchange sends (bounds bursts of datagrams).
+    /// Most bytes of leaf summaries one exchange sends.
     pub summary_bytes_per_exchange: usize,
     /// Milliseconds before an unanswered request may be repeated to another peer.
     pub request_timeout_ms: u64,
@@ -203,7 +206,7 @@ pub struct Node {
     receptions: Vec<(u64, u32)>,
     scratch: Vec<usize>,
     /// Reused buffers of leaf reconciliation (no allocation per leaf or per key).
-    leaf_ids: Vec<(u64, LeafId)>,
+    leaf_ids: Vec<LeafId>,
     their_ids: Vec<(u32, u64, u16)>,
     their_keys: Vec<TheirKey>,
     my_vfps: Vec<u16>,
@@ -219,28 +222,25 @@ struct TheirKey {
     seen: bool,
 }
 
-/// Packs versions straight from the store into `Entries` datagrams; a version too large for
-/// a datagram is kept (copied) for one stream message.
-struct EntrySink {
-    packer: Packer,
-    oversize: Vec<WireEntry>,
+/// A list-bodied message built item by item (`header | count varint | items`): sent as one
+/// datagram if it fits the MTU, else as one stream message. So one step of an exchange is one
+/// message however many leaves or versions it carries.
+struct ListMsg {
+    kind: u8,
     exchange: u32,
+    count: u64,
+    body: Writer,
 }
 
-impl EntrySink {
-    fn new(from: NodeId, exchange: u32, mtu: usize) -> Self {
-        Self {
-            packer: Packer::new(7, from, exchange, Vec::new(), mtu),
-            oversize: Vec::new(),
-            exchange,
-        }
+impl ListMsg {
+    fn new(kind: u8, exchange: u32) -> Self {
+        Self { kind, exchange, count: 0, body: Writer::default() }
     }
 
-    fn push(&mut self, key: &[u8], v: VersionRef<'_>) {
-        if !self.packer.push(entry_len_ref(key, v), |w| w.entry_ref(key, v)) {
-            self.oversize
-                .push(WireEntry { key: Bytes::copy_from_slice(key), version: v.to_owned() });
-        }
+    /// Appends one version of `key` (an `Entries` message).
+    fn entry(&mut self, key: &[u8], v: VersionRef<'_>) {
+        self.body.entry_ref(key, v);
+        self.count += 1;
     }
 }
 
@@ -485,10 +485,8 @@ impl Node {
                 self.on_tree_ack(now, from, exchange, level, &diffs, &counts)
             }
             Body::LeafRequest { leaves } => self.on_leaf_request(from, exchange, &leaves),
-            Body::Leaf { leaf, lo, hi, ids } => {
-                self.on_leaf(now, from, exchange, leaf, lo, hi, &ids)
-            }
-            Body::WantLeaf { leaf, fps } => self.on_want_leaf(from, exchange, leaf, &fps),
+            Body::Leaf { sections } => self.on_leaf(now, from, exchange, &sections),
+            Body::WantLeaf { wants } => self.on_want_leaf(from, exchange, &wants),
             Body::Want { keys } => self.send_versions_of(from, exchange, &keys),
             Body::Entries { entries } => self.merge_entries(now, &entries, true),
             Body::BulkRequest { cursor } => self.on_bulk_request(from, exchange, cursor),
@@ -642,28 +640,30 @@ impl Node {
         if keys.is_empty() {
             return;
         }
-        let mut sink = EntrySink::new(self.id(), exchange, self.cfg.mtu);
+        let mut sink = ListMsg::new(7, exchange);
         let store = self.replica.store();
         for &kh in keys {
             store.with_key_by_hash(kh, |found| {
                 if let Some((key, versions)) = found {
-                    versions.for_each(|v| sink.push(key, v));
+                    versions.for_each(|v| sink.entry(key, v));
                 }
             });
         }
-        self.send_entries(to, sink);
+        self.send_list(to, sink);
     }
 
-    /// Sends what `sink` packed: its datagrams, then (values larger than a datagram) one
-    /// stream message.
-    fn send_entries(&mut self, to: SocketAddr, sink: EntrySink) {
-        let EntrySink { packer, oversize, exchange } = sink;
-        self.send_all(to, packer.finish(false));
-        if !oversize.is_empty() {
-            let msg =
-                Message { from: self.id(), exchange, body: Body::Entries { entries: oversize } };
-            self.send(to, Transport::Stream, wire::encode(&msg));
+    /// Sends `msg` (if it holds anything) as one datagram if it fits, else on the stream.
+    fn send_list(&mut self, to: SocketAddr, msg: ListMsg) {
+        if msg.count == 0 {
+            return;
         }
+        let mut w = Writer::with_capacity(16 + msg.body.buf.len());
+        w.header(msg.kind, self.id(), msg.exchange);
+        w.varint(msg.count);
+        w.buf.extend_from_slice(&msg.body.buf);
+        let transport =
+            if w.buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
+        self.send(to, transport, w.buf);
     }
 
     fn on_tree(
@@ -790,7 +790,8 @@ impl Node {
     /// Reconciles up to the exchange's remaining budget of differing `leaves` (skipping leaves
     /// already being reconciled with another peer). For each leaf the side holding fewer keys
     /// sends its summary: ours directly, theirs through a `LeafRequest`. So a node that is
-    /// behind receives little more than the versions it lacks.
+    /// behind receives little more than the versions it lacks. All our summaries go in one
+    /// `Leaf` message.
     fn reconcile_leaves(
         &mut self,
         now: u64,
@@ -801,6 +802,7 @@ impl Node {
     ) {
         leaves.retain(|(l, _)| self.inflight_leaves.get(l).is_none_or(|d| *d <= now));
         let mut ask = Vec::new();
+        let mut summaries = ListMsg::new(5, exchange);
         for (leaf, their_count) in leaves {
             if x.budget == 0 || x.budget_bytes == 0 {
                 break;
@@ -810,15 +812,16 @@ impl Node {
             match their_count {
                 Some(n) if n < self.replica.store().leaf_len(leaf as usize) => {
                     ask.push(leaf);
-                    x.budget_bytes = x.budget_bytes.saturating_sub(n as usize * 10 + 40);
+                    x.budget_bytes = x.budget_bytes.saturating_sub(n as usize * 10 + 12);
                 }
                 _ => {
-                    let sent = self.send_leaf(to, exchange, leaf);
+                    let sent = self.leaf_summary(leaf, exchange, &mut summaries);
                     x.budget_bytes = x.budget_bytes.saturating_sub(sent);
                 }
             }
         }
         self.exchanges.insert(exchange, *x);
+        self.send_list(to, summaries);
         if !ask.is_empty() {
             let mut p = Packer::new(11, self.id(), exchange, Vec::new(), self.cfg.mtu);
             for leaf in ask {
@@ -829,10 +832,12 @@ impl Node {
         }
     }
 
-    /// Answers a `LeafRequest` with our summaries of the leaves (at most a budget's worth).
+    /// Answers a `LeafRequest` with our summaries of the leaves (at most a budget's worth),
+    /// in one `Leaf` message.
     fn on_leaf_request(&mut self, from: SocketAddr, exchange: u32, leaves: &[u32]) {
         let n = self.replica.store().tree().leaves();
         let mut budget = self.cfg.summary_bytes_per_exchange;
+        let mut summaries = ListMsg::new(5, exchange);
         for &leaf in leaves.iter().take(self.cfg.leaves_per_exchange) {
             if leaf as usize >= n {
                 self.stats.rejected += 1;
@@ -841,105 +846,72 @@ impl Node {
             if budget == 0 {
                 break;
             }
-            budget = budget.saturating_sub(self.send_leaf(from, exchange, leaf));
+            budget = budget.saturating_sub(self.leaf_summary(leaf, exchange, &mut summaries));
         }
+        self.send_list(from, summaries);
     }
 
-    fn leaf_bounds(&self, leaf: u32) -> (u64, u64) {
-        let shift = 64 - self.replica.store().tree().leaves_log2();
-        let lo = u64::from(leaf) << shift;
-        (lo, lo | (u64::MAX >> (64 - shift)))
-    }
-
-    /// Sends our complete summary of `leaf` (salted fingerprints), split into datagrams by
-    /// key-hash ranges so that each datagram is a complete statement about its range.
-    /// Returns the bytes sent.
-    fn send_leaf(&mut self, to: SocketAddr, exchange: u32, leaf: u32) -> usize {
-        let mut sent = 0;
+    /// Appends our complete summary of `leaf` (salted fingerprints of every version we keep
+    /// there) to a `Leaf` message. Returns its size in bytes.
+    fn leaf_summary(&mut self, leaf: u32, exchange: u32, msg: &mut ListMsg) -> usize {
         let salt = u64::from(exchange);
-        // (key hash, ts, fingerprints), sorted by key hash so ranges can be cut
         let mut ids = std::mem::take(&mut self.leaf_ids);
         ids.clear();
         self.replica.store().for_each_in_leaf_hashed(leaf as usize, |kh, _, versions| {
             let fp = short_hash(kh, salt);
             for (v, vh) in versions.hashed() {
-                let vfp = short_hash(vh, salt) as u16;
-                ids.push((kh, LeafId { fp, ts: v.ts, vfp }));
+                ids.push(LeafId { fp, ts: v.ts, vfp: short_hash(vh, salt) as u16 });
             }
         });
-        ids.sort_unstable_by_key(|(kh, id)| (*kh, id.ts, id.vfp));
-        let base = ids.iter().map(|(_, id)| id.ts).min().unwrap_or(0);
-        let (leaf_lo, leaf_hi) = self.leaf_bounds(leaf);
-        let head = 4 + 5 + 5 + 5 + 8 * 3 + 3;
-        let room = self.cfg.mtu.saturating_sub(head);
-        let mut start = 0;
-        let mut lo = leaf_lo;
-        loop {
-            // fill by exact size, never splitting one key's versions across two ranges
-            let mut end = start;
-            let mut used = 0;
-            while end < ids.len() {
-                let key_end = ids[end..]
-                    .iter()
-                    .position(|(kh, _)| *kh != ids[end].0)
-                    .map_or(ids.len(), |p| end + p);
-                let size: usize = ids[end..key_end]
-                    .iter()
-                    .map(|(_, id)| 6 + wire::varint_len(id.ts - base))
-                    .sum();
-                if used + size > room && end > start {
-                    break;
-                }
-                used += size;
-                end = key_end;
-            }
-            let hi = if end < ids.len() { ids[end].0 - 1 } else { leaf_hi };
-            let chunk = ids[start..end].iter().map(|(_, id)| *id).collect();
-            let msg = Message {
-                from: self.id(),
-                exchange,
-                body: Body::Leaf { leaf, lo, hi, ids: chunk },
-            };
-            let bytes = wire::encode(&msg);
-            sent += bytes.len();
-            self.send(to, Transport::Datagram, bytes);
-            if end >= ids.len() {
-                self.leaf_ids = ids;
-                return sent;
-            }
-            start = end;
-            lo = ids[end].0;
-        }
+        let before = msg.body.buf.len();
+        msg.body.leaf_section(leaf, &ids);
+        msg.count += 1;
+        self.leaf_ids = ids;
+        msg.body.buf.len() - before
     }
 
-    /// Compares a peer's summary of part of a leaf with ours: pushes what it lacks, asks for
-    /// what we lack.
-    #[allow(clippy::too_many_arguments)]
-    fn on_leaf(
+    /// Compares a peer's summaries of some leaves with ours: pushes what it lacks (one
+    /// `Entries` message), asks for what we lack (one `WantLeaf` message).
+    fn on_leaf(&mut self, now: u64, from: SocketAddr, exchange: u32, sections: &[LeafSection]) {
+        let leaves = self.replica.store().tree().leaves();
+        let mut push = ListMsg::new(7, exchange);
+        let mut want = ListMsg::new(10, exchange);
+        let mut wants = Vec::new();
+        for section in sections {
+            if section.leaf as usize >= leaves {
+                self.stats.rejected += 1;
+                continue;
+            }
+            wants.clear();
+            self.compare_leaf(section, exchange, &mut push, &mut wants);
+            // one peer at a time fills a leaf for us; others' summaries of it wait their turn
+            let leaf = section.leaf;
+            if !wants.is_empty() && self.wanted_leaves.get(&leaf).is_none_or(|d| *d <= now) {
+                self.wanted_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
+                wants.sort_unstable();
+                want.body.want_section(leaf, &wants);
+                want.count += 1;
+            }
+        }
+        self.send_list(from, push);
+        self.send_list(from, want);
+    }
+
+    /// Compares a peer's summary of one leaf with ours: appends to `push` every version of
+    /// ours it lacks, and to `wants` the fingerprint of every key where it has something we
+    /// lack.
+    fn compare_leaf(
         &mut self,
-        now: u64,
-        from: SocketAddr,
+        section: &LeafSection,
         exchange: u32,
-        leaf: u32,
-        lo: u64,
-        hi: u64,
-        theirs: &[LeafId],
+        push: &mut ListMsg,
+        wants: &mut Vec<u32>,
     ) {
-        let tree = self.replica.store().tree();
-        if leaf as usize >= tree.leaves() {
-            self.stats.rejected += 1;
-            return;
-        }
-        let (leaf_lo, leaf_hi) = self.leaf_bounds(leaf);
-        if lo > hi || lo < leaf_lo || hi > leaf_hi {
-            self.stats.rejected += 1;
-            return;
-        }
         let salt = u64::from(exchange);
         // theirs, grouped by key fingerprint: (max ts, version fingerprints at that ts)
         let mut their = std::mem::take(&mut self.their_ids);
         their.clear();
-        their.extend(theirs.iter().map(|id| (id.fp, id.ts, id.vfp)));
+        their.extend(section.ids.iter().map(|id| (id.fp, id.ts, id.vfp)));
         their.sort_unstable();
         let mut keys = std::mem::take(&mut self.their_keys);
         keys.clear();
@@ -952,23 +924,18 @@ impl Node {
             keys.push(TheirKey { fp, ts, vfps: (first as u32, end as u32), seen: false });
             at = end;
         }
-        let mut sink = EntrySink::new(self.id(), exchange, self.cfg.mtu);
-        let mut wants: Vec<u32> = Vec::new();
         let mut my_vfps = std::mem::take(&mut self.my_vfps);
-        self.replica.store().for_each_in_leaf_hashed(leaf as usize, |kh, key, versions| {
-            if kh < lo || kh > hi {
-                return;
-            }
+        self.replica.store().for_each_in_leaf_hashed(section.leaf as usize, |kh, key, versions| {
             let Some(first) = versions.clone().next() else { return };
             let fp = short_hash(kh, salt);
             let Ok(k) = keys.binary_search_by_key(&fp, |k| k.fp) else {
-                versions.for_each(|v| sink.push(key, v));
+                versions.for_each(|v| push.entry(key, v));
                 return;
             };
             let k = &mut keys[k];
             k.seen = true;
             if first.ts > k.ts {
-                versions.for_each(|v| sink.push(key, v));
+                versions.for_each(|v| push.entry(key, v));
             } else if first.ts < k.ts {
                 wants.push(fp);
             } else {
@@ -978,7 +945,7 @@ impl Node {
                     let vfp = short_hash(vh, salt) as u16;
                     my_vfps.push(vfp);
                     if !vfps.iter().any(|t| t.2 == vfp) {
-                        sink.push(key, v);
+                        push.entry(key, v);
                     }
                 }
                 if vfps.iter().any(|t| !my_vfps.contains(&t.2)) {
@@ -990,53 +957,47 @@ impl Node {
         self.their_ids = their;
         self.their_keys = keys;
         self.my_vfps = my_vfps;
-        self.send_entries(from, sink);
-        // one peer at a time fills a leaf for us; others' summaries of it wait their turn
-        if !wants.is_empty() && self.wanted_leaves.get(&leaf).is_none_or(|d| *d <= now) {
-            self.wanted_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
-            wants.sort_unstable();
-            let mut prefix = Writer::default();
-            prefix.varint(u64::from(leaf));
-            let mut p = Packer::new(10, self.id(), exchange, prefix.buf, self.cfg.mtu);
-            for fp in wants {
-                p.push(4, |w| w.u32(fp));
-            }
-            let dgrams = p.finish(false);
-            self.send_all(from, dgrams);
-        }
     }
 
-    /// Answers a `WantLeaf`: every version of the keys in `leaf` with those fingerprints.
-    fn on_want_leaf(&mut self, from: SocketAddr, exchange: u32, leaf: u32, fps: &[u32]) {
-        if leaf as usize >= self.replica.store().tree().leaves() {
-            self.stats.rejected += 1;
-            return;
-        }
+    /// Answers a `WantLeaf`: every version of the keys in those leaves with those
+    /// fingerprints, in one `Entries` message.
+    fn on_want_leaf(&mut self, from: SocketAddr, exchange: u32, wants: &[(u32, Vec<u32>)]) {
+        let leaves = self.replica.store().tree().leaves();
         let salt = u64::from(exchange);
-        let mut fps = fps.to_vec();
-        fps.sort_unstable();
-        let mut sink = EntrySink::new(self.id(), exchange, self.cfg.mtu);
-        self.replica.store().for_each_in_leaf_hashed(leaf as usize, |kh, key, versions| {
-            if fps.binary_search(&short_hash(kh, salt)).is_ok() {
-                versions.for_each(|v| sink.push(key, v));
+        let mut push = ListMsg::new(7, exchange);
+        let mut fps = Vec::new();
+        for (leaf, wanted) in wants {
+            if *leaf as usize >= leaves {
+                self.stats.rejected += 1;
+                continue;
             }
-        });
-        self.send_entries(from, sink);
+            fps.clear();
+            fps.extend_from_slice(wanted);
+            fps.sort_unstable();
+            self.replica.store().for_each_in_leaf_hashed(*leaf as usize, |kh, key, versions| {
+                if fps.binary_search(&short_hash(kh, salt)).is_ok() {
+                    versions.for_each(|v| push.entry(key, v));
+                }
+            });
+        }
+        self.send_list(from, push);
     }
 
     fn merge_entries(&mut self, now: u64, entries: &[WireEntry], spread: bool) {
         for e in entries {
             let kh = key_hash(&e.key);
+            let v = e.version.as_ref();
+            let vh = version_hash(kh, v);
             self.stats.versions_received += 1;
             if self.cfg.record_receptions {
-                self.receptions.push((kh, version_hash(kh, e.version.as_ref()) as u32));
+                self.receptions.push((kh, vh as u32));
             }
-            let rumor = self.pending_wants.remove(&kh).is_some_and(|p| p.1);
-            if self.replica.merge_remote(&e.key, e.version.as_ref(), now).changed() {
+            let rumor = !self.pending_wants.is_empty()
+                && self.pending_wants.remove(&kh).is_some_and(|p| p.1);
+            if self.replica.merge_remote_hashed(kh, vh, &e.key, v, now).changed() {
                 self.stats.versions_applied += 1;
                 if spread && rumor {
-                    let vh = version_hash(kh, e.version.as_ref()) as u32;
-                    self.make_hot(VersionId { kh, ts: e.version.ts, vh }, now);
+                    self.make_hot(VersionId { kh, ts: v.ts, vh: vh as u32 }, now);
                 }
             }
         }
