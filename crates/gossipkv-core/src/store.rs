@@ -219,6 +219,8 @@ impl Entries {
 
     /// Appends `e` as the newest entry of `leaf`; returns its position.
     fn push(&mut self, leaf: usize, e: Entry) -> u32 {
+        // (the slot holds a placeholder, which owns nothing: it is overwritten without being
+        // read, so a cold slot costs a store, not a load miss)
         let count = self.counts[leaf] as usize;
         let slot = count % BLOCK;
         if slot == 0 {
@@ -227,7 +229,7 @@ impl Entries {
             self.heads[leaf] = b;
         }
         let pos = (self.heads[leaf] << BLOCK_LOG2) | slot as u32;
-        self[pos as usize] = e;
+        std::mem::forget(std::mem::replace(&mut self[pos as usize], e));
         self.counts[leaf] += 1;
         self.len += 1;
         pos
@@ -298,6 +300,9 @@ impl std::ops::IndexMut<usize> for Entries {
     }
 }
 
+/// Two leaves' `(key hash, position)` lists, reused across [`Shard::leaf_equals`] calls.
+type LeafScratch = (Vec<(u64, u32)>, Vec<(u64, u32)>);
+
 #[derive(Debug)]
 struct Shard {
     index: HashTable<u32>,
@@ -344,6 +349,34 @@ impl Shard {
                 e.kh == kh && e.key() == key
             })
             .copied()
+    }
+
+    /// Whether local leaf `la` of `a` and local leaf `lb` of `b` hold the same keys with the
+    /// same kept versions, compared byte for byte: both sorted by key hash (in `scratch`),
+    /// then entry by entry.
+    fn leaf_equals(
+        a: &Shard,
+        la: usize,
+        b: &Shard,
+        lb: usize,
+        scratch: &mut LeafScratch,
+    ) -> bool {
+        if a.entries.counts[la] != b.entries.counts[lb] || a.leaf_hash[la] != b.leaf_hash[lb] {
+            return false;
+        }
+        let (xs, ys) = scratch;
+        for (sh, l, v) in [(a, la, &mut *xs), (b, lb, &mut *ys)] {
+            v.clear();
+            v.extend(sh.entries.newest_first(l).map(|p| (sh.entries[p as usize].kh, p)));
+            v.sort_unstable();
+        }
+        xs.iter().zip(ys.iter()).all(|(&(ka, pa), &(kb, pb))| {
+            let (ea, eb) = (&a.entries[pa as usize], &b.entries[pb as usize]);
+            ka == kb
+                && (ea.ts, ea.origin, ea.meta, ea.vh) == (eb.ts, eb.origin, eb.meta, eb.vh)
+                && ea.data == eb.data
+                && (!ea.has_extras() || a.extras.get(&pa) == b.extras.get(&pb))
+        })
     }
 
     fn xor_leaf(&mut self, local_leaf: usize, h: u64) {
@@ -669,7 +702,7 @@ impl Store {
 
     /// Whether `leaf` holds exactly the same keys with exactly the same kept versions (keys
     /// and values compared byte for byte) in this store and in `other`, which must have the
-    /// same tree. O(keys in the leaf): the simulator's final check walks stores this way.
+    /// same tree. O(keys in the leaf).
     pub fn leaf_equals(&self, other: &Store, leaf: usize) -> bool {
         if std::ptr::eq(self, other) {
             return true;
@@ -680,23 +713,35 @@ impl Store {
         let (s, l) = self.shard_of_leaf(leaf);
         let (os, ol) = other.shard_of_leaf(leaf);
         let (a, b) = (self.shards[s].read(), other.shards[os].read());
-        if a.entries.counts[l] != b.entries.counts[ol] || a.leaf_hash[l] != b.leaf_hash[ol] {
+        Shard::leaf_equals(&a, l, &b, ol, &mut (Vec::new(), Vec::new()))
+    }
+
+    /// Whether both stores hold exactly the same keys with exactly the same kept versions
+    /// (keys and values compared byte for byte); `other` must have the same tree. Reads both
+    /// stores leaf by leaf, in order, taking each pair of shard locks once: the simulator's
+    /// final check.
+    pub fn equals(&self, other: &Store) -> bool {
+        if std::ptr::eq(self, other) {
+            return true;
+        }
+        if self.cfg.tree != other.cfg.tree {
             return false;
         }
-        // both leaves sorted by key hash, then compared pair by pair (keys and versions byte
-        // for byte): sequential reads, no index lookups
-        let sorted = |sh: &Shard, l: usize| {
-            let mut v: Vec<(u64, u32)> =
-                sh.entries.newest_first(l).map(|p| (sh.entries[p as usize].kh, p)).collect();
-            v.sort_unstable();
-            v
-        };
-        let (xs, ys) = (sorted(&a, l), sorted(&b, ol));
-        xs.iter().zip(&ys).all(|(&(ka, pa), &(kb, pb))| {
-            ka == kb
-                && a.entries[pa as usize].key() == b.entries[pb as usize].key()
-                && a.kept(pa).eq(b.kept(pb))
-        })
+        let leaves = self.cfg.tree.leaves();
+        let mut scratch = (Vec::new(), Vec::new());
+        let mut leaf = 0;
+        while leaf < leaves {
+            let (s, l) = self.shard_of_leaf(leaf);
+            let (os, ol) = other.shard_of_leaf(leaf);
+            let (a, b) = (self.shards[s].read(), other.shards[os].read());
+            // the leaves both shards hold from here on
+            let n = (a.leaf_hash.len() - l).min(b.leaf_hash.len() - ol);
+            if !(0..n).all(|i| Shard::leaf_equals(&a, l + i, &b, ol + i, &mut scratch)) {
+                return false;
+            }
+            leaf += n;
+        }
+        true
     }
 
     /// Whether the kept versions of `key` are exactly `expected` (winner first); lets an
@@ -808,8 +853,39 @@ impl Store {
     /// Hashes of the 16 children of node `index` at `level`.
     pub fn children_hashes(&self, level: u32, index: usize) -> [u64; TREE_ARITY] {
         let mut out = [0; TREE_ARITY];
-        for (c, h) in out.iter_mut().enumerate() {
-            *h = self.node_hash(level + 1, index * TREE_ARITY + c);
+        let range = self.cfg.tree.leaf_range(level, index);
+        let per_shard = self.cfg.tree.leaves() >> self.cfg.shards_log2;
+        if range.len() > per_shard {
+            for (c, h) in out.iter_mut().enumerate() {
+                *h = self.node_hash(level + 1, index * TREE_ARITY + c);
+            }
+        } else {
+            // all in one shard: one lock, 16 runs of leaf hashes
+            let (s, l) = self.shard_of_leaf(range.start);
+            let span = range.len() / TREE_ARITY;
+            let shard = self.shards[s].read();
+            for (c, h) in out.iter_mut().enumerate() {
+                let start = l + c * span;
+                *h = shard.leaf_hash[start..start + span].iter().fold(0, |a, x| a ^ x);
+            }
+        }
+        out
+    }
+
+    /// Key counts of the 16 children of node `index` at `level`, which must be the level
+    /// just above the leaves.
+    pub fn children_leaf_lens(&self, level: u32, index: usize) -> [u32; TREE_ARITY] {
+        let mut out = [0; TREE_ARITY];
+        let range = self.cfg.tree.leaf_range(level, index);
+        let (s, l) = self.shard_of_leaf(range.start);
+        let (s_last, _) = self.shard_of_leaf(range.end - 1);
+        if range.len() != TREE_ARITY || s != s_last {
+            for (c, n) in out.iter_mut().enumerate() {
+                *n = self.leaf_len(range.start + c);
+            }
+        } else {
+            let shard = self.shards[s].read();
+            out.copy_from_slice(&shard.entries.counts[l..l + TREE_ARITY]);
         }
         out
     }
@@ -989,6 +1065,64 @@ mod tests {
     fn entry_is_48_bytes() {
         // docs/store.md's bytes-per-key breakdown relies on this.
         assert_eq!(std::mem::size_of::<Entry>(), 48);
+    }
+
+    #[test]
+    fn children_hashes_and_counts_match_node_by_node() {
+        for (shards_log2, depth) in [(0, 2), (2, 2), (6, 3), (8, 2), (0, 3)] {
+            let cfg = StoreConfig { shards_log2, tree: TreeShape::new(depth), max_concurrent: 2 };
+            let s = Store::new(cfg);
+            for i in 0..3000u32 {
+                s.merge(format!("k{i}").as_bytes(), put(u64::from(i), 1, "v").as_ref());
+            }
+            let t = s.tree();
+            for level in 0..depth {
+                for idx in 0..t.nodes_at(level) {
+                    let hs = s.children_hashes(level, idx);
+                    for (c, h) in hs.iter().enumerate() {
+                        assert_eq!(*h, s.node_hash(level + 1, idx * TREE_ARITY + c));
+                    }
+                    if level + 1 == depth {
+                        let lens = s.children_leaf_lens(level, idx);
+                        for (c, n) in lens.iter().enumerate() {
+                            assert_eq!(*n, s.leaf_len(idx * TREE_ARITY + c));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stores_compare_equal_exactly() {
+        let cfg = StoreConfig { shards_log2: 1, tree: TreeShape::new(2), max_concurrent: 3 };
+        let (a, b) = (Store::new(cfg), Store::new(cfg));
+        for i in 0..2000u32 {
+            let k = format!("k{i}");
+            a.merge(k.as_bytes(), put(u64::from(i), 1, "v").as_ref());
+            if i % 7 == 0 {
+                a.merge(k.as_bytes(), put(u64::from(i), 2, "w").as_ref());
+            }
+        }
+        for i in (0..2000u32).rev() {
+            let k = format!("k{i}");
+            if i % 7 == 0 {
+                b.merge(k.as_bytes(), put(u64::from(i), 2, "w").as_ref());
+            }
+            b.merge(k.as_bytes(), put(u64::from(i), 1, "v").as_ref());
+        }
+        assert!(a.equals(&b) && b.equals(&a));
+        // one concurrent value more on one side
+        b.merge(b"k14", put(14, 3, "x").as_ref());
+        assert!(!a.equals(&b));
+        a.merge(b"k14", put(14, 3, "x").as_ref());
+        assert!(a.equals(&b));
+        // a key only one side has
+        a.merge(b"extra", put(1, 1, "v").as_ref());
+        assert!(!a.equals(&b) && !b.equals(&a));
+        let other_tree = Store::new(StoreConfig { tree: TreeShape::new(1), ..cfg });
+        assert!(!Store::new(cfg).equals(&other_tree));
+        assert!(Store::new(cfg).equals(&Store::new(cfg)));
     }
 
     #[test]

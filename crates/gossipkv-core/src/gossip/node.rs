@@ -32,6 +32,7 @@
 //! A node far behind its peer (fewer than half its keys, e.g. restarted empty) instead pulls
 //! the whole store over the stream transport in chunks (`BulkRequest` / `BulkChunk`).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -232,9 +233,28 @@ struct ListMsg {
     body: Writer,
 }
 
+thread_local! {
+    /// Bodies of list messages, kept (empty) between messages so that a big one does not
+    /// regrow, and fault in fresh memory, every time. Only capacity is reused.
+    static BODIES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
 impl ListMsg {
     fn new(kind: u8, exchange: u32) -> Self {
-        Self { kind, exchange, count: 0, body: Writer::default() }
+        let buf = BODIES.with(|b| b.borrow_mut().pop()).unwrap_or_default();
+        Self { kind, exchange, count: 0, body: Writer { buf } }
+    }
+
+    /// Gives the body's buffer back for the next message.
+    fn recycle(self) {
+        let mut buf = self.body.buf;
+        buf.clear();
+        BODIES.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < 4 {
+                b.push(buf);
+            }
+        });
     }
 
     /// Appends one version of `key` (an `Entries` message).
@@ -654,16 +674,16 @@ impl Node {
 
     /// Sends `msg` (if it holds anything) as one datagram if it fits, else on the stream.
     fn send_list(&mut self, to: SocketAddr, msg: ListMsg) {
-        if msg.count == 0 {
-            return;
+        if msg.count > 0 {
+            let mut w = Writer::with_capacity(32 + msg.body.buf.len());
+            w.header(msg.kind, self.id(), msg.exchange);
+            w.varint(msg.count);
+            w.buf.extend_from_slice(&msg.body.buf);
+            let transport =
+                if w.buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
+            self.send(to, transport, w.buf);
         }
-        let mut w = Writer::with_capacity(16 + msg.body.buf.len());
-        w.header(msg.kind, self.id(), msg.exchange);
-        w.varint(msg.count);
-        w.buf.extend_from_slice(&msg.body.buf);
-        let transport =
-            if w.buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
-        self.send(to, transport, w.buf);
+        msg.recycle();
     }
 
     fn on_tree(
@@ -692,6 +712,11 @@ impl Node {
             }
             let store = self.replica.store();
             let mine = store.children_hashes(level32, *idx as usize);
+            let lens = if at_leaves {
+                store.children_leaf_lens(level32, *idx as usize)
+            } else {
+                [0; TREE_ARITY]
+            };
             let mut map = 0u16;
             let mut item = wire::varint_len(u64::from(*idx)) + 2;
             let first_count = counts.len();
@@ -699,7 +724,7 @@ impl Node {
                 if short_hash(mine[c], salt) as u16 != theirs[c] {
                     map |= 1 << c;
                     if at_leaves {
-                        let n = store.leaf_len(*idx as usize * TREE_ARITY + c);
+                        let n = lens[c];
                         item += wire::varint_len(u64::from(n));
                         counts.push(n);
                     }
