@@ -354,13 +354,7 @@ impl Shard {
     /// Whether local leaf `la` of `a` and local leaf `lb` of `b` hold the same keys with the
     /// same kept versions, compared byte for byte: both sorted by key hash (in `scratch`),
     /// then entry by entry.
-    fn leaf_equals(
-        a: &Shard,
-        la: usize,
-        b: &Shard,
-        lb: usize,
-        scratch: &mut LeafScratch,
-    ) -> bool {
+    fn leaf_equals(a: &Shard, la: usize, b: &Shard, lb: usize, scratch: &mut LeafScratch) -> bool {
         if a.entries.counts[la] != b.entries.counts[lb] || a.leaf_hash[la] != b.leaf_hash[lb] {
             return false;
         }

@@ -291,8 +291,13 @@ pub fn main(args: SimArgs) -> ExitCode {
             p.bytes_sent as f64 / 1e6
         ));
     };
-    let report: Report = match crate::sim::run(&cfg, &mut on_progress) {
-        Ok(r) => r,
+    let report: Report = match crate::sim::run_keeping_nodes(&cfg, &mut on_progress) {
+        Ok((r, nodes)) => {
+            // the process exits right after printing: freeing gigabytes of replicas first
+            // would only delay that (the OS takes the memory back at once)
+            std::mem::forget(nodes);
+            r
+        }
         Err(e) => {
             pb.finish_and_clear();
             eprintln!("gossipkv sim: {e}");

@@ -89,7 +89,7 @@ fn sample_sorted(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
 }
 
 #[derive(Debug)]
-struct Slot {
+pub(crate) struct Slot {
     node: ProtoNode,
     up: bool,
     inc: u32,
@@ -142,8 +142,9 @@ impl Task {
 
 /// Timers and deliveries that run together: events of a few consecutive milliseconds, none of
 /// which can cause another one of them (see [`Sim::run_until`]). Each concerns one node and
-/// touches only that node's state, so the nodes' work runs on both cores, nodes `0..mid` on
-/// one and `mid..n` on the other, each node's tasks in their scheduling order; the output
+/// touches only that node's state, so the nodes' work runs on both cores: the nodes are cut
+/// into ranges of about equal bytes, which the two threads take from a shared queue, each
+/// node's tasks in their scheduling order on one thread; the output
 /// (the network's random draws, new events, counters) is then applied in scheduling order.
 /// A run is therefore the same, byte for byte, as running the events one by one.
 #[derive(Debug, Default)]
@@ -155,30 +156,37 @@ struct Batch {
 impl Batch {
     /// Batches smaller than this run on one thread (the result is the same).
     const MIN_PARALLEL_WEIGHT: u64 = 64 * 1024;
+    /// Node ranges a batch is cut into: enough for the two threads to even out.
+    const PARTS: u64 = 16;
 
     fn push(&mut self, task: Task) {
         self.tasks.push(task);
     }
 
-    /// The node index that splits the batch's work in two halves (0: run on one thread).
-    fn split_point(&mut self, n: usize) -> usize {
+    /// Node ranges for the two threads to share: boundaries `0 = c0 < c1 < ... = n` of about
+    /// [`Batch::PARTS`] ranges of equal work (just `[0, n]` if the batch is small: one thread).
+    fn cuts(&mut self, n: usize) -> Vec<usize> {
         let total: u64 = self.tasks.iter().map(Task::weight).sum();
         if total < Self::MIN_PARALLEL_WEIGHT || n < 2 {
-            return 0;
+            return vec![0, n];
         }
         self.weights.clear();
         self.weights.resize(n, 0);
         for t in &self.tasks {
             self.weights[t.node as usize] += t.weight();
         }
+        let share = total.div_ceil(Self::PARTS);
+        let mut cuts = vec![0];
         let mut acc = 0;
         for (i, w) in self.weights.iter().enumerate() {
             acc += w;
-            if 2 * acc >= total {
-                return i + 1;
+            if acc >= share && i + 1 < n {
+                cuts.push(i + 1);
+                acc = 0;
             }
         }
-        n
+        cuts.push(n);
+        cuts
     }
 }
 
@@ -449,17 +457,34 @@ impl<'a> Sim<'a> {
     fn run_batch(&mut self, batch: &mut Batch) {
         let n = self.slots.len();
         let run = Run { bug: self.cfg.bug, keep_receptions: self.oracle.has_lost() };
-        let mid = batch.split_point(n);
+        let cuts = batch.cuts(n);
         let [copies_a, copies_b] = &mut self.copies;
-        if mid == 0 || mid >= n {
+        if cuts.len() <= 2 {
             run.tasks(&mut self.slots, 0, batch.tasks.iter_mut(), copies_a);
         } else {
-            let (lo, hi) = self.slots.split_at_mut(mid);
-            let (mut a, mut b): (Vec<&mut Task>, Vec<&mut Task>) =
-                batch.tasks.iter_mut().partition(|t| (t.node as usize) < mid);
+            // node ranges (contiguous, so each is a disjoint `&mut` of the slots) with their
+            // tasks in order; both threads take ranges from a shared queue until none is left
+            let mut groups: Vec<Vec<&mut Task>> = cuts[1..].iter().map(|_| Vec::new()).collect();
+            for t in batch.tasks.iter_mut() {
+                let g = cuts[1..].partition_point(|&c| c <= t.node as usize);
+                groups[g].push(t);
+            }
+            let mut parts = Vec::with_capacity(groups.len());
+            let mut rest = &mut self.slots[..];
+            for (w, tasks) in cuts.windows(2).zip(groups) {
+                let (part, tail) = rest.split_at_mut(w[1] - w[0]);
+                rest = tail;
+                parts.push((w[0], part, tasks));
+            }
+            let queue = std::sync::Mutex::new(parts.into_iter());
+            let work = |copies: &mut HashMap<(u64, u32), u32>| loop {
+                let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                let Some((offset, slots, tasks)) = next else { break };
+                run.tasks(slots, offset, tasks.into_iter(), copies);
+            };
             std::thread::scope(|s| {
-                s.spawn(|| run.tasks(hi, mid, b.iter_mut().map(|t| &mut **t), copies_b));
-                run.tasks(lo, 0, a.iter_mut().map(|t| &mut **t), copies_a);
+                s.spawn(|| work(copies_b));
+                work(copies_a);
             });
         }
         let mut tasks = std::mem::take(&mut batch.tasks);
@@ -595,6 +620,33 @@ fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
 
 /// Runs one simulation. `progress` is called at every checkpoint.
 pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Report, String> {
+    let (report, nodes) = run_keeping_nodes(cfg, progress)?;
+    nodes.free();
+    Ok(report)
+}
+
+/// The simulated nodes of a finished run: gigabytes of replicas at scale.
+#[derive(Debug)]
+pub struct Nodes(Vec<Slot>);
+
+impl Nodes {
+    /// Frees them, on two threads (1,000 full replicas take seconds to free).
+    pub fn free(self) {
+        let mut lo = self.0;
+        let hi = lo.split_off(lo.len() / 2);
+        std::thread::scope(|s| {
+            s.spawn(move || drop(hi));
+            drop(lo);
+        });
+    }
+}
+
+/// [`run`], handing back the nodes instead of freeing them: a process about to exit can
+/// skip freeing them (`std::mem::forget`), which `gossipkv sim` does.
+pub fn run_keeping_nodes(
+    cfg: &SimConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(Report, Nodes), String> {
     cfg.validate()?;
     let started = Instant::now();
     let n = cfg.nodes;
@@ -874,14 +926,7 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         series,
         timings: Timings { setup_ms, simulate_ms, check_ms },
     };
-    // 1,000 full replicas take seconds to free: both halves at once
-    let mut slots = std::mem::take(&mut sim.slots);
-    let hi = slots.split_off(slots.len() / 2);
-    std::thread::scope(|s| {
-        s.spawn(move || drop(hi));
-        drop(slots);
-    });
-    Ok(report)
+    Ok((report, Nodes(std::mem::take(&mut sim.slots))))
 }
 
 #[cfg(test)]
