@@ -27,6 +27,8 @@ enum Command {
     Node(gossipkv_node::cli::NodeArgs),
     /// Run N nodes in this process on 127.0.0.1 (node i serves RESP on base-port + i)
     Cluster(gossipkv_node::cli::ClusterArgs),
+    /// Reproduce classic gossip results beside the published numbers (docs/experiments.md)
+    Experiment(gossipkv_sim::experiments::ExperimentArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +37,6 @@ fn main() -> ExitCode {
         Command::Sim(args) => gossipkv_sim::cli::main(args),
         Command::Node(args) => gossipkv_node::cli::node_main(args),
         Command::Cluster(args) => gossipkv_node::cli::cluster_main(args),
+        Command::Experiment(args) => gossipkv_sim::experiments::main(args),
     }
 }
