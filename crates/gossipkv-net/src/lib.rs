@@ -13,6 +13,13 @@
 //!
 //! Stream framing: `u32 length (LE) | u8 address length | sender's gossip address (UTF-8) |
 //! message`. The address lets the receiver answer to the gossip port, not the ephemeral one.
+//!
+//! Authentication (`NetConfig::auth`): with a keyring every message the node emits is sealed
+//! by [`gossipkv_core::gossip::auth`] before it leaves (a stream message binds the address its
+//! frame claims), and every message received is opened before the node sees it; refusals are
+//! dropped and counted by kind in [`NetCounters::auth_rejected`]. The node is then given an
+//! MTU of `mtu - auth::OVERHEAD`, so sealed datagrams still fit in `mtu`. Without a keyring
+//! bytes pass through untouched, as before.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use gossipkv_core::Replica;
+use gossipkv_core::gossip::auth::{self, Auth, Keyring, Limits, Reject};
 use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transmit, Transport, VersionId};
 use gossipkv_core::rng::Rng;
 use parking_lot::Mutex;
@@ -49,6 +57,9 @@ pub struct NetConfig {
     pub drop_rate: f64,
     /// Seed for the node's protocol randomness and the fault injector.
     pub seed: u64,
+    /// Cluster name and keys: when set, every gossip message is sealed and opened
+    /// (authenticated gossip); `None` sends and accepts plain messages.
+    pub auth: Option<Keyring>,
 }
 
 /// Counters of the transport, readable while the node runs.
@@ -67,6 +78,28 @@ pub struct NetCounters {
     /// Local writes not advertised as rumors because the queue to the driver was full
     /// (anti-entropy still spreads them).
     pub rumors_dropped: AtomicU64,
+    /// Received gossip messages refused by the authentication envelope, indexed by
+    /// [`Reject::index`] (malformed, too large, unknown key, bad MAC, stale incarnation,
+    /// replayed).
+    pub auth_rejected: [AtomicU64; Reject::COUNT],
+    /// Received gossip messages that opened (authentic and fresh).
+    pub auth_opened: AtomicU64,
+    /// Outgoing messages that could not be sealed (larger than the limit): dropped.
+    pub auth_seal_errors: AtomicU64,
+    /// Senders the replay guard currently tracks.
+    pub auth_senders: AtomicU64,
+}
+
+impl NetCounters {
+    /// Received gossip messages refused for `why`.
+    pub fn auth_rejected(&self, why: Reject) -> u64 {
+        self.auth_rejected[why.index()].load(Ordering::Relaxed)
+    }
+
+    /// Received gossip messages refused by the envelope, all kinds.
+    pub fn auth_rejected_total(&self) -> u64 {
+        self.auth_rejected.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// What the running driver shares with the rest of the node (INFO, metrics).
@@ -131,7 +164,16 @@ pub async fn run(
     let mut faults = Rng::new(cfg.seed ^ 0xfa17_fa17);
     // spread nodes' rounds over the interval
     let phase = faults.below(cfg.gossip.interval_ms.max(1));
-    let mut node = Node::new(replica, cfg.gossip, cfg.peers.clone(), cfg.seed, start + phase);
+    let mut gossip = cfg.gossip;
+    let mut auth = cfg.auth.clone().map(|ring| {
+        // the incarnation is the start time: it grows across restarts of this node id
+        let limits = Limits { datagram: cfg.gossip.mtu, stream: MAX_STREAM_MESSAGE };
+        Auth::new(ring, replica.id(), start, limits)
+    });
+    if auth.is_some() {
+        gossip.mtu = auth::payload_mtu(cfg.gossip.mtu);
+    }
+    let mut node = Node::new(replica, gossip, cfg.peers.clone(), cfg.seed, start + phase);
     let (stream_tx, mut stream_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
     let acceptor = tokio::spawn(accept_streams(stream, stream_tx, Arc::clone(&status)));
     let mut buf = vec![0u8; RECV_BUFFER];
@@ -145,7 +187,10 @@ pub async fn run(
                     if faults.chance(cfg.drop_rate) {
                         status.net.dropped_recv.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        node.handle_datagram(now_ms(), from, Bytes::copy_from_slice(&buf[..n]));
+                        let raw = Bytes::copy_from_slice(&buf[..n]);
+                        if let Some(msg) = open(&mut auth, Transport::Datagram, from, raw, &status) {
+                            node.handle_datagram(now_ms(), from, msg);
+                        }
                     }
                 }
                 Err(e) => {
@@ -154,7 +199,11 @@ pub async fn run(
                     status.net.io_errors.fetch_add(1, Ordering::Relaxed);
                 }
             },
-            Some((from, msg)) = stream_rx.recv() => node.handle_datagram(now_ms(), from, msg),
+            Some((from, raw)) = stream_rx.recv() => {
+                if let Some(msg) = open(&mut auth, Transport::Stream, from, raw, &status) {
+                    node.handle_datagram(now_ms(), from, msg);
+                }
+            }
             Some(id) = writes.recv() => {
                 let now = now_ms();
                 node.note_rumor(id, now);
@@ -164,13 +213,64 @@ pub async fn run(
             }
             () = tokio::time::sleep(Duration::from_millis(wait)) => node.handle_timeout(now_ms()),
         }
-        while let Some(t) = node.poll_transmit() {
+        while let Some(mut t) = node.poll_transmit() {
+            if let Some(a) = auth.as_mut() {
+                let Some(sealed) = seal(a, me, &t, &status) else { continue };
+                t.payload = sealed;
+            }
             send(&udp, me, t, &mut faults, cfg.drop_rate, &status);
         }
         *status.stats.lock() = node.stats().clone();
+        if let Some(a) = &auth {
+            status.net.auth_senders.store(a.tracked_senders() as u64, Ordering::Relaxed);
+        }
     }
     acceptor.abort();
     Ok(())
+}
+
+/// What a stream message's MAC binds besides the message: the gossip address its frame
+/// claims (the receiver answers there), as the sender writes it.
+fn stream_aad(transport: Transport, addr: SocketAddr) -> Vec<u8> {
+    match transport {
+        Transport::Datagram => Vec::new(),
+        Transport::Stream => addr.to_string().into_bytes(),
+    }
+}
+
+/// Opens a received message, or passes it through when authentication is off. A refusal is
+/// counted by kind and yields `None`.
+fn open(
+    auth: &mut Option<Auth>,
+    transport: Transport,
+    from: SocketAddr,
+    raw: Bytes,
+    status: &GossipStatus,
+) -> Option<Bytes> {
+    let Some(a) = auth.as_mut() else { return Some(raw) };
+    match a.open(transport, &stream_aad(transport, from), &raw) {
+        Ok(msg) => {
+            status.net.auth_opened.fetch_add(1, Ordering::Relaxed);
+            Some(msg)
+        }
+        Err(e) => {
+            debug!(peer = %from, error = %e, "gossip message rejected");
+            status.net.auth_rejected[e.reason().index()].fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Seals an outgoing message; `None` (counted) when it cannot be.
+fn seal(a: &mut Auth, me: SocketAddr, t: &Transmit, status: &GossipStatus) -> Option<Vec<u8>> {
+    match a.seal(t.transport, &stream_aad(t.transport, me), &t.payload) {
+        Ok(sealed) => Some(sealed),
+        Err(e) => {
+            warn!(peer = %t.to, error = %e, "gossip message not sealed; dropped");
+            status.net.auth_seal_errors.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 fn send(

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use gossipkv_core::digest::TreeShape;
 use gossipkv_core::gossip::GossipConfig;
+use gossipkv_core::gossip::auth::{self, Keyring};
 use gossipkv_core::{ClockKind, StoreConfig};
 use gossipkv_server::ServerConfig;
 use tokio::sync::watch;
@@ -56,6 +57,98 @@ pub struct GossipFlags {
     /// Concurrent values kept per key (versions at the winning timestamp).
     #[arg(long, default_value_t = 16)]
     pub max_concurrent: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub auth: AuthFlags,
+}
+
+/// Environment variable read for the cluster key(s) when `--cluster-key` is not given (keeps
+/// the secret out of `ps`).
+pub const CLUSTER_KEY_ENV: &str = "GOSSIPKV_CLUSTER_KEY";
+
+/// Authenticated gossip, shared by `node` and `cluster` (docs/protocol.md, "Authentication
+/// envelope").
+#[derive(Args, Clone, Default)]
+pub struct AuthFlags {
+    /// Cluster name bound into every gossip MAC: gossip from a cluster of another name is
+    /// refused. Needs a cluster key [default when a key is given: gossipkv].
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// Shared cluster key in hex (16 to 64 bytes, e.g. `openssl rand -hex 32`); repeat or
+    /// comma-separate to rotate: the first seals, every one opens. Read from
+    /// GOSSIPKV_CLUSTER_KEY when absent. Without a key gossip is not authenticated.
+    #[arg(long, value_name = "HEX", value_delimiter = ',')]
+    pub cluster_key: Vec<String>,
+}
+
+impl std::fmt::Debug for AuthFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthFlags")
+            .field("cluster_name", &self.cluster_name)
+            .field("cluster_keys", &self.cluster_key.len())
+            .finish()
+    }
+}
+
+impl AuthFlags {
+    /// The keyring these flags describe, with `env` standing for GOSSIPKV_CLUSTER_KEY's value
+    /// (used only without `--cluster-key`; empty counts as unset). `None`: no key, gossip in
+    /// clear.
+    pub fn keyring(&self, env: Option<&str>) -> Result<Option<Keyring>, String> {
+        let keys = if self.cluster_key.is_empty() {
+            match env.map(str::trim).filter(|s| !s.is_empty()) {
+                Some(list) => {
+                    auth::parse_keys(list).map_err(|e| format!("{CLUSTER_KEY_ENV}: {e}"))?
+                }
+                None => Vec::new(),
+            }
+        } else {
+            self.cluster_key
+                .iter()
+                .map(|k| auth::ClusterKey::from_hex(k))
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("--cluster-key: {e}"))?
+        };
+        if keys.is_empty() {
+            return match &self.cluster_name {
+                Some(_) => Err(format!(
+                    "--cluster-name needs a cluster key (--cluster-key or {CLUSTER_KEY_ENV})"
+                )),
+                None => Ok(None),
+            };
+        }
+        let name = self.cluster_name.as_deref().unwrap_or(auth::DEFAULT_CLUSTER_NAME);
+        Keyring::new(name, keys)
+            .map(Some)
+            .map_err(|e| format!("--cluster-name / --cluster-key: {e}"))
+    }
+
+    /// [`Self::keyring`] with GOSSIPKV_CLUSTER_KEY read from the environment.
+    fn keyring_from_env(&self) -> Result<Option<Keyring>, String> {
+        match std::env::var_os(CLUSTER_KEY_ENV) {
+            None => self.keyring(None),
+            Some(v) => match v.to_str() {
+                Some(v) => self.keyring(Some(v)),
+                None if self.cluster_key.is_empty() => {
+                    Err(format!("{CLUSTER_KEY_ENV} is not valid UTF-8"))
+                }
+                None => self.keyring(None),
+            },
+        }
+    }
+}
+
+/// One line about gossip authentication for the start-up banner.
+fn auth_banner(ring: Option<&Keyring>) -> String {
+    match ring {
+        None => "gossip NOT authenticated (no --cluster-key)".to_string(),
+        Some(r) => format!(
+            "gossip authenticated: cluster {:?}, {} key(s), primary key id {:02x}",
+            r.cluster_name(),
+            r.len(),
+            r.key_ids().first().copied().unwrap_or(0)
+        ),
+    }
 }
 
 impl GossipFlags {
@@ -173,6 +266,11 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
     if let Err(e) = args.gossip_flags.validate() {
         return fail(e);
     }
+    let keyring = match args.gossip_flags.auth.keyring_from_env() {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let banner = auth_banner(keyring.as_ref());
     let peers: Vec<SocketAddr> = args.peers.iter().copied().filter(|p| *p != args.gossip).collect();
     let mut server = ServerConfig::new(args.listen);
     server.requirepass = args.requirepass.clone();
@@ -185,6 +283,7 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
         clock: args.gossip_flags.clock.into(),
         store: args.gossip_flags.store(6),
         server,
+        auth: keyring,
     };
     let rt = match runtime(args.threads) {
         Ok(rt) => rt,
@@ -205,6 +304,7 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
             node.gossip_addr,
             args.peers.len()
         );
+        println!("{banner}");
         signal().await;
         println!("stopping");
         let _ = stop_tx.send(true);
@@ -245,6 +345,11 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
     if args.nodes == 0 {
         return fail("--nodes must be at least 1");
     }
+    // every node of the cluster gets the same keyring
+    let keyring = match args.gossip_flags.auth.keyring_from_env() {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
     let gossip_base = args.gossip_base_port.unwrap_or(args.base_port.wrapping_add(10_000));
     let last = |base: u16| u32::from(base) + args.nodes as u32 - 1;
     if last(args.base_port) > 65_535 || last(gossip_base) > 65_535 {
@@ -287,6 +392,7 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
                     // many replicas in one process: fewer shards each
                     store: flags.store(2),
                     server: ServerConfig::new(b.resp_addr),
+                    auth: keyring.clone(),
                 };
                 start(
                     b,
@@ -312,6 +418,7 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
             flags.interval_ms,
             flags.drop_rate
         );
+        println!("{}", auth_banner(keyring.as_ref()));
         signal().await;
         println!("stopping {} nodes", nodes.len());
         let _ = stop_tx.send(true);
@@ -321,4 +428,63 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod auth_flag_tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    const K1: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const K2: &str = "ffeeddccbbaa99887766554433221100";
+
+    fn flags(args: &[&str]) -> AuthFlags {
+        let argv = std::iter::once("node").chain(args.iter().copied());
+        Cmd::try_parse_from(argv).map(|c| c.node.gossip_flags.auth).unwrap_or_else(|e| {
+            panic!("{e}");
+        })
+    }
+
+    #[test]
+    fn keys_repeatable_or_comma_separated_first_is_primary() {
+        let k2 = auth::ClusterKey::from_hex(K2).map(|k| k.id()).ok();
+        for args in [
+            &["--cluster-key", K2, "--cluster-key", K1][..],
+            &["--cluster-key", &format!("{K2},{K1}")],
+        ] {
+            let ring = flags(args).keyring(None).ok().flatten();
+            assert_eq!(ring.as_ref().map(|r| r.len()), Some(2));
+            assert_eq!(ring.as_ref().and_then(|r| r.key_ids().first().copied()), k2);
+            assert_eq!(ring.as_ref().map(|r| r.cluster_name()), Some(auth::DEFAULT_CLUSTER_NAME));
+        }
+        let ring = flags(&["--cluster-key", K1, "--cluster-name", "prod"]).keyring(None);
+        assert_eq!(ring.ok().flatten().map(|r| r.cluster_name().to_string()), Some("prod".into()));
+    }
+
+    #[test]
+    fn env_is_read_only_without_the_flag() {
+        let f = flags(&[]);
+        assert!(matches!(f.keyring(None), Ok(None)));
+        assert!(matches!(f.keyring(Some("  ")), Ok(None)));
+        assert_eq!(f.keyring(Some(&format!("{K1},{K2}"))).ok().flatten().map(|r| r.len()), Some(2));
+        let f = flags(&["--cluster-key", K1]);
+        assert_eq!(f.keyring(Some(K2)).ok().flatten().map(|r| r.len()), Some(1));
+    }
+
+    #[test]
+    fn bad_keys_and_a_name_without_a_key_are_errors() {
+        assert!(flags(&["--cluster-name", "prod"]).keyring(None).is_err());
+        assert!(flags(&["--cluster-key", "abcd"]).keyring(None).is_err());
+        assert!(flags(&["--cluster-key", "xyz0"]).keyring(None).is_err());
+        assert!(flags(&[]).keyring(Some("nothex")).is_err());
+        // Debug never prints keys
+        assert!(!format!("{:?}", flags(&["--cluster-key", K1])).contains(K1));
+    }
 }

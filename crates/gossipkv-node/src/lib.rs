@@ -12,6 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use gossipkv_core::gossip::auth::{Keyring, Reject};
 use gossipkv_core::gossip::{GossipConfig, VersionId};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, VersionRef};
 use gossipkv_net::{GossipStatus, NetConfig};
@@ -38,6 +39,8 @@ pub struct NodeSpec {
     pub store: StoreConfig,
     /// RESP server settings.
     pub server: ServerConfig,
+    /// Cluster name and keys for authenticated gossip (`None`: gossip in clear, unchecked).
+    pub auth: Option<Keyring>,
 }
 
 /// A node's sockets, bound but not yet serving.
@@ -105,6 +108,8 @@ struct GossipInfo {
     status: Arc<GossipStatus>,
     gossip_addr: SocketAddr,
     peers: usize,
+    /// Cluster name, number of keys, primary key id (when gossip is authenticated).
+    auth: Option<(String, usize, u8)>,
 }
 
 impl InfoSource for GossipInfo {
@@ -136,6 +141,20 @@ impl InfoSource for GossipInfo {
         s.field("dropped_injected_stream", self.status.net.dropped_stream.load(Relaxed));
         s.field("io_errors", self.status.net.io_errors.load(Relaxed));
         s.field("rumors_dropped", self.status.net.rumors_dropped.load(Relaxed));
+        let net = &self.status.net;
+        s.field("auth_enabled", u8::from(self.auth.is_some()));
+        if let Some((cluster, keys, primary)) = &self.auth {
+            s.field("auth_cluster", cluster);
+            s.field("auth_keys", keys);
+            s.field("auth_primary_key_id", format!("{primary:02x}"));
+        }
+        s.field("auth_opened", net.auth_opened.load(Relaxed));
+        s.field("auth_rejected", net.auth_rejected_total());
+        for why in Reject::ALL {
+            s.field(&format!("auth_rejected_{}", why.name()), net.auth_rejected(why));
+        }
+        s.field("auth_senders_tracked", net.auth_senders.load(Relaxed));
+        s.field("auth_seal_errors", net.auth_seal_errors.load(Relaxed));
         s.field("digest_root", format!("{:016x}", self.replica.store().root_hash()));
         s.field("keys", store.live_keys);
         s.field("tombstones", store.tombstones);
@@ -162,6 +181,9 @@ pub fn start(
         status: Arc::clone(&status),
         gossip_addr: bound.gossip_addr,
         peers: spec.peers.len(),
+        auth: spec.auth.as_ref().map(|r| {
+            (r.cluster_name().to_string(), r.len(), r.key_ids().first().copied().unwrap_or(0))
+        }),
     };
     let ctx = ServerContext::new(spec.server.clone())
         .with_write_observer(Arc::new(observer))
@@ -178,6 +200,7 @@ pub fn start(
         gossip: spec.gossip,
         drop_rate: spec.drop_rate,
         seed,
+        auth: spec.auth,
     };
     let gossip = tokio::spawn(gossipkv_net::run(
         Arc::clone(&replica),

@@ -51,6 +51,7 @@ impl Cluster {
                             max_concurrent: 16,
                         },
                         server: ServerConfig::new(b.resp_addr),
+                        auth: None,
                     };
                     start(b, spec, 42 + i as u64, stop_rx.clone())
                 })

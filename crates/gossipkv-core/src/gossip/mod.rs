@@ -2,6 +2,7 @@
 //!
 //! Sans-IO: a driver feeds in time and received messages and sends what the node emits.
 
+pub mod auth;
 pub mod node;
 pub mod wire;
 
