@@ -3,6 +3,8 @@
 //! clock before it is merged (the receive rule). Request handlers and the gossip state machine
 //! both go through this type; physical time is a parameter.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 
 use crate::clock::{Clock, ClockKind};
@@ -15,17 +17,35 @@ pub struct Replica {
     id: NodeId,
     clock: Clock,
     store: Store,
+    /// False while a restarted node catches up (client writes are refused meanwhile).
+    ready: AtomicBool,
 }
 
 impl Replica {
     /// An empty replica for node `id`.
     pub fn new(id: NodeId, clock: ClockKind, store: StoreConfig) -> Self {
-        Self { id, clock: Clock::new(clock), store: Store::new(store) }
+        Self {
+            id,
+            clock: Clock::new(clock),
+            store: Store::new(store),
+            ready: AtomicBool::new(true),
+        }
     }
 
     /// A replica with an explicit clock (e.g. a custom maximum drift).
     pub fn with_clock(id: NodeId, clock: Clock, store: StoreConfig) -> Self {
-        Self { id, clock, store: Store::new(store) }
+        Self { id, clock, store: Store::new(store), ready: AtomicBool::new(true) }
+    }
+
+    /// Whether client writes are accepted: false while a restarted node catches up, so its
+    /// next writes get timestamps above the ones it issued before the crash.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Sets readiness (the gossip node does, see `Node::gate_writes`).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
     }
 
     /// This node's id.

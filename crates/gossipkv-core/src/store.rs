@@ -698,13 +698,20 @@ impl Store {
     /// Removes tombstones with timestamps below `before` (and nothing else). The caller
     /// decides when that is safe (see docs/store.md); returns how many were purged.
     pub fn purge_tombstones(&self, before: Timestamp) -> usize {
+        self.purge(before, true)
+    }
+
+    /// Removes keys whose winning version is older than `before`: only tombstones when
+    /// `tombstones_only`, every key otherwise (a node back from beyond the purge horizon).
+    /// Returns how many keys were removed.
+    pub fn purge(&self, before: Timestamp, tombstones_only: bool) -> usize {
         let mut purged = 0;
         for s in self.shards.iter() {
             let mut shard = s.write();
             let mut pos = 0;
             while pos < shard.entries.len() as u32 {
                 let e = &shard.entries[pos as usize];
-                if e.meta & TOMBSTONE != 0 && e.ts < before {
+                if (!tombstones_only || e.meta & TOMBSTONE != 0) && e.ts < before {
                     let kh = key_hash(e.key());
                     shard.remove_at(pos, kh, self.cfg.tree.leaves_log2());
                     purged += 1;

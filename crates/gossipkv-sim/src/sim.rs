@@ -13,19 +13,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use gossipkv_core::clock::hlc_pack;
 use gossipkv_core::digest::{TreeShape, mix};
-use gossipkv_core::gossip::wire::{self, Body, KIND_NAMES, Message, WireEntry};
+use gossipkv_core::gossip::members::MemberStats;
+use gossipkv_core::gossip::wire::{self, Body, Hello, KIND_NAMES, Message, WireEntry};
 use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transport};
 use gossipkv_core::lww::beats;
 use gossipkv_core::rng::Rng;
 use gossipkv_core::{Replica, StoreConfig};
 use hashbrown::HashMap;
 
-use crate::config::{InjectedBug, Protocol, SimConfig};
+use crate::config::{ClockChoice, InjectedBug, Protocol, SimConfig};
 use crate::net::{Event, Partition, Queue, addr, index};
 use crate::oracle::{KeySpace, Oracle};
 use crate::protocol::{NaiveNode, ProtoNode, add_stats};
-use crate::report::{Report, Series, Timings};
+use crate::report::{MembersCheck, Report, Series, Timings};
 use crate::workload::{self, Workload, WorkloadSpec, value_bytes};
 
 /// Virtual time at which a run starts (ms). Not zero, so that a negative clock skew still
@@ -137,6 +139,19 @@ struct Sim<'a> {
 impl<'a> Sim<'a> {
     fn peers_of(&self, i: usize) -> Vec<std::net::SocketAddr> {
         let n = self.cfg.nodes;
+        if self.cfg.seeds > 0 || self.cfg.phantom_seeds > 0 {
+            // a seed list: a few real nodes, and addresses past the last node that never answer
+            let mut r = Rng::new(derive(self.cfg.seed, VIEW, i as u64, 1));
+            let real = self.cfg.seeds.min(n - 1);
+            let mut peers: Vec<std::net::SocketAddr> = sample_sorted(&mut r, n - 1, real)
+                .into_iter()
+                .map(|j| addr(if j >= i { j + 1 } else { j }))
+                .collect();
+            peers.extend(
+                (0..self.cfg.phantom_seeds).map(|p| addr(n + i * self.cfg.phantom_seeds + p)),
+            );
+            return peers;
+        }
         if self.view + 1 >= n {
             let mut peers = Vec::with_capacity(n.saturating_sub(1));
             peers.extend((0..i).map(addr));
@@ -150,13 +165,18 @@ impl<'a> Sim<'a> {
             .collect()
     }
 
-    fn make_node(&self, i: usize, inc: u32, first_tick: u64) -> ProtoNode {
+    /// Node `i`'s incarnation `inc`; with membership, `start` is its generation.
+    fn make_node(&self, i: usize, inc: u32, first_tick: u64, start: u64) -> ProtoNode {
         let replica = Arc::new(Replica::new(i as u32, self.cfg.clock.kind(), self.store_cfg));
         let peers = self.peers_of(i);
         let seed = derive(self.cfg.seed, NODE, i as u64, u64::from(inc));
         match self.cfg.protocol {
             Protocol::Gossip => {
-                ProtoNode::Gossip(Box::new(Node::new(replica, self.gcfg, peers, seed, first_tick)))
+                let mut node = Node::new(replica, self.gcfg, peers, seed, first_tick);
+                if self.cfg.membership {
+                    node.enable_membership(addr(i), start, start);
+                }
+                ProtoNode::Gossip(Box::new(node))
             }
             Protocol::Naive => ProtoNode::Naive(Box::new(NaiveNode::new(
                 replica,
@@ -175,7 +195,12 @@ impl<'a> Sim<'a> {
         let cfg = self.cfg;
         while let Some(out) = self.slots[i].node.poll_transmit() {
             let Some(to) = index(&out.to).filter(|&j| j < cfg.nodes) else {
+                // a seed that never existed: the datagram is sent, and lost
                 self.c.unknown_destination += 1;
+                self.c.messages_sent += 1;
+                self.c.bytes_sent += out.payload.len() as u64;
+                self.c.round_bytes += out.payload.len() as u64;
+                self.c.round_messages += 1;
                 continue;
             };
             let len = out.payload.len() as u64;
@@ -255,6 +280,7 @@ impl<'a> Sim<'a> {
                     return;
                 }
                 let payload = match self.cfg.bug {
+                    Some(InjectedBug::HideAway) => hide_away(payload),
                     Some(bug) if to == 0 => inject_bug(bug, self.slots[to].node.replica(), payload),
                     _ => payload,
                 };
@@ -267,6 +293,13 @@ impl<'a> Sim<'a> {
                 let i = node as usize;
                 self.slots[i].up = true;
                 self.slots[i].node.reset(now);
+                if let ProtoNode::Gossip(g) = &mut self.slots[i].node {
+                    if self.cfg.membership {
+                        // a new generation; client writes wait for the catch-up
+                        g.enable_membership(addr(i), now, now);
+                    }
+                    g.gate_writes(now);
+                }
                 self.schedule_timer(i);
             }
             Event::Split { episode } => {
@@ -280,7 +313,12 @@ impl<'a> Sim<'a> {
     fn write(&mut self, now: u64, op: usize) {
         let op = self.workload.ops[op];
         let n = self.cfg.nodes;
-        let Some(i) = (0..n).map(|d| (op.node as usize + d) % n).find(|&j| self.slots[j].up) else {
+        let avoid = self.outage_side(op);
+        let ready = |j: usize| {
+            let s = &self.slots[j];
+            s.up && s.node.replica().is_ready() && avoid.is_none_or(|side| !side[j])
+        };
+        let Some(i) = (0..n).map(|d| (op.node as usize + d) % n).find(|&j| ready(j)) else {
             self.c.writes_skipped += 1;
             return;
         };
@@ -298,6 +336,13 @@ impl<'a> Sim<'a> {
         self.after_call(i, now);
     }
 
+    /// For the long-outage deletes: the cut-off side, which must not take them.
+    fn outage_side(&self, op: crate::workload::Op) -> Option<&Vec<bool>> {
+        (op.value.is_none() && self.cfg.outage_deletes > 0.0)
+            .then(|| self.episodes.first())
+            .flatten()
+    }
+
     fn crash(&mut self, i: usize) {
         if !self.slots[i].up {
             return;
@@ -307,7 +352,7 @@ impl<'a> Sim<'a> {
         self.oracle.on_crash(i, &live);
         drop(live);
         let inc = self.slots[i].inc + 1;
-        let fresh = self.make_node(i, inc, u64::MAX);
+        let fresh = self.make_node(i, inc, u64::MAX, u64::MAX);
         let s = &mut self.slots[i];
         add_stats(&mut s.retired, s.node.stats());
         s.retired_drift += s.node.replica().clock().drift_events();
@@ -315,6 +360,43 @@ impl<'a> Sim<'a> {
         s.inc = inc;
         s.up = false;
         self.c.crashes += 1;
+    }
+
+    /// With membership: how well each live node knows the other live nodes.
+    fn membership_check(&self) -> Option<MembersCheck> {
+        if !self.cfg.membership || self.cfg.protocol != Protocol::Gossip {
+            return None;
+        }
+        let up: Vec<usize> = (0..self.slots.len()).filter(|&j| self.slots[j].up).collect();
+        let mut out =
+            MembersCheck { live: up.len(), min_known: usize::MAX, ..MembersCheck::default() };
+        let mut totals = MemberStats::default();
+        for &i in &up {
+            let ProtoNode::Gossip(g) = &self.slots[i].node else { continue };
+            let Some(m) = g.membership() else { continue };
+            let s = m.stats();
+            totals.suspicions += s.suspicions;
+            totals.deaths += s.deaths;
+            totals.refutes += s.refutes;
+            let known =
+                up.iter().filter(|&&j| m.get(j as u32).is_some_and(|r| !r.status.gone())).count();
+            out.min_known = out.min_known.min(known);
+            out.missing += (up.len() - known) as u64;
+            out.gone_marked_up +=
+                up.iter().filter(|&&j| m.get(j as u32).is_some_and(|r| r.status.gone())).count()
+                    as u64;
+            out.member_pulls += g.stats().member_pulls;
+            out.tombstones_purged += g.stats().tombstones_purged;
+            out.horizon_resets += g.stats().horizon_resets;
+            out.away_refused += g.stats().away_refused;
+        }
+        if up.is_empty() {
+            out.min_known = 0;
+        }
+        out.suspicions = totals.suspicions;
+        out.deaths = totals.deaths;
+        out.refutes = totals.refutes;
+        Some(out)
     }
 
     /// Compares every live node's root with the oracle's; samples stale keys.
@@ -354,6 +436,20 @@ impl<'a> Sim<'a> {
     }
 }
 
+/// `InjectedBug::HideAway`: clears the away flag of a `Sync` / `SyncAck`.
+fn hide_away(payload: Bytes) -> Bytes {
+    let Ok(mut msg) = wire::decode(&payload) else { return payload };
+    match &mut msg.body {
+        Body::Sync { hello, .. } | Body::SyncAck { hello, .. }
+            if hello.flags & Hello::AWAY != 0 =>
+        {
+            hello.flags &= !Hello::AWAY;
+            Bytes::from(wire::encode(&msg))
+        }
+        _ => payload,
+    }
+}
+
 /// The driver-level bug of `--inject-bug`: filters versions arriving at node 0.
 fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
     let Ok(msg) = wire::decode(&payload) else { return payload };
@@ -369,6 +465,7 @@ fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
             Some(w) if w.ts == e.version.ts && w != e.version => match bug {
                 InjectedBug::DropTies => false,
                 InjectedBug::WrongTieBreak => !beats(e.version.as_ref(), w.as_ref()),
+                InjectedBug::HideAway => true,
             },
             _ => true,
         })
@@ -449,8 +546,9 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
     let window = u64::from(f.fault_rounds) * interval;
     let fault_end = write_start + window;
     let mut partitions = 0;
-    if f.partitions > 0 && f.partition_rounds > 0 && n >= 2 && window > 0 {
-        let slot = window / u64::from(f.partitions);
+    let delay = u64::from(f.partition_delay_rounds) * interval;
+    if f.partitions > 0 && f.partition_rounds > 0 && n >= 2 && window > delay {
+        let slot = (window - delay) / u64::from(f.partitions);
         let dur = (u64::from(f.partition_rounds) * interval).min(slot);
         for e in 0..f.partitions {
             let share =
@@ -461,7 +559,7 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
                 side[j] = true;
             }
             sim.episodes.push(side);
-            let start = write_start + u64::from(e) * slot;
+            let start = write_start + delay + u64::from(e) * slot;
             sim.queue.push(start, Event::Split { episode: e });
             sim.queue.push(start + dur, Event::Heal);
             partitions += 1;
@@ -482,7 +580,7 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
     let mut phase = Rng::new(derive(cfg.seed, PHASE, 0, 0));
     for (i, skew) in skews.into_iter().enumerate() {
         let first = EPOCH_MS + phase.below(interval);
-        let node = sim.make_node(i, 0, first);
+        let node = sim.make_node(i, 0, first, EPOCH_MS);
         sim.slots.push(Slot {
             node,
             up: true,
@@ -492,6 +590,21 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
             retired_drift: 0,
         });
         sim.schedule_timer(i);
+    }
+    if cfg.outage_deletes > 0.0 && partitions > 0 {
+        // deletes of written keys, at the majority side, two rounds into the partition
+        let at = write_start + delay + 2 * interval;
+        let mut drng = Rng::new(derive(cfg.seed, WORKLOAD, 1, 0));
+        let mut written: Vec<u32> = sim.workload.ops.iter().map(|o| o.key).collect();
+        written.sort_unstable();
+        written.dedup();
+        for key in written {
+            if drng.chance(cfg.outage_deletes) {
+                let node = drng.below(n as u64) as u32;
+                sim.workload.ops.push(crate::workload::Op { t: at, node, key, value: None });
+            }
+        }
+        sim.workload.last_t = sim.workload.last_t.max(at);
     }
     for (k, op) in sim.workload.ops.iter().enumerate() {
         sim.queue.push(op.t, Event::Write { op: k as u32 });
@@ -511,6 +624,8 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         ..Series::default()
     };
     let mut converged_round: Option<u32> = None;
+    let mut members_round: Option<u32> = None;
+    let all_round = |a: Option<u32>, b: Option<u32>| Some(a?.max(b?));
     let mut round = 0u32;
     let mut cp = first_cp;
     loop {
@@ -522,6 +637,10 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
             sim.handle(t, ev);
         }
         series.t_ms.push(cp - EPOCH_MS);
+        let grace = cfg.gossip.tombstone_grace_ms;
+        if grace > 0 && cfg.clock == ClockChoice::Hlc && cfg.protocol == Protocol::Gossip {
+            sim.oracle.set_purge_cutoff(hlc_pack(cp.saturating_sub(grace), 0));
+        }
         let conv = sim.checkpoint(&mut series);
         progress(&Progress {
             round,
@@ -533,8 +652,17 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
             converged: converged_round.is_some(),
         });
         if round >= settle_round {
-            match converged_round {
-                None if conv == n => converged_round = Some(round),
+            if converged_round.is_none() && conv == n {
+                converged_round = Some(round);
+            }
+            // membership agrees: every live node knows every live member as up
+            if members_round.is_none()
+                && converged_round.is_some()
+                && sim.membership_check().is_none_or(|m| m.missing == 0)
+            {
+                members_round = Some(round);
+            }
+            match all_round(converged_round, members_round) {
                 None if round - settle_round >= cfg.max_rounds => break,
                 Some(r) if round >= r + cooldown + cfg.idle_rounds => break,
                 _ => {}
@@ -552,6 +680,7 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(8);
     let check = sim.oracle.check_all(&sim.keys, &live, threads);
     drop(live);
+    let members = sim.membership_check();
     let finals = sim.oracle.final_versions(&sim.keys);
     let keys_written = {
         let mut ks: Vec<u64> = finals.iter().map(|x| x.0).collect();
@@ -584,7 +713,7 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         let bytes: u64 = series.bytes.get(a..b.min(series.bytes.len()))?.iter().sum();
         Some(bytes as f64 / (n as f64 * f64::from(rounds)))
     };
-    let (idle, cooldown_bytes) = match converged_round {
+    let (idle, cooldown_bytes) = match all_round(converged_round, members_round) {
         Some(r) if round >= r + cooldown + cfg.idle_rounds => {
             (per_node_round(r + cooldown, cfg.idle_rounds), per_node_round(r, cooldown))
         }
@@ -619,7 +748,13 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         conflict_groups: sim.workload.conflict_groups,
         keys_written,
         keys_with_concurrent_values,
-        converged: converged_round.is_some() && check.stale_pairs == 0,
+        converged: converged_round.is_some()
+            && check.stale_pairs == 0
+            && members.as_ref().is_none_or(|m| m.missing == 0),
+        members: members.map(|m| MembersCheck {
+            rounds_to_agree: members_round.map(|r| r - settle_round),
+            ..m
+        }),
         rounds_to_converge: converged_round.map(|r| r - settle_round),
         settle_round,
         rounds_run: round + 1,

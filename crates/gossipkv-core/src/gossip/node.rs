@@ -36,9 +36,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hashbrown::HashMap;
 
+use crate::clock::{ClockKind, hlc_pack};
 use crate::digest::{TREE_ARITY, key_hash, short_hash, version_hash};
+use crate::gossip::members::{MemberRecord, Membership, MembershipConfig, ProbeAction, Status};
 use crate::gossip::wire::{
-    self, Body, ID_LEN, KINDS, LeafId, Message, Packer, VersionId, WireEntry, Writer, entry_len,
+    self, Body, Hello, ID_LEN, KINDS, LeafId, Message, Packer, VersionId, WireEntry, Writer,
+    entry_len, member_len,
 };
 use crate::lww::{NodeId, Version, VersionRef};
 use crate::replica::Replica;
@@ -76,6 +79,15 @@ pub struct GossipConfig {
     pub bulk_chunk_bytes: usize,
     /// Record every received version for the simulator's copy accounting.
     pub record_receptions: bool,
+    /// Membership and failure detection (used once [`Node::enable_membership`] is called).
+    pub membership: MembershipConfig,
+    /// Tombstones older than this (by their HLC time) are purged, and a node that has been
+    /// away from a majority for more than half of it resets its old entries when it comes
+    /// back (docs/protocol.md, "Deletes"). 0 keeps tombstones forever. HLC clocks only.
+    pub tombstone_grace_ms: u64,
+    /// A node started with [`Node::gate_writes`] accepts client writes at the latest this
+    /// long after start, even if no peer answered (it may be alone).
+    pub ready_timeout_ms: u64,
 }
 
 impl Default for GossipConfig {
@@ -91,6 +103,9 @@ impl Default for GossipConfig {
             request_timeout_ms: 200,
             bulk_chunk_bytes: 256 * 1024,
             record_receptions: false,
+            membership: MembershipConfig::default(),
+            tombstone_grace_ms: 0,
+            ready_timeout_ms: 3000,
         }
     }
 }
@@ -142,6 +157,19 @@ pub struct NodeStats {
     pub descents: u64,
     /// Bulk catch-ups started.
     pub bulk_started: u64,
+    /// Member-table pulls sent.
+    pub member_pulls: u64,
+    /// Tombstones purged after the grace period.
+    pub tombstones_purged: u64,
+    /// Times this node came back after being away beyond half the purge horizon and dropped
+    /// its entries older than the horizon before catching up.
+    pub horizon_resets: u64,
+    /// Entries dropped by those resets.
+    pub horizon_dropped: u64,
+    /// Exchanges refused because the peer was away (it must reset first).
+    pub away_refused: u64,
+    /// Tombstones past the purge horizon received for keys not held, and not taken.
+    pub stale_tombstones_skipped: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -202,6 +230,17 @@ pub struct Node {
     stats: NodeStats,
     receptions: Vec<(u64, u32)>,
     scratch: Vec<usize>,
+    /// Membership, once enabled; without it the peers are a fixed list.
+    members: Option<Membership>,
+    /// Last round at which a majority of members was believed up.
+    last_quorum: u64,
+    /// Away from a majority for more than half the purge horizon (must reset to rejoin).
+    away: bool,
+    /// Writes gated until this catch-up completes: (deadline, sync acks still wanted).
+    gate: Option<(u64, usize)>,
+    last_member_pull: u64,
+    /// Peers found away, whose data messages are dropped until the deadline.
+    refused: HashMap<SocketAddr, u64>,
 }
 
 impl Node {
@@ -232,7 +271,243 @@ impl Node {
             stats: NodeStats::default(),
             receptions: Vec::new(),
             scratch: Vec::new(),
+            members: None,
+            last_quorum: first_tick,
+            away: false,
+            gate: None,
+            last_member_pull: 0,
+            refused: HashMap::new(),
         }
+    }
+
+    /// Turns on membership: this node is `addr` in generation `generation` (a value that
+    /// grows across restarts, e.g. the start time in ms), and the potential peers given so far
+    /// become its seeds. From now on it learns members through gossip, detects failures, and
+    /// picks peers among members it believes alive.
+    pub fn enable_membership(&mut self, addr: SocketAddr, generation: u64, now: u64) {
+        let seeds = std::mem::take(&mut self.peers);
+        self.members =
+            Some(Membership::new(self.cfg.membership, self.id(), addr, generation, seeds));
+        self.last_quorum = now;
+    }
+
+    /// The membership view, if enabled.
+    pub fn membership(&self) -> Option<&Membership> {
+        self.members.as_ref()
+    }
+
+    /// Leaves the cluster on purpose: our record becomes `Left` and is sent to `fanout`
+    /// members at once (poll the transmits before shutting down).
+    pub fn leave(&mut self, now: u64) {
+        let Some(m) = self.members.as_mut() else { return };
+        m.leave();
+        let peers = m.pick(&mut self.rng, self.cfg.fanout);
+        for p in peers {
+            self.send_member_rumors(p, now);
+        }
+    }
+
+    /// Holds client writes (the replica reports not ready) until this node has caught up:
+    /// `fanout` peers answered a `Sync` (their clocks raised ours) and any bulk catch-up
+    /// finished, or `ready_timeout_ms` passed. Call it when a node starts and may have run
+    /// before (a restart): its next writes then beat the ones it issued before the crash.
+    pub fn gate_writes(&mut self, now: u64) {
+        self.replica.set_ready(false);
+        self.gate = Some((now + self.cfg.ready_timeout_ms, self.cfg.fanout.max(1)));
+    }
+
+    /// Whether this node is away from a majority beyond half the purge horizon.
+    pub fn is_away(&self) -> bool {
+        self.away
+    }
+
+    fn open_gate(&mut self) {
+        self.gate = None;
+        self.replica.set_ready(true);
+    }
+
+    fn hello(&self) -> Hello {
+        let clock = self.replica.clock().last();
+        let quorum = !self.away
+            && self.horizon().is_some()
+            && self.members.as_ref().is_some_and(|m| m.has_quorum());
+        let flags =
+            if self.away { Hello::AWAY } else { 0 } | if quorum { Hello::QUORUM } else { 0 };
+        match &self.members {
+            None => Hello { clock, flags, ..Hello::default() },
+            Some(m) => Hello {
+                generation: m.me().generation,
+                refute: m.me().refute,
+                digest: m.digest(),
+                members: m.len() as u32,
+                clock,
+                flags,
+            },
+        }
+    }
+
+    /// Whether purging and horizon resets apply (a horizon is set and timestamps are times).
+    fn horizon(&self) -> Option<u64> {
+        (self.cfg.tombstone_grace_ms > 0 && self.replica.clock().kind() == ClockKind::Hlc)
+            .then_some(self.cfg.tombstone_grace_ms)
+    }
+
+    /// Handles what a `Sync` / `SyncAck` says about its sender. Returns false when the
+    /// exchange must go no further (the peer is away and must reset first).
+    fn on_hello(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        sender: u32,
+        h: &Hello,
+        respond: bool,
+    ) -> bool {
+        self.replica.clock().observe(h.clock, now);
+        let peer_away = h.flags & Hello::AWAY != 0;
+        let mut pull = false;
+        let mut rumors = false;
+        let mut tell = None;
+        if let Some(m) = self.members.as_mut() {
+            if h.generation > 0 {
+                let rec = MemberRecord {
+                    id: sender,
+                    addr: from,
+                    generation: h.generation,
+                    refute: h.refute,
+                    status: Status::Alive,
+                };
+                m.hello(rec, now);
+                // it believes itself alive and we do not: tell it, so it refutes
+                tell = m
+                    .get(sender)
+                    .filter(|r| r.status != Status::Alive && r.generation == h.generation);
+                // the peer knows members we do not: pull (at most once a round); same count
+                // but different digests (a death, a restart): pull now and then
+                let since = now.saturating_sub(self.last_member_pull);
+                pull = h.digest != m.digest()
+                    && if h.members as usize > m.len() {
+                        since >= self.cfg.interval_ms
+                    } else {
+                        since >= 2 * self.cfg.interval_ms && self.rng.chance(0.25)
+                    };
+            }
+            rumors = respond && m.has_rumors();
+        }
+        if let Some(rec) = tell {
+            self.send_members(from, false, &[rec]);
+        }
+        if pull {
+            self.last_member_pull = now;
+            self.stats.member_pulls += 1;
+            let buckets = self.members.as_ref().map(|m| m.bucket_digests()).unwrap_or_default();
+            self.send_body(from, 0, Body::MemberRequest { buckets });
+        }
+        if rumors {
+            self.send_member_rumors(from, now);
+        }
+        if !self.away && h.flags & Hello::QUORUM != 0 {
+            // in touch with a node that sees a majority: we are not cut off
+            self.last_quorum = now;
+        }
+        if self.horizon().is_none() {
+            return true;
+        }
+        if self.away {
+            // only a node that sees a majority can take us back (horizon reset)
+            return h.flags & Hello::QUORUM != 0;
+        }
+        if peer_away {
+            // refuse its data until it has reset: it may hold keys whose tombstones we purged
+            self.stats.away_refused += 1;
+            self.refused.insert(from, now + 2 * self.cfg.interval_ms);
+            return false;
+        }
+        self.refused.remove(&from);
+        true
+    }
+
+    fn send_body(&mut self, to: SocketAddr, exchange: u32, body: Body) {
+        let msg = Message { from: self.id(), exchange, body };
+        self.send(to, Transport::Datagram, wire::encode(&msg));
+    }
+
+    fn send_member_rumors(&mut self, to: SocketAddr, _now: u64) {
+        let Some(m) = self.members.as_mut() else { return };
+        let recs = m.take_rumors(32);
+        self.send_members(to, false, &recs);
+    }
+
+    fn send_members(&mut self, to: SocketAddr, full: bool, recs: &[MemberRecord]) {
+        if recs.is_empty() {
+            return;
+        }
+        let mut p = Packer::new(16, self.id(), 0, vec![u8::from(full)], self.cfg.mtu);
+        for r in recs {
+            p.push(member_len(r), |w| w.member(r));
+        }
+        let dgrams = p.finish(false);
+        self.send_all(to, dgrams);
+    }
+
+    /// Comes back from being away: drops every entry older than the purge horizon (a
+    /// tombstone for it may have been purged elsewhere), then pulls the peer's store in bulk.
+    fn horizon_reset(&mut self, now: u64, peer: SocketAddr, exchange: u32) {
+        let Some(grace) = self.horizon() else { return };
+        let before = hlc_pack(now.saturating_sub(grace), 0);
+        let dropped = self.replica.store().purge(before, false);
+        self.stats.horizon_resets += 1;
+        self.stats.horizon_dropped += dropped as u64;
+        self.away = false;
+        self.last_quorum = now;
+        self.bulk = None;
+        self.start_bulk(now, peer, exchange, 0);
+    }
+
+    /// Membership, quorum, purge and gate bookkeeping of one round. Returns the peers to
+    /// gossip with when membership is on.
+    fn round_upkeep(&mut self, now: u64) -> Option<Vec<SocketAddr>> {
+        if let Some((deadline, _)) = self.gate
+            && now >= deadline
+            && self.bulk.is_none()
+        {
+            self.open_gate();
+        }
+        let horizon = self.horizon();
+        let m = self.members.as_mut()?;
+        let mut actions = Vec::new();
+        m.tick(now, self.next_tick, self.cfg.interval_ms, &mut self.rng, &mut actions);
+        for a in actions {
+            match a {
+                ProbeAction::Ping { target } => {
+                    self.send_body(target, 0, Body::Ping { origin: None });
+                }
+                ProbeAction::PingReq { relay, target } => {
+                    self.send_body(relay, 0, Body::PingReq { target });
+                }
+                ProbeAction::Notify { to, rec } => self.send_members(to, false, &[rec]),
+            }
+        }
+        let m = self.members.as_mut()?;
+        if let Some(grace) = horizon {
+            if now.saturating_sub(self.last_quorum) > grace / 2 {
+                self.away = true;
+            }
+            if m.has_quorum() && !self.away {
+                self.last_quorum = now;
+                // purge every 8 rounds: a pass walks the whole store
+                if self.stats.rounds.is_multiple_of(8) {
+                    let before = hlc_pack(now.saturating_sub(grace), 0);
+                    let n = self.replica.store().purge(before, true);
+                    self.stats.tombstones_purged += n as u64;
+                }
+            }
+        }
+        let m = self.members.as_mut()?;
+        let peers = m.pick(&mut self.rng, self.cfg.fanout);
+        if let Some(&first) = peers.first() {
+            m.probe(first, self.next_tick);
+        }
+        Some(peers)
     }
 
     /// The replica this node gossips for.
@@ -292,6 +567,8 @@ impl Node {
         self.bulk_resume = 0;
         self.outbox.clear();
         self.next_tick = now;
+        self.last_quorum = now;
+        self.away = false;
     }
 
     /// A client PUT at this node: writes the replica and spreads the new version.
@@ -345,17 +622,26 @@ impl Node {
         self.inflight_leaves.retain(|_, d| *d > now);
         self.wanted_leaves.retain(|_, d| *d > now);
         self.exchanges.retain(|_, x| x.deadline > now);
+        self.refused.retain(|_, d| *d > now);
         if let Some(b) = self.bulk.filter(|b| b.deadline <= now) {
             // stalled: the next catch-up (from any peer) resumes where this one got to
             self.bulk_resume = b.cursor;
             self.bulk = None;
         }
-        let mut picked = std::mem::take(&mut self.scratch);
-        self.rng.sample_indices(self.peers.len(), self.cfg.fanout, &mut picked);
+        let chosen = match self.round_upkeep(now) {
+            Some(peers) => peers,
+            None => {
+                let mut picked = std::mem::take(&mut self.scratch);
+                self.rng.sample_indices(self.peers.len(), self.cfg.fanout, &mut picked);
+                let peers = picked.iter().map(|&i| self.peers[i]).collect();
+                self.scratch = picked;
+                peers
+            }
+        };
         let root = self.replica.store().root_hash();
         let keys = self.key_count();
-        for &i in &picked {
-            let peer = self.peers[i];
+        let hello = self.hello();
+        for peer in chosen {
             let exchange = self.rng.next_u64() as u32;
             self.exchanges.insert(
                 exchange,
@@ -366,9 +652,10 @@ impl Node {
                     budget_bytes: self.cfg.summary_bytes_per_exchange,
                 },
             );
-            let mut prefix = Writer::with_capacity(24);
+            let mut prefix = Writer::with_capacity(64);
             prefix.u64(root);
             prefix.varint(keys);
+            prefix.hello(&hello);
             let haves = self.pick_rumors(&prefix.buf, exchange, 0);
             let mut w = Writer::with_capacity(self.cfg.mtu);
             w.header(1, self.id(), exchange);
@@ -376,8 +663,10 @@ impl Node {
             w.varint(haves.len() as u64);
             haves.iter().for_each(|id| w.id(id));
             self.send(peer, Transport::Datagram, w.buf);
+            if self.members.as_ref().is_some_and(|m| m.has_rumors()) {
+                self.send_member_rumors(peer, now);
+            }
         }
-        self.scratch = picked;
     }
 
     fn key_count(&self) -> u64 {
@@ -430,11 +719,68 @@ impl Node {
         let kind = usize::from(msg.body.kind());
         self.stats.received[kind] += 1;
         self.stats.received_bytes[kind] += payload.len() as u64;
-        let Message { exchange, body, .. } = msg;
+        if let Some(m) = self.members.as_mut() {
+            m.heard(from);
+        }
+        let Message { exchange, body, from: sender } = msg;
+        // from a peer found away: no reconciliation and no data until it has reset (it may
+        // still ask for our store in bulk, and membership flows as usual)
+        if !self.refused.is_empty()
+            && matches!(
+                body,
+                Body::Tree { .. }
+                    | Body::TreeAck { .. }
+                    | Body::Leaf { .. }
+                    | Body::LeafRequest { .. }
+                    | Body::WantLeaf { .. }
+                    | Body::Want { .. }
+                    | Body::Entries { .. }
+                    | Body::BulkChunk { .. }
+            )
+            && self.refused.get(&from).is_some_and(|d| *d > now)
+        {
+            self.stats.away_refused += 1;
+            return;
+        }
         match body {
-            Body::Sync { keys, haves, .. } => self.on_sync(now, from, exchange, keys, &haves),
-            Body::SyncAck { root, keys, haves, wants } => {
+            Body::Sync { keys, hello, haves, .. } => {
+                let go_on = self.on_hello(now, from, sender, &hello, true);
+                self.on_sync(now, from, exchange, keys, if go_on { &haves } else { &[] }, go_on)
+            }
+            Body::SyncAck { root, keys, hello, haves, wants } => {
+                let go_on = self.on_hello(now, from, sender, &hello, false);
+                if !go_on {
+                    return;
+                }
+                // back from away: reset against a peer that sees a majority and holds about
+                // as much as we do (not a node that itself restarted empty)
+                let reset =
+                    self.away && hello.flags & Hello::QUORUM != 0 && keys * 2 >= self.key_count();
+                if reset && self.horizon().is_some() {
+                    self.horizon_reset(now, from, exchange);
+                    return;
+                }
                 self.on_sync_ack(now, from, exchange, root, keys, &haves, &wants)
+            }
+            Body::Ping { origin } => {
+                self.send_body(origin.unwrap_or(from), exchange, Body::Ack);
+            }
+            Body::PingReq { target } => {
+                self.send_body(target, exchange, Body::Ping { origin: Some(from) });
+            }
+            Body::Ack => {}
+            Body::MemberRequest { buckets } => {
+                if let Some(m) = self.members.as_ref() {
+                    let recs = m.records_differing(&buckets);
+                    self.send_members(from, true, &recs);
+                }
+            }
+            Body::Members { full, records } => {
+                if let Some(m) = self.members.as_mut() {
+                    for r in records {
+                        m.apply(r, now, !full);
+                    }
+                }
             }
             Body::Tree { level, nodes } => self.on_tree(from, exchange, level, &nodes),
             Body::TreeAck { level, diffs, counts } => {
@@ -502,14 +848,16 @@ impl Node {
         exchange: u32,
         peer_keys: u64,
         haves: &[VersionId],
+        go_on: bool,
     ) {
         let (mut wants, mut push) = (Vec::new(), Vec::new());
         self.triage(now, haves, &mut wants, &mut push);
         let root = self.replica.store().root_hash();
         let keys = self.key_count();
-        let mut prefix = Writer::with_capacity(24);
+        let mut prefix = Writer::with_capacity(64);
         prefix.u64(root);
         prefix.varint(keys);
+        prefix.hello(&self.hello());
         // wants go first (they are answers); rumors fill the rest of the datagram
         let want_room = (self.cfg.mtu / 2) / 8;
         let (now_wants, later_wants) = wants.split_at(wants.len().min(want_room));
@@ -527,7 +875,7 @@ impl Node {
             self.send_wants(from, exchange, &later);
         }
         self.send_versions_of(from, exchange, &push);
-        if far_behind(keys, peer_keys) && self.bulk.is_none() {
+        if go_on && far_behind(keys, peer_keys) && self.bulk.is_none() {
             self.start_bulk(now, from, exchange, self.bulk_resume);
         }
     }
@@ -558,12 +906,23 @@ impl Node {
         self.triage(now, haves, &mut my_wants, &mut push);
         self.send_wants(from, exchange, &my_wants);
         self.send_versions_of(from, exchange, &push);
+        let my_keys = self.key_count();
+        let behind = far_behind(my_keys, peer_keys);
+        if let Some((deadline, wanted)) = self.gate
+            && !behind
+            && self.bulk.is_none()
+        {
+            if wanted <= 1 {
+                self.open_gate()
+            } else {
+                self.gate = Some((deadline, wanted - 1))
+            }
+        }
         let store = self.replica.store();
         if peer_root == store.root_hash() {
             return;
         }
-        let my_keys = self.key_count();
-        if far_behind(my_keys, peer_keys) && self.bulk.is_none() {
+        if behind && self.bulk.is_none() {
             self.start_bulk(now, from, exchange, self.bulk_resume);
             return;
         }
@@ -997,11 +1356,23 @@ impl Node {
     }
 
     fn merge_entries(&mut self, now: u64, entries: &[WireEntry], spread: bool) {
+        // a tombstone past the purge horizon for a key we do not hold would only be purged
+        // again: taking it back from a peer that has not purged yet would make it bounce
+        let cutoff = self.horizon().map(|g| hlc_pack(now.saturating_sub(g), 0));
         for e in entries {
             let kh = key_hash(&e.key);
             self.stats.versions_received += 1;
             if self.cfg.record_receptions {
                 self.receptions.push((kh, version_hash(kh, e.version.as_ref()) as u32));
+            }
+            if let Some(cutoff) = cutoff
+                && e.version.value.is_none()
+                && e.version.ts < cutoff
+                && !self.replica.store().contains(&e.key)
+            {
+                self.pending_wants.remove(&kh);
+                self.stats.stale_tombstones_skipped += 1;
+                continue;
             }
             let rumor = self.pending_wants.remove(&kh).is_some_and(|p| p.1);
             if self.replica.merge_remote(&e.key, e.version.as_ref(), now).changed() {
