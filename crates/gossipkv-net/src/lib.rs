@@ -30,7 +30,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use gossipkv_core::Replica;
 use gossipkv_core::gossip::auth::{self, Auth, Keyring, Limits, Reject};
-use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transmit, Transport, VersionId};
+use gossipkv_core::gossip::{
+    GossipConfig, Node, NodeStats, Status, Transmit, Transport, VersionId,
+};
 use gossipkv_core::rng::Rng;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,6 +62,11 @@ pub struct NetConfig {
     /// Cluster name and keys: when set, every gossip message is sealed and opened
     /// (authenticated gossip); `None` sends and accepts plain messages.
     pub auth: Option<Keyring>,
+    /// Learn members through gossip and detect failures (the peers are then seeds);
+    /// otherwise gossip with the fixed peer list.
+    pub membership: bool,
+    /// Refuse client writes until caught up with peers (a node that may have run before).
+    pub gate_writes: bool,
 }
 
 /// Counters of the transport, readable while the node runs.
@@ -107,8 +114,29 @@ impl NetCounters {
 pub struct GossipStatus {
     /// The protocol's counters, refreshed after every input.
     pub stats: Mutex<NodeStats>,
+    /// Membership as this node sees it, refreshed after every input.
+    pub members: Mutex<MemberCounts>,
     /// Transport counters.
     pub net: NetCounters,
+}
+
+/// How many members a node knows, by status (itself counted alive).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    /// Members known, this node included.
+    pub known: usize,
+    /// Alive (this node included).
+    pub alive: usize,
+    /// Suspected.
+    pub suspect: usize,
+    /// Declared dead.
+    pub dead: usize,
+    /// Left on purpose.
+    pub left: usize,
+    /// Away from a majority beyond half the purge horizon.
+    pub away: bool,
+    /// This node's generation (its start time, ms).
+    pub generation: u64,
 }
 
 /// Milliseconds since the UNIX epoch: the physical time handed to the protocol core.
@@ -174,6 +202,13 @@ pub async fn run(
         gossip.mtu = auth::payload_mtu(cfg.gossip.mtu);
     }
     let mut node = Node::new(replica, gossip, cfg.peers.clone(), cfg.seed, start + phase);
+    if cfg.membership {
+        // the generation is the start time, like the envelope's incarnation
+        node.enable_membership(me, start, start);
+    }
+    if cfg.gate_writes {
+        node.gate_writes(start);
+    }
     let (stream_tx, mut stream_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
     let acceptor = tokio::spawn(accept_streams(stream, stream_tx, Arc::clone(&status)));
     let mut buf = vec![0u8; RECV_BUFFER];
@@ -221,6 +256,17 @@ pub async fn run(
             send(&udp, me, t, &mut faults, cfg.drop_rate, &status);
         }
         *status.stats.lock() = node.stats().clone();
+        if let Some(m) = node.membership() {
+            *status.members.lock() = MemberCounts {
+                known: m.len(),
+                alive: m.count(Status::Alive) + 1,
+                suspect: m.count(Status::Suspect),
+                dead: m.count(Status::Dead),
+                left: m.count(Status::Left),
+                away: node.is_away(),
+                generation: m.me().generation,
+            };
+        }
         if let Some(a) = &auth {
             status.net.auth_senders.store(a.tracked_senders() as u64, Ordering::Relaxed);
         }

@@ -57,6 +57,14 @@ pub struct GossipFlags {
     /// Concurrent values kept per key (versions at the winning timestamp).
     #[arg(long, default_value_t = 16)]
     pub max_concurrent: usize,
+    /// Gossip with the fixed peer list only: no member discovery, no failure detection.
+    #[arg(long)]
+    pub no_membership: bool,
+    /// Tombstones are purged this long after their timestamp (Cassandra's gc_grace); a node
+    /// cut off from a majority for over half of it resets its old entries when it comes back.
+    /// 0 keeps tombstones forever. HLC only.
+    #[arg(long, default_value_t = 3_600_000)]
+    pub tombstone_grace_ms: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub auth: AuthFlags,
@@ -176,6 +184,8 @@ impl GossipFlags {
             fanout: self.fanout,
             interval_ms: self.interval_ms,
             mtu: self.mtu,
+            tombstone_grace_ms: self.tombstone_grace_ms,
+            ready_timeout_ms: 3 * self.interval_ms,
             ..GossipConfig::default()
         }
     }
@@ -213,6 +223,11 @@ pub struct NodeArgs {
     /// Seed for gossip peer choice and fault injection (default: derived from the id).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Accept writes at once. By default a node answers writes with LOADING until its peers
+    /// answered (at most 3 intervals): after a crash its clock restarts, and its next writes
+    /// must beat the ones it made before.
+    #[arg(long)]
+    pub fresh: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub gossip_flags: GossipFlags,
@@ -284,6 +299,8 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
         store: args.gossip_flags.store(6),
         server,
         auth: keyring,
+        membership: !args.gossip_flags.no_membership,
+        gate_writes: !args.fresh,
     };
     let rt = match runtime(args.threads) {
         Ok(rt) => rt,
@@ -393,6 +410,9 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
                     store: flags.store(2),
                     server: ServerConfig::new(b.resp_addr),
                     auth: keyring.clone(),
+                    membership: !flags.no_membership,
+                    // a brand-new cluster: nothing to catch up with
+                    gate_writes: false,
                 };
                 start(
                     b,

@@ -41,6 +41,11 @@ pub struct NodeSpec {
     pub server: ServerConfig,
     /// Cluster name and keys for authenticated gossip (`None`: gossip in clear, unchecked).
     pub auth: Option<Keyring>,
+    /// Learn members through gossip from the peers as seeds, detect failures.
+    pub membership: bool,
+    /// Answer client writes with LOADING until caught up with peers (a node that may have
+    /// run before under this id: its next writes then beat the ones before its crash).
+    pub gate_writes: bool,
 }
 
 /// A node's sockets, bound but not yet serving.
@@ -155,6 +160,19 @@ impl InfoSource for GossipInfo {
         }
         s.field("auth_senders_tracked", net.auth_senders.load(Relaxed));
         s.field("auth_seal_errors", net.auth_seal_errors.load(Relaxed));
+        let m = *self.status.members.lock();
+        s.field("members_known", m.known);
+        s.field("members_alive", m.alive);
+        s.field("members_suspect", m.suspect);
+        s.field("members_dead", m.dead);
+        s.field("members_left", m.left);
+        s.field("generation", m.generation);
+        s.field("away", u8::from(m.away));
+        s.field("loading", u8::from(!self.replica.is_ready()));
+        s.field("member_pulls", st.member_pulls);
+        s.field("tombstones_purged", st.tombstones_purged);
+        s.field("horizon_resets", st.horizon_resets);
+        s.field("away_refused", st.away_refused);
         s.field("digest_root", format!("{:016x}", self.replica.store().root_hash()));
         s.field("keys", store.live_keys);
         s.field("tombstones", store.tombstones);
@@ -201,6 +219,8 @@ pub fn start(
         drop_rate: spec.drop_rate,
         seed,
         auth: spec.auth,
+        membership: spec.membership,
+        gate_writes: spec.gate_writes,
     };
     let gossip = tokio::spawn(gossipkv_net::run(
         Arc::clone(&replica),

@@ -70,6 +70,8 @@ impl Nodes {
                         },
                         server: ServerConfig::new(b.resp_addr),
                         auth,
+                        membership: true,
+                        gate_writes: false,
                     };
                     start(b, spec, 7 + i as u64, stop_rx.clone())
                 })

@@ -52,6 +52,8 @@ impl Cluster {
                         },
                         server: ServerConfig::new(b.resp_addr),
                         auth: None,
+                        membership: true,
+                        gate_writes: false,
                     };
                     start(b, spec, 42 + i as u64, stop_rx.clone())
                 })

@@ -201,6 +201,12 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
         reply::error(ctx.out, b"NOAUTH Authentication required.");
         return Flow::Continue;
     }
+    if spec.flags.first() == Some(&"write") && !ctx.shared.replica.is_ready() {
+        // a restarted node catching up: its timestamps could still be below the ones it
+        // issued before the crash (Redis answers LOADING while it loads its dataset)
+        reply::error(ctx.out, b"LOADING gossipkv is catching up with its peers after a start");
+        return Flow::Continue;
+    }
     (spec.handler)(ctx, req)
 }
 
