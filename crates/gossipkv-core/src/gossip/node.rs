@@ -912,11 +912,7 @@ impl Node {
             && !behind
             && self.bulk.is_none()
         {
-            if wanted <= 1 {
-                self.open_gate()
-            } else {
-                self.gate = Some((deadline, wanted - 1))
-            }
+            if wanted <= 1 { self.open_gate() } else { self.gate = Some((deadline, wanted - 1)) }
         }
         let store = self.replica.store();
         if peer_root == store.root_hash() {
