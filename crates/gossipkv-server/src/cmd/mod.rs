@@ -187,12 +187,28 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
     })
 }
 
-/// Runs one request and appends its reply to `ctx.out`.
+/// Runs one request and appends its reply to `ctx.out`; records its calls, error reply and
+/// execution time in the server's per-command metrics.
 pub(crate) fn dispatch(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
-    let Some(spec) = lookup(req.arg(0)) else {
-        unknown_command(ctx.out, req);
-        return Flow::Continue;
+    let start = std::time::Instant::now();
+    let mark = ctx.out.len();
+    let spec = lookup(req.arg(0));
+    let flow = match spec {
+        Some(spec) => run(ctx, spec, req),
+        None => {
+            unknown_command(ctx.out, req);
+            Flow::Continue
+        }
     };
+    // unknown commands go to the slot past the table
+    let slot = spec.and_then(|s| ALL.iter().position(|a| std::ptr::eq(*a, s)));
+    let error = ctx.out.get(mark) == Some(&b'-');
+    ctx.shared.metrics.command(slot.unwrap_or(ALL.len()), start.elapsed(), error);
+    flow
+}
+
+/// Checks arity, authentication and the write gate, then calls the handler.
+fn run(ctx: &mut Ctx<'_>, spec: &'static Spec, req: &Request<'_>) -> Flow {
     if !spec.arity_ok(req.len()) {
         wrong_arity(ctx.out, spec.name);
         return Flow::Continue;
