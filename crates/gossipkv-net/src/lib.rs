@@ -40,6 +40,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+pub mod peers;
+
 /// Largest stream message accepted (a bulk chunk is about `bulk_chunk_bytes`).
 pub const MAX_STREAM_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -118,6 +120,8 @@ pub struct GossipStatus {
     pub members: Mutex<MemberCounts>,
     /// Transport counters.
     pub net: NetCounters,
+    /// Peers' last reported digest roots and key counts, and the member list ([`peers`]).
+    pub peers: Mutex<peers::PeerView>,
 }
 
 /// How many members a node knows, by status (itself counted alive).
@@ -201,6 +205,7 @@ pub async fn run(
     if auth.is_some() {
         gossip.mtu = auth::payload_mtu(cfg.gossip.mtu);
     }
+    status.peers.lock().attach(Arc::clone(&replica));
     let mut node = Node::new(replica, gossip, cfg.peers.clone(), cfg.seed, start + phase);
     if cfg.membership {
         // the generation is the start time, like the envelope's incarnation
@@ -266,6 +271,7 @@ pub async fn run(
                 away: node.is_away(),
                 generation: m.me().generation,
             };
+            status.peers.lock().refresh_members(now_ms(), || m.records());
         }
         if let Some(a) = &auth {
             status.net.auth_senders.store(a.tracked_senders() as u64, Ordering::Relaxed);
@@ -284,8 +290,8 @@ fn stream_aad(transport: Transport, addr: SocketAddr) -> Vec<u8> {
     }
 }
 
-/// Opens a received message, or passes it through when authentication is off. A refusal is
-/// counted by kind and yields `None`.
+/// Opens a received message, or passes it through when authentication is off, and notes the
+/// digest it carries ([`peers::PeerView`]). A refusal is counted by kind and yields `None`.
 fn open(
     auth: &mut Option<Auth>,
     transport: Transport,
@@ -293,18 +299,22 @@ fn open(
     raw: Bytes,
     status: &GossipStatus,
 ) -> Option<Bytes> {
-    let Some(a) = auth.as_mut() else { return Some(raw) };
-    match a.open(transport, &stream_aad(transport, from), &raw) {
-        Ok(msg) => {
-            status.net.auth_opened.fetch_add(1, Ordering::Relaxed);
-            Some(msg)
-        }
-        Err(e) => {
-            debug!(peer = %from, error = %e, "gossip message rejected");
-            status.net.auth_rejected[e.reason().index()].fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
+    let msg = match auth.as_mut() {
+        None => raw,
+        Some(a) => match a.open(transport, &stream_aad(transport, from), &raw) {
+            Ok(msg) => {
+                status.net.auth_opened.fetch_add(1, Ordering::Relaxed);
+                msg
+            }
+            Err(e) => {
+                debug!(peer = %from, error = %e, "gossip message rejected");
+                status.net.auth_rejected[e.reason().index()].fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        },
+    };
+    status.peers.lock().observe(from, &msg, now_ms());
+    Some(msg)
 }
 
 /// Seals an outgoing message; `None` (counted) when it cannot be.
