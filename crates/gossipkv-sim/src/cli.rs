@@ -39,7 +39,9 @@ use crate::sim::Progress;
                   also checks every node ends knowing every live member (try --nodes 100)\n  \
                   long-outage    30% of the nodes cut off for 70 rounds from round 10, while \
                   the rest delete 20% of the keys; tombstones purged after 30 rounds; no \
-                  deleted key may come back after the heal\n\n\
+                  deleted key may come back after the heal\n  \
+                  hostile        authenticated gossip; 5 hostile senders x 20 datagrams a round \
+                  (random bytes, replays, bit flips, forged writes): none may be accepted\n\n\
                   See docs/simulator.md for the event model and metric definitions."
 )]
 pub struct SimArgs {
@@ -162,6 +164,12 @@ pub struct SimArgs {
     /// [default: 0; long-outage 30]
     #[arg(long)]
     pub tombstone_grace_rounds: Option<u64>,
+    /// Seal every gossip message with the authentication envelope [default: off; hostile on]
+    #[arg(long)]
+    pub auth: bool,
+    /// Hostile senders (random bytes, replays, bit flips, forged writes) [default: 0; hostile 5]
+    #[arg(long)]
+    pub hostile: Option<usize>,
     /// Print one line per round to stderr (for long runs without a terminal)
     #[arg(long)]
     pub log_rounds: bool,
@@ -178,6 +186,10 @@ impl SimArgs {
         c.gossip.fanout = self.fanout;
         c.gossip.interval_ms = self.interval_ms;
         c.membership = !self.no_membership;
+        c.auth |= self.auth;
+        if let Some(h) = self.hostile {
+            c.hostile = h;
+        }
         if let Some(s) = self.seeds {
             c.seeds = s;
         }

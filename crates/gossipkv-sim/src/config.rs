@@ -38,6 +38,10 @@ pub enum Scenario {
     /// majority deletes keys and purges the tombstones; the minority must not bring the
     /// deleted keys back when the partition heals.
     LongOutage,
+    /// Authenticated gossip, and 5 hostile senders each sending 20 datagrams a round: random
+    /// bytes, replays and bit flips of overheard datagrams, forged writes sealed with a wrong
+    /// key or not sealed. None may be accepted; the cluster must converge regardless.
+    Hostile,
 }
 
 /// Which clock issues timestamps.
@@ -189,6 +193,12 @@ pub struct SimConfig {
     pub phantom_seeds: usize,
     /// Share of the written keys deleted during the partition (long-outage scenario).
     pub outage_deletes: f64,
+    /// Seal and open every message with the authentication envelope (a key from the seed).
+    pub auth: bool,
+    /// Hostile senders.
+    pub hostile: usize,
+    /// Datagrams each hostile sender sends per round.
+    pub hostile_rate: usize,
 }
 
 impl SimConfig {
@@ -229,6 +239,9 @@ impl SimConfig {
             seeds: 0,
             phantom_seeds: 0,
             outage_deletes: 0.0,
+            auth: false,
+            hostile: 0,
+            hostile_rate: 20,
         };
         match scenario {
             Scenario::Spec => {}
@@ -269,6 +282,10 @@ impl SimConfig {
             Scenario::Members => {
                 c.seeds = 3;
                 c.phantom_seeds = 20;
+            }
+            Scenario::Hostile => {
+                c.auth = true;
+                c.hostile = 5;
             }
             Scenario::LongOutage => {
                 // horizon 30 rounds; the minority is away for 70 (> horizon, > half of it)

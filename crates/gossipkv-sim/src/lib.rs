@@ -23,6 +23,7 @@
 pub mod cli;
 pub mod config;
 pub mod experiments;
+pub mod hostile;
 pub mod net;
 pub mod oracle;
 pub mod plot;

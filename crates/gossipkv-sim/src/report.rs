@@ -170,6 +170,8 @@ pub struct Report {
     pub check: CheckResult,
     /// The final membership check (with membership on).
     pub members: Option<MembersCheck>,
+    /// Hostile senders and envelope rejections (with `auth` or hostile senders).
+    pub hostile: Option<crate::hostile::HostileReport>,
     /// Wall-clock time of the whole run, ms (the only non-deterministic field).
     pub wall_ms: u64,
     /// Per-round series.
@@ -272,6 +274,18 @@ impl Report {
             None => {
                 let _ = writeln!(s, "  converged     NO within {} rounds", self.rounds_run);
             }
+        }
+        if let Some(h) = &self.hostile {
+            let sent: u64 = h.sent.values().sum();
+            let rejected: Vec<String> =
+                h.auth_rejected.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            let _ = writeln!(
+                s,
+                "  hostile       {sent} datagrams from hostile senders, {} accepted; envelope \
+                 rejections: {}",
+                h.accepted,
+                if rejected.is_empty() { "none".to_string() } else { rejected.join(", ") }
+            );
         }
         if let Some(m) = &self.members {
             let agree = match m.rounds_to_agree {

@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use gossipkv_core::clock::hlc_pack;
 use gossipkv_core::digest::{TreeShape, mix};
+use gossipkv_core::gossip::auth::{self, Auth, Reject};
 use gossipkv_core::gossip::members::MemberStats;
 use gossipkv_core::gossip::wire::{self, Body, Hello, KIND_NAMES, Message, WireEntry};
 use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transport};
@@ -24,6 +25,7 @@ use gossipkv_core::{Replica, StoreConfig};
 use hashbrown::HashMap;
 
 use crate::config::{ClockChoice, InjectedBug, Protocol, SimConfig};
+use crate::hostile::{self, Hostile};
 use crate::net::{Event, Partition, Queue, addr, index};
 use crate::oracle::{KeySpace, Oracle};
 use crate::protocol::{NaiveNode, ProtoNode, add_stats};
@@ -98,6 +100,8 @@ struct Slot {
     skew: i64,
     retired: NodeStats,
     retired_drift: u64,
+    /// The node's authentication envelope (with `auth`).
+    auth: Option<Auth>,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +138,8 @@ struct Sim<'a> {
     copies: HashMap<(u64, u32), u32>,
     c: Counters,
     stale_sample: Vec<u32>,
+    hostile: Option<Hostile>,
+    auth_rejected: [u64; Reject::COUNT],
 }
 
 impl<'a> Sim<'a> {
@@ -193,7 +199,14 @@ impl<'a> Sim<'a> {
     /// Sends everything node `i` has queued through the virtual network.
     fn flush(&mut self, i: usize, now: u64) {
         let cfg = self.cfg;
-        while let Some(out) = self.slots[i].node.poll_transmit() {
+        while let Some(mut out) = self.slots[i].node.poll_transmit() {
+            if let Some(a) = self.slots[i].auth.as_mut() {
+                let stream = out.transport == Transport::Stream;
+                match a.seal(out.transport, &hostile::aad(stream, addr(i)), &out.payload) {
+                    Ok(sealed) => out.payload = Bytes::from(sealed),
+                    Err(_) => continue,
+                }
+            }
             let Some(to) = index(&out.to).filter(|&j| j < cfg.nodes) else {
                 // a seed that never existed: the datagram is sent, and lost
                 self.c.unknown_destination += 1;
@@ -234,12 +247,14 @@ impl<'a> Sim<'a> {
                 self.c.duplicated += 1;
                 let d2 = delay(&mut self.net);
                 let payload = out.payload.clone();
-                self.queue
-                    .push(now + d2, Event::Deliver { from: i as u32, to: to as u32, payload });
+                self.queue.push(
+                    now + d2,
+                    Event::Deliver { from: i as u32, to: to as u32, stream, payload },
+                );
             }
             self.queue.push(
                 now + d1,
-                Event::Deliver { from: i as u32, to: to as u32, payload: out.payload },
+                Event::Deliver { from: i as u32, to: to as u32, stream, payload: out.payload },
             );
         }
     }
@@ -269,7 +284,7 @@ impl<'a> Sim<'a> {
                 self.after_call(i, now);
                 self.schedule_timer(i);
             }
-            Event::Deliver { from, to, payload } => {
+            Event::Deliver { from, to, stream, payload } => {
                 let (from, to) = (from as usize, to as usize);
                 if !self.slots[to].up {
                     self.c.dropped_down += 1;
@@ -278,6 +293,34 @@ impl<'a> Sim<'a> {
                 if self.partition.cut(from, to) {
                     self.c.dropped_partition += 1;
                     return;
+                }
+                let hostile = from >= self.cfg.nodes;
+                if !hostile && let Some(h) = self.hostile.as_mut() {
+                    // overheard on arrival, so a replay can only come after the original
+                    h.overhear(to as u32, stream, &payload);
+                }
+                let payload = match self.slots[to].auth.as_mut() {
+                    None => payload,
+                    Some(a) => {
+                        match a.open(
+                            hostile::transport(stream),
+                            &hostile::aad(stream, addr(from)),
+                            &payload,
+                        ) {
+                            Ok(p) => p,
+                            Err(e) => {
+                                self.auth_rejected[e.reason().index()] += 1;
+                                return;
+                            }
+                        }
+                    }
+                };
+                // without auth, "accepted" means it decodes as a message
+                if hostile
+                    && let Some(h) = self.hostile.as_mut()
+                    && (self.slots[to].auth.is_some() || wire::decode(&payload).is_ok())
+                {
+                    h.accepted += 1;
                 }
                 let payload = match self.cfg.bug {
                     Some(InjectedBug::HideAway) => hide_away(payload),
@@ -288,11 +331,17 @@ impl<'a> Sim<'a> {
                 self.after_call(to, now);
             }
             Event::Write { op } => self.write(now, op as usize),
+            Event::Attack { h } => self.attack(now, h),
             Event::Crash { node } => self.crash(node as usize),
             Event::Restart { node } => {
                 let i = node as usize;
                 self.slots[i].up = true;
                 self.slots[i].node.reset(now);
+                if self.cfg.auth {
+                    // a new incarnation for the envelope's replay guard, like a real restart
+                    self.slots[i].auth =
+                        hostile::node_auth(self.cfg.seed, i as u32, now, self.cfg.gossip.mtu);
+                }
                 if let ProtoNode::Gossip(g) = &mut self.slots[i].node {
                     if self.cfg.membership {
                         // a new generation; client writes wait for the catch-up
@@ -334,6 +383,23 @@ impl<'a> Sim<'a> {
         self.slots[i].node.note_local_write(key, &v, now);
         self.oracle.record(key, op.key, v, i as u32);
         self.after_call(i, now);
+    }
+
+    /// Hostile sender `h` sends its datagrams of this round, then schedules the next round.
+    fn attack(&mut self, now: u64, h: u32) {
+        let n = self.cfg.nodes;
+        let forge = self.keys.get(0).to_vec();
+        let sealed = self.cfg.auth;
+        let rate = self.cfg.hostile_rate;
+        let Some(host) = self.hostile.as_mut() else { return };
+        for (to, payload) in host.attack(n, rate, &forge, sealed) {
+            let from = (n + h as usize) as u32;
+            self.queue.push(
+                now + self.cfg.latency_ms,
+                Event::Deliver { from, to, stream: false, payload },
+            );
+        }
+        self.queue.push(now + self.cfg.gossip.interval_ms, Event::Attack { h });
     }
 
     /// For the long-outage deletes: the cut-off side, which must not take them.
@@ -492,7 +558,11 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         tree: TreeShape::new(depth),
         max_concurrent: cfg.max_concurrent,
     };
-    let gcfg = GossipConfig { record_receptions: true, ..cfg.gossip };
+    let mut gcfg = GossipConfig { record_receptions: true, ..cfg.gossip };
+    if cfg.auth {
+        // sealed datagrams must still fit the MTU
+        gcfg.mtu = auth::payload_mtu(cfg.gossip.mtu);
+    }
 
     // the workload
     let write_start = EPOCH_MS + interval;
@@ -533,7 +603,12 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         copies: HashMap::new(),
         c: Counters::default(),
         stale_sample,
+        hostile: (cfg.hostile > 0).then(|| Hostile::new(cfg.seed, cfg.gossip.mtu)),
+        auth_rejected: [0; Reject::COUNT],
     };
+    for h in 0..cfg.hostile {
+        sim.queue.push(write_start + h as u64 * 37 % interval, Event::Attack { h: h as u32 });
+    }
 
     // faults
     let mut frng = Rng::new(derive(cfg.seed, FAULTS, 0, 0));
@@ -588,6 +663,11 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
             skew,
             retired: NodeStats::default(),
             retired_drift: 0,
+            auth: if cfg.auth {
+                hostile::node_auth(cfg.seed, i as u32, EPOCH_MS, cfg.gossip.mtu)
+            } else {
+                None
+            },
         });
         sim.schedule_timer(i);
     }
@@ -750,7 +830,12 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         keys_with_concurrent_values,
         converged: converged_round.is_some()
             && check.stale_pairs == 0
+            && (!cfg.auth || sim.hostile.as_ref().is_none_or(|h| h.accepted == 0))
             && members.as_ref().is_none_or(|m| m.missing == 0),
+        hostile: (cfg.auth || cfg.hostile > 0).then(|| match &sim.hostile {
+            Some(h) => h.report(&sim.auth_rejected),
+            None => Hostile::new(0, 0).report(&sim.auth_rejected),
+        }),
         members: members.map(|m| MembersCheck {
             rounds_to_agree: members_round.map(|r| r - settle_round),
             ..m
