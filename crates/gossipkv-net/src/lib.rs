@@ -271,7 +271,8 @@ pub async fn run(
                 away: node.is_away(),
                 generation: m.me().generation,
             };
-            status.peers.lock().refresh_members(now_ms(), || m.records());
+            let key = m.digest() ^ (m.count(Status::Suspect) as u64).rotate_left(48);
+            status.peers.lock().refresh_members(now_ms(), key, || m.records());
         }
         if let Some(a) = &auth {
             status.net.auth_senders.store(a.tracked_senders() as u64, Ordering::Relaxed);

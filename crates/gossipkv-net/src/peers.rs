@@ -84,6 +84,7 @@ pub struct PeerView {
     peers: HashMap<SocketAddr, PeerDigest>,
     members: Vec<MemberRecord>,
     members_at: u64,
+    members_key: u64,
 }
 
 impl PeerView {
@@ -122,12 +123,19 @@ impl PeerView {
         v
     }
 
-    /// Replaces the member list (this node included) with `records()` if the copy is older
-    /// than [`MEMBERS_EVERY_MS`] (copying on every input would cost O(members) a datagram).
-    pub fn refresh_members(&mut self, now_ms: u64, records: impl FnOnce() -> Vec<MemberRecord>) {
-        if now_ms.saturating_sub(self.members_at) >= MEMBERS_EVERY_MS {
+    /// Replaces the member list (this node included) with `records()` if `key` (a cheap
+    /// summary of the table: its digest and status counts) changed or the copy is older than
+    /// [`MEMBERS_EVERY_MS`] (copying on every input would cost O(members) a datagram).
+    pub fn refresh_members(
+        &mut self,
+        now_ms: u64,
+        key: u64,
+        records: impl FnOnce() -> Vec<MemberRecord>,
+    ) {
+        if key != self.members_key || now_ms.saturating_sub(self.members_at) >= MEMBERS_EVERY_MS {
             self.members = records();
             self.members_at = now_ms;
+            self.members_key = key;
         }
     }
 
@@ -192,8 +200,10 @@ mod tests {
             refute: 0,
             status: gossipkv_core::gossip::Status::Alive,
         };
-        view.refresh_members(1_000, || vec![me]);
-        view.refresh_members(1_001, || vec![me, me]);
-        assert_eq!(view.members().len(), 1, "copied at most every MEMBERS_EVERY_MS");
+        view.refresh_members(1_000, 1, || vec![me]);
+        view.refresh_members(1_001, 1, || vec![me, me]);
+        assert_eq!(view.members().len(), 1, "same key: copied at most every MEMBERS_EVERY_MS");
+        view.refresh_members(1_002, 2, || vec![me, me]);
+        assert_eq!(view.members().len(), 2, "the table changed: copied at once");
     }
 }
