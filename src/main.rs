@@ -32,7 +32,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `Cli::parse()`, plus `gossipkv node`'s config file and GOSSIPKV_* variables
+    let cli: Cli = gossipkv_node::config::parse_cli();
     match cli.command {
         Command::Sim(args) => gossipkv_sim::cli::main(args),
         Command::Node(args) => gossipkv_node::cli::node_main(args),

@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum};
 use gossipkv_core::digest::TreeShape;
 use gossipkv_core::gossip::GossipConfig;
@@ -35,35 +36,41 @@ impl From<ClockArg> for ClockKind {
 /// Gossip settings shared by `node` and `cluster`.
 #[derive(Args, Clone, Debug)]
 pub struct GossipFlags {
-    /// Peers contacted per gossip round (k).
-    #[arg(long, default_value_t = 5)]
+    /// Peers contacted per gossip round (k; docs/operations.md: 3 to 5 up to thousands of
+    /// nodes).
+    #[arg(long, env = "GOSSIPKV_FANOUT", default_value_t = 5,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub fanout: usize,
     /// Milliseconds between gossip rounds.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "GOSSIPKV_INTERVAL_MS", default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..))]
     pub interval_ms: u64,
     /// Probability of dropping each gossip datagram, on send and again on receive (fault
-    /// injection; the brief's scenario is 0.1).
-    #[arg(long, default_value_t = 0.0)]
+    /// injection, in [0, 1); the brief's scenario is 0.1).
+    #[arg(long, env = "GOSSIPKV_DROP_RATE", default_value_t = 0.0, value_parser = probability)]
     pub drop_rate: f64,
-    /// Largest gossip datagram in bytes.
-    #[arg(long, default_value_t = 1400)]
+    /// Largest gossip datagram in bytes (576 to 65000; keep it under the path MTU).
+    #[arg(long, env = "GOSSIPKV_MTU", default_value_t = 1400,
+        value_parser = RangedU64ValueParser::<usize>::new().range(576..=65_000))]
     pub mtu: usize,
     /// Timestamp source.
-    #[arg(long, value_enum, default_value_t = ClockArg::Hlc)]
+    #[arg(long, env = "GOSSIPKV_CLOCK", value_enum, default_value_t = ClockArg::Hlc)]
     pub clock: ClockArg,
-    /// Depth of the digest tree (16^depth leaves); must be equal on every node.
-    #[arg(long, default_value_t = 3)]
+    /// Depth of the digest tree (16^depth leaves, 1 to 6); must be equal on every node.
+    #[arg(long, env = "GOSSIPKV_TREE_DEPTH", default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=6))]
     pub tree_depth: u32,
     /// Concurrent values kept per key (versions at the winning timestamp).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, env = "GOSSIPKV_MAX_CONCURRENT", default_value_t = 16,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub max_concurrent: usize,
     /// Gossip with the fixed peer list only: no member discovery, no failure detection.
-    #[arg(long)]
+    #[arg(long, env = "GOSSIPKV_NO_MEMBERSHIP")]
     pub no_membership: bool,
     /// Tombstones are purged this long after their timestamp (Cassandra's gc_grace); a node
     /// cut off from a majority for over half of it resets its old entries when it comes back.
     /// 0 keeps tombstones forever. HLC only.
-    #[arg(long, default_value_t = 3_600_000)]
+    #[arg(long, env = "GOSSIPKV_TOMBSTONE_GRACE_MS", default_value_t = 3_600_000)]
     pub tombstone_grace_ms: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -80,7 +87,7 @@ pub const CLUSTER_KEY_ENV: &str = "GOSSIPKV_CLUSTER_KEY";
 pub struct AuthFlags {
     /// Cluster name bound into every gossip MAC: gossip from a cluster of another name is
     /// refused. Needs a cluster key [default when a key is given: gossipkv].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, env = "GOSSIPKV_CLUSTER_NAME", value_name = "NAME")]
     pub cluster_name: Option<String>,
     /// Shared cluster key in hex (16 to 64 bytes, e.g. `openssl rand -hex 32`); repeat or
     /// comma-separate to rotate: the first seals, every one opens. Read from
@@ -159,6 +166,15 @@ fn auth_banner(ring: Option<&Keyring>) -> String {
     }
 }
 
+/// Parses a probability in [0, 1) (`--drop-rate`).
+fn probability(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..1.0).contains(&p) => Ok(p),
+        Ok(p) => Err(format!("{p} is not in [0, 1)")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl GossipFlags {
     fn validate(&self) -> Result<(), String> {
         if !(0.0..1.0).contains(&self.drop_rate) {
@@ -202,31 +218,43 @@ impl GossipFlags {
 /// `gossipkv node`: one node serving RESP and gossiping with its peers.
 #[derive(Args, Clone, Debug)]
 pub struct NodeArgs {
+    /// TOML file of settings: keys are the long flag names (`interval_ms = 500`); flags and
+    /// GOSSIPKV_* variables override it (docs/operations.md, "Configuration").
+    #[arg(long, env = crate::config::CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the settings in force (as TOML, with where each came from) and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Node id, unique in the cluster (the origin of this node's writes).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "GOSSIPKV_ID", default_value_t = 0)]
     pub id: u32,
     /// Address for Redis-protocol clients.
-    #[arg(long, default_value = "127.0.0.1:6379")]
+    #[arg(long, env = "GOSSIPKV_LISTEN", default_value = "127.0.0.1:6379")]
     pub listen: SocketAddr,
     /// Address for gossip (UDP datagrams and the TCP bulk stream share it).
-    #[arg(long, default_value = "127.0.0.1:7946")]
+    #[arg(long, env = "GOSSIPKV_GOSSIP", default_value = "127.0.0.1:7946")]
     pub gossip: SocketAddr,
     /// Potential peers' gossip addresses, comma-separated (some may be down or never exist).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "GOSSIPKV_PEERS", value_delimiter = ',')]
     pub peers: Vec<SocketAddr>,
+    /// Serve Prometheus metrics (/metrics), /health and the live view (/) over HTTP on this
+    /// address, e.g. 127.0.0.1:9100 (port 0: any free port). Off by default.
+    #[arg(long, env = "GOSSIPKV_METRICS", value_name = "HOST:PORT")]
+    pub metrics: Option<SocketAddr>,
     /// Require clients to AUTH with this password.
-    #[arg(long)]
+    #[arg(long, env = "GOSSIPKV_REQUIREPASS", hide_env_values = true)]
     pub requirepass: Option<String>,
     /// tokio worker threads (1 = a single-threaded runtime, Redis's model).
-    #[arg(long, default_value_t = ServerConfig::DEFAULT_WORKER_THREADS)]
+    #[arg(long, env = "GOSSIPKV_THREADS", default_value_t = ServerConfig::DEFAULT_WORKER_THREADS,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub threads: usize,
     /// Seed for gossip peer choice and fault injection (default: derived from the id).
-    #[arg(long)]
+    #[arg(long, env = "GOSSIPKV_SEED")]
     pub seed: Option<u64>,
     /// Accept writes at once. By default a node answers writes with LOADING until its peers
     /// answered (at most 3 intervals): after a crash its clock restarts, and its next writes
     /// must beat the ones it made before.
-    #[arg(long)]
+    #[arg(long, env = "GOSSIPKV_FRESH")]
     pub fresh: bool,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -255,6 +283,10 @@ pub struct ClusterArgs {
     /// Print only the summary line, not the table of nodes.
     #[arg(long)]
     pub quiet: bool,
+    /// Node i serves metrics, /health and the live view over HTTP on 127.0.0.1:(P + i).
+    /// Off by default.
+    #[arg(long, value_name = "P")]
+    pub metrics_base_port: Option<u16>,
     /// Seed for peer lists, gossip and fault injection.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -278,6 +310,7 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 
 /// Runs `gossipkv node` until Ctrl-C / SIGTERM.
 pub fn node_main(args: NodeArgs) -> ExitCode {
+    crate::logging::init("info");
     if let Err(e) = args.gossip_flags.validate() {
         return fail(e);
     }
@@ -312,6 +345,13 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
             Ok(b) => b,
             Err(e) => return fail(format!("cannot bind {} / {}: {e}", args.listen, args.gossip)),
         };
+        let metrics = match args.metrics {
+            None => None,
+            Some(a) => match crate::http::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => return fail(format!("cannot bind --metrics {a}: {e}")),
+            },
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let node = start(bound, spec, seed, stop_rx);
         println!(
@@ -322,11 +362,21 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
             args.peers.len()
         );
         println!("{banner}");
+        let http = metrics.and_then(|l| {
+            crate::http::serve(l, std::sync::Arc::clone(&node.view), stop_tx.subscribe()).ok()
+        });
+        if let Some(h) = &http {
+            println!("metrics on http://{0}/metrics, health on /health, live view on http://{0}/", h.addr);
+        }
+        tracing::info!(id = node.id, resp = %node.resp_addr, gossip = %node.gossip_addr, "node started");
         signal().await;
         println!("stopping");
         let _ = stop_tx.send(true);
         let _ = node.server.await;
         let _ = node.gossip.await;
+        if let Some(h) = http {
+            let _ = h.task.await;
+        }
         ExitCode::SUCCESS
     })
 }
@@ -356,6 +406,8 @@ pub fn peer_lists(addrs: &[SocketAddr], per: usize, seed: u64) -> Vec<Vec<Socket
 
 /// Runs `gossipkv cluster` until Ctrl-C / SIGTERM.
 pub fn cluster_main(args: ClusterArgs) -> ExitCode {
+    // many nodes in one process: only warnings unless RUST_LOG asks for more
+    crate::logging::init("warn");
     if let Err(e) = args.gossip_flags.validate() {
         return fail(e);
     }
@@ -371,6 +423,9 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
     let last = |base: u16| u32::from(base) + args.nodes as u32 - 1;
     if last(args.base_port) > 65_535 || last(gossip_base) > 65_535 {
         return fail("ports past 65535: lower --base-port / --gossip-base-port or --nodes");
+    }
+    if args.metrics_base_port.is_some_and(|p| last(p) > 65_535) {
+        return fail("ports past 65535: lower --metrics-base-port or --nodes");
     }
     // 3 sockets per node plus clients: make sure the process may open them
     if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
@@ -389,6 +444,15 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
             match bind(resp, gossip).await {
                 Ok(b) => bound.push(b),
                 Err(e) => return fail(format!("node {i}: cannot bind {resp} / {gossip}: {e}")),
+            }
+        }
+        let mut metrics = Vec::new();
+        for i in 0..args.nodes {
+            let Some(base) = args.metrics_base_port else { break };
+            let addr = SocketAddr::new(host, base + i as u16);
+            match crate::http::bind(addr).await {
+                Ok(l) => metrics.push(l),
+                Err(e) => return fail(format!("node {i}: cannot bind metrics {addr}: {e}")),
             }
         }
         let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.gossip_addr).collect();
@@ -422,10 +486,22 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
                 )
             })
             .collect();
+        let http: Vec<crate::http::HttpServer> = nodes
+            .iter()
+            .zip(metrics)
+            .filter_map(|(n, l)| {
+                crate::http::serve(l, std::sync::Arc::clone(&n.view), stop_tx.subscribe()).ok()
+            })
+            .collect();
         if !args.quiet {
-            println!("{:>6}  {:<21}  {:<21}", "node", "resp (redis-cli -p)", "gossip (udp+tcp)");
-            for n in &nodes {
-                println!("{:>6}  {:<21}  {:<21}", n.id, n.resp_addr, n.gossip_addr);
+            let metrics_col = if http.is_empty() { "" } else { "  metrics, live view (http)" };
+            println!(
+                "{:>6}  {:<21}  {:<21}{metrics_col}",
+                "node", "resp (redis-cli -p)", "gossip (udp+tcp)"
+            );
+            for (i, n) in nodes.iter().enumerate() {
+                let url = http.get(i).map(|h| format!("  http://{}/", h.addr)).unwrap_or_default();
+                println!("{:>6}  {:<21}  {:<21}{url}", n.id, n.resp_addr, n.gossip_addr);
             }
         }
         println!(
@@ -445,6 +521,9 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
         for n in nodes {
             let _ = n.server.await;
             let _ = n.gossip.await;
+        }
+        for h in http {
+            let _ = h.task.await;
         }
         ExitCode::SUCCESS
     })

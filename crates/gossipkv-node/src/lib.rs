@@ -7,6 +7,10 @@
 //! [`bind`] opens the sockets (failing early on a busy port), [`start`] runs the node.
 
 pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
 
 use std::io;
 use std::net::SocketAddr;
@@ -81,6 +85,8 @@ pub struct RunningNode {
     pub replica: Arc<Replica>,
     /// Live gossip counters.
     pub status: Arc<GossipStatus>,
+    /// What the HTTP endpoint shows: metrics, health, the live view ([`http::serve`]).
+    pub view: Arc<metrics::NodeView>,
     /// The RESP server task.
     pub server: JoinHandle<io::Result<()>>,
     /// The gossip driver task.
@@ -206,6 +212,13 @@ pub fn start(
     let ctx = ServerContext::new(spec.server.clone())
         .with_write_observer(Arc::new(observer))
         .with_info_source(Arc::new(info));
+    let view = Arc::new(metrics::NodeView::new(
+        &spec,
+        (bound.resp_addr, bound.gossip_addr),
+        Arc::clone(&replica),
+        Arc::clone(&status),
+        ctx.metrics(),
+    ));
     let server = tokio::spawn(gossipkv_server::serve(
         bound.resp,
         Arc::clone(&replica),
@@ -237,6 +250,7 @@ pub fn start(
         gossip_addr: bound.gossip_addr,
         replica,
         status,
+        view,
         server,
         gossip,
     }
