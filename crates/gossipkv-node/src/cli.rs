@@ -2,6 +2,7 @@
 //! table of nodes, and a clean stop on Ctrl-C / SIGTERM.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::RangedU64ValueParser;
@@ -13,7 +14,7 @@ use gossipkv_core::{ClockKind, StoreConfig};
 use gossipkv_server::ServerConfig;
 use tokio::sync::watch;
 
-use crate::{NodeSpec, RunningNode, bind, signal, start};
+use crate::{NodeSpec, RunningNode, bind, signal, start, start_with_faults};
 
 /// Timestamp source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -259,6 +260,31 @@ pub struct NodeArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub gossip_flags: GossipFlags,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub chaos: ChaosFlags,
+}
+
+/// Test-only fault injection of `gossipkv node`, driven by the chaos harness (`gossipkv
+/// chaos`, docs/reliability.md). Hidden from `--help`: not for production use.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ChaosFlags {
+    /// Milliseconds added to this node's clock (negative: behind), for its writes'
+    /// timestamps and for gossip.
+    #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
+    pub clock_skew_ms: i64,
+    /// Control file re-read every 100 ms: `drop P`, `dup P`, `delay MS`, `block ADDR,...`.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub chaos_file: Option<PathBuf>,
+}
+
+impl ChaosFlags {
+    fn faults(&self) -> gossipkv_net::Faults {
+        gossipkv_net::Faults {
+            clock_skew_ms: self.clock_skew_ms,
+            control_file: self.chaos_file.clone(),
+        }
+    }
 }
 
 /// `gossipkv cluster`: N nodes in one process on 127.0.0.1.
@@ -353,7 +379,7 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
             },
         };
         let (stop_tx, stop_rx) = watch::channel(false);
-        let node = start(bound, spec, seed, stop_rx);
+        let node = start_with_faults(bound, spec, seed, stop_rx, args.chaos.faults());
         println!(
             "gossipkv node {} serving RESP on {} and gossiping on {} with {} potential peers",
             node.id,

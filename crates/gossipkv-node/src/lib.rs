@@ -19,7 +19,7 @@ use std::sync::Arc;
 use gossipkv_core::gossip::auth::{Keyring, Reject};
 use gossipkv_core::gossip::{GossipConfig, VersionId};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, VersionRef};
-use gossipkv_net::{GossipStatus, NetConfig};
+use gossipkv_net::{Faults, GossipStatus, NetConfig};
 use gossipkv_server::{InfoSection, InfoSource, ServerConfig, ServerContext, WriteObserver};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -152,6 +152,10 @@ impl InfoSource for GossipInfo {
         s.field("dropped_injected_stream", self.status.net.dropped_stream.load(Relaxed));
         s.field("io_errors", self.status.net.io_errors.load(Relaxed));
         s.field("rumors_dropped", self.status.net.rumors_dropped.load(Relaxed));
+        s.field("chaos_blocked", self.status.net.chaos_blocked.load(Relaxed));
+        s.field("chaos_duplicated", self.status.net.chaos_duplicated.load(Relaxed));
+        s.field("chaos_delayed", self.status.net.chaos_delayed.load(Relaxed));
+        s.field("chaos_control_errors", self.status.net.chaos_control_errors.load(Relaxed));
         let net = &self.status.net;
         s.field("auth_enabled", u8::from(self.auth.is_some()));
         if let Some((cluster, keys, primary)) = &self.auth {
@@ -196,6 +200,19 @@ pub fn start(
     seed: u64,
     shutdown: watch::Receiver<bool>,
 ) -> RunningNode {
+    start_with_faults(bound, spec, seed, shutdown, Faults::default())
+}
+
+/// [`start`] with test-only fault injection (clock skew for the RESP server's timestamps
+/// and for gossip, and a control file the driver polls: docs/reliability.md).
+pub fn start_with_faults(
+    bound: Bound,
+    mut spec: NodeSpec,
+    seed: u64,
+    shutdown: watch::Receiver<bool>,
+    faults: Faults,
+) -> RunningNode {
+    spec.server.clock_skew_ms = faults.clock_skew_ms;
     let replica = Arc::new(Replica::new(spec.id, spec.clock, spec.store));
     let status = Arc::new(GossipStatus::default());
     let (tx, rx) = mpsc::channel::<VersionId>(RUMOR_QUEUE);
@@ -234,6 +251,7 @@ pub fn start(
         auth: spec.auth,
         membership: spec.membership,
         gate_writes: spec.gate_writes,
+        faults,
     };
     let gossip = tokio::spawn(gossipkv_net::run(
         Arc::clone(&replica),

@@ -71,7 +71,8 @@ impl Ctx<'_> {
     /// Physical time for this batch's timestamps, read from the wall clock at most once per
     /// batch (the HLC still gives each write a distinct, increasing timestamp).
     pub(crate) fn now_ms(&mut self) -> u64 {
-        *self.client.batch_now.get_or_insert_with(now_ms)
+        let skew = self.shared.config.clock_skew_ms;
+        *self.client.batch_now.get_or_insert_with(|| now_ms().saturating_add_signed(skew))
     }
 }
 
