@@ -29,6 +29,8 @@ enum Command {
     Cluster(gossipkv_node::cli::ClusterArgs),
     /// Reproduce classic gossip results beside the published numbers (docs/experiments.md)
     Experiment(gossipkv_sim::experiments::ExperimentArgs),
+    /// Chaos test against real node processes: faults, workload, LWW check (docs/reliability.md)
+    Chaos(gossipkv_chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +41,6 @@ fn main() -> ExitCode {
         Command::Node(args) => gossipkv_node::cli::node_main(args),
         Command::Cluster(args) => gossipkv_node::cli::cluster_main(args),
         Command::Experiment(args) => gossipkv_sim::experiments::main(args),
+        Command::Chaos(args) => gossipkv_chaos::main(args),
     }
 }
