@@ -45,6 +45,8 @@ struct Harness {
     loss: f64,
     rng: Rng,
     received: Vec<u64>,
+    /// Nodes that are down: messages to them vanish, their timers do not run.
+    down: Vec<bool>,
 }
 
 impl Harness {
@@ -60,7 +62,8 @@ impl Harness {
                 fresh_node(n, i, cfg, seed, clock, phase)
             })
             .collect();
-        Self { nodes, queue: BinaryHeap::new(), seq: 0, now: 0, loss, rng, received: vec![0; n] }
+        let (received, down) = (vec![0; n], vec![false; n]);
+        Self { nodes, queue: BinaryHeap::new(), seq: 0, now: 0, loss, rng, received, down }
     }
 
     fn flush(&mut self, i: usize) {
@@ -78,7 +81,11 @@ impl Harness {
     /// Runs until `until` (virtual ms).
     fn run_until(&mut self, until: u64) {
         loop {
-            let next_tick = self.nodes.iter().map(Node::next_timeout).min().unwrap_or(u64::MAX);
+            let next_tick = (self.nodes.iter().zip(&self.down))
+                .filter(|(_, down)| !**down)
+                .map(|(n, _)| n.next_timeout())
+                .min()
+                .unwrap_or(u64::MAX);
             let next_msg = self.queue.peek().map_or(u64::MAX, |Reverse(m)| m.0);
             let t = next_tick.min(next_msg);
             if t > until {
@@ -88,12 +95,15 @@ impl Harness {
             self.now = t;
             if next_msg <= next_tick {
                 let Some(Reverse((_, _, from, to, payload))) = self.queue.pop() else { return };
+                if self.down[to] {
+                    continue;
+                }
                 self.received[to] += payload.len() as u64;
                 self.nodes[to].handle_datagram(self.now, addr(from), Bytes::from(payload));
                 self.flush(to);
             } else {
                 for i in 0..self.nodes.len() {
-                    if self.nodes[i].next_timeout() <= self.now {
+                    if self.nodes[i].next_timeout() <= self.now && !self.down[i] {
                         self.nodes[i].handle_timeout(self.now);
                         self.flush(i);
                     }
@@ -320,4 +330,42 @@ fn tombstones_stay_bounded_under_a_steady_delete_rate() {
     let (unbounded, none) = held(0);
     assert_eq!(none, 0);
     assert!(unbounded >= 1100, "without a grace period all {unbounded} stay");
+}
+
+/// Membership at runtime: a node that joins knowing one seed is learned by all; a node that
+/// leaves is marked `left` everywhere and no longer picked, and a dead one is detected.
+#[test]
+fn members_join_leave_and_fail_at_runtime() {
+    use gossipkv_core::gossip::Status;
+    let cfg = GossipConfig { fanout: 2, interval_ms: 100, ..GossipConfig::default() };
+    let mut h = Harness::new(8, cfg, 0.05, 12);
+    for (i, n) in h.nodes.iter_mut().enumerate() {
+        // node i knows only node (i + 1) % 8 as a seed
+        n.set_peers(vec![addr((i + 1) % 8)]);
+        n.enable_membership(addr(i), 1, 0);
+    }
+    h.run_until(6_000);
+    for n in &h.nodes {
+        let m = n.membership().expect("membership on");
+        assert_eq!(m.len(), 8, "every node learned every member");
+        assert_eq!(m.count(Status::Alive), 7);
+    }
+    // node 7 leaves cleanly
+    let now = h.now;
+    h.nodes[7].leave(now);
+    h.flush(7);
+    h.run_until(now + 2_000);
+    for n in &h.nodes[..7] {
+        let m = n.membership().expect("membership on");
+        assert_eq!(m.get(7).map(|r| r.status), Some(Status::Left));
+    }
+    // node 6 stops answering (crashed): the others take it for dead
+    h.down[6] = true;
+    let now = h.now;
+    h.run_until(now + 8_000);
+    for n in &h.nodes[..6] {
+        let m = n.membership().expect("membership on");
+        assert_eq!(m.get(6).map(|r| r.status), Some(Status::Dead), "node 6 declared dead");
+        assert_eq!(m.count(Status::Alive), 5);
+    }
 }
