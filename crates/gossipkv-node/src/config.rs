@@ -156,16 +156,18 @@ pub fn try_parse_from<C: CommandFactory + FromArgMatches>(
         Some(path) => read_file(sub, path, env)?,
         None => BTreeMap::new(),
     };
+    // the order --help shows (mut_arg below moves an argument to the end)
+    let sub = sub.clone();
     let cmd = cmd.mut_subcommand(SUBCOMMAND, |mut sub| {
         for (id, values) in &file {
             sub = sub.mut_arg(id, |a| a.default_values(values.clone()));
         }
         sub
     });
-    let m = cmd.clone().try_get_matches_from(args)?;
+    let m = cmd.try_get_matches_from(args)?;
     let printing = m.subcommand_matches(SUBCOMMAND).filter(|n| n.get_flag("print_config"));
-    if let (Some(node), Some(sub)) = (printing, cmd.find_subcommand(SUBCOMMAND)) {
-        return Ok(Parsed::Printed(print_config(sub, node, &file, env)));
+    if let Some(node) = printing {
+        return Ok(Parsed::Printed(print_config(&sub, node, &file, env)));
     }
     Ok(Parsed::Run(C::from_arg_matches(&m)?))
 }
@@ -213,9 +215,10 @@ pub fn read_file(
     Ok(out)
 }
 
-/// The settings a config file may hold.
+/// The settings a config file may hold (test-only hidden ones left out).
 pub fn file_settings(sub: &Command) -> Vec<String> {
     sub.get_arguments()
+        .filter(|a| !a.is_hide_set())
         .map(|a| a.get_id().as_str().to_string())
         .filter(|id| !NOT_IN_FILE.contains(&id.as_str()))
         .collect()
@@ -345,9 +348,11 @@ fn print_config(
             _ => "not set".to_string(),
         };
         if SECRETS.contains(&id) {
-            let set =
-                if raw.is_empty() && source == "not set" { "not set" } else { "set, not shown" };
-            let _ = writeln!(out, "# {id} = ...  # {set} ({source})");
+            if raw.is_empty() && source == "not set" {
+                let _ = writeln!(out, "# {id} =  # not set");
+            } else {
+                let _ = writeln!(out, "# {id} = ...  # set, not shown ({source})");
+            }
             continue;
         }
         if raw.is_empty() {

@@ -15,12 +15,16 @@
 //! `gossipkv_keys_behind` is the most keys any of them reported beyond what we hold now (keys
 //! include tombstones; a peer's count is at most one round old). While writes flow, roots
 //! differ for a moment even between up-to-date nodes; once writes stop, every node of a
-//! converged cluster reads ratio 1 and keys behind 0 within a round or two.
+//! converged cluster reads ratio 1 and keys behind 0 within a round or two. What a node heard
+//! is up to an interval old, so right after a write burst a node that has not exchanged since
+//! can still read 1; `gossipkv_digest_root_fingerprint` (the top 32 bits of the node's own
+//! root, read at scrape time) is the cluster-wide check: equal on every node iff every node
+//! holds the same data.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use gossipkv_core::gossip::Status;
 use gossipkv_core::gossip::auth::Reject;
@@ -52,6 +56,42 @@ pub const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct NodeView {
     src: Arc<Sources>,
     registry: Registry,
+    rates: Mutex<RateWindow>,
+}
+
+/// Per-second rates for the live view, computed between `/status.json` requests at least
+/// [`RATE_WINDOW`] apart (Prometheus computes its own with `rate()`).
+#[derive(Debug, Default)]
+struct RateWindow {
+    /// When `counters` were read.
+    at: Option<Instant>,
+    counters: [u64; RATE_FIELDS],
+    /// The rates over the last completed window.
+    last: Option<Rates>,
+}
+
+/// Shortest window rates are computed over.
+pub const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+const RATE_FIELDS: usize = 6;
+
+/// Per-second rates over the last window of at least [`RATE_WINDOW`].
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
+pub struct Rates {
+    /// Seconds the rates are over.
+    pub window_s: f64,
+    /// Gossip messages sent per second.
+    pub messages_sent: f64,
+    /// Gossip messages received per second.
+    pub messages_received: f64,
+    /// Gossip bytes sent per second.
+    pub bytes_sent: f64,
+    /// Gossip bytes received per second.
+    pub bytes_received: f64,
+    /// Versions received by gossip that changed the store, per second.
+    pub versions_applied: f64,
+    /// Client commands per second.
+    pub client_commands: f64,
 }
 
 /// The sources the collector reads at scrape time.
@@ -97,7 +137,7 @@ impl NodeView {
         });
         let mut registry = Registry::with_prefix("gossipkv");
         registry.register_collector(Box::new(Collect(Arc::clone(&src))));
-        Self { src, registry }
+        Self { src, registry, rates: Mutex::new(RateWindow::default()) }
     }
 
     /// The node's id.
@@ -221,8 +261,50 @@ impl NodeView {
             members_suspect: counts.suspect as u64,
             members_dead: counts.dead as u64,
             agreement,
+            rates: None,
             members: rows,
         }
+        .with_rates(&self.rates)
+    }
+}
+
+impl NodeStatus {
+    /// Fills `rates` from the window, advancing it if [`RATE_WINDOW`] has passed.
+    fn with_rates(mut self, window: &Mutex<RateWindow>) -> Self {
+        let now = Instant::now();
+        let counters = [
+            self.messages_sent,
+            self.messages_received,
+            self.bytes_sent,
+            self.bytes_received,
+            self.versions_applied,
+            self.client_commands,
+        ];
+        let mut w = window.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match w.at {
+            Some(at) if now.duration_since(at) < RATE_WINDOW => {}
+            Some(at) => {
+                let dt = now.duration_since(at).as_secs_f64();
+                let r = |i: usize| counters[i].saturating_sub(w.counters[i]) as f64 / dt;
+                w.last = Some(Rates {
+                    window_s: dt,
+                    messages_sent: r(0),
+                    messages_received: r(1),
+                    bytes_sent: r(2),
+                    bytes_received: r(3),
+                    versions_applied: r(4),
+                    client_commands: r(5),
+                });
+                w.at = Some(now);
+                w.counters = counters;
+            }
+            None => {
+                w.at = Some(now);
+                w.counters = counters;
+            }
+        }
+        self.rates = w.last;
+        self
     }
 }
 
@@ -355,6 +437,8 @@ pub struct NodeStatus {
     pub members_dead: u64,
     /// Digest agreement with recently heard peers.
     pub agreement: Agreement,
+    /// Per-second rates between requests at least a second apart (`None` until two were).
+    pub rates: Option<Rates>,
     /// Every member (or, without membership, peer) with what it last reported.
     pub members: Vec<MemberRow>,
 }
@@ -709,12 +793,22 @@ impl Collector for Collect {
             agreement.keys_behind as u64,
         )?;
         o.gauge(
+            "digest_root_fingerprint",
+            "Top 32 bits of this node's digest root: equal on every node iff they hold the same data.",
+            root_fingerprint(store.root_hash()),
+        )?;
+        o.gauge(
             "agreement_window_seconds",
             "The window of peers_heard: AGREEMENT_WINDOW_ROUNDS gossip intervals.",
             s.window_ms() as f64 / 1000.0,
         )?;
         Ok(())
     }
+}
+
+/// The top 32 bits of a digest root, a gauge Prometheus holds exactly (an f64 holds 53 bits).
+pub fn root_fingerprint(root: u64) -> u64 {
+    root >> 32
 }
 
 /// One command's latency histogram, converted from cumulative counts to per-bucket ones (the
@@ -816,6 +910,7 @@ mod tests {
         "gossipkv_members",
         "gossipkv_peers_heard",
         "gossipkv_keys_behind",
+        "gossipkv_digest_root_fingerprint",
     ];
 
     #[test]
@@ -842,6 +937,8 @@ mod tests {
         status.members.lock().alive = 5;
         let text = v.render(false).unwrap_or_default();
         assert_eq!(sample(&text, "gossipkv_keys", ""), Some(9.0));
+        let fp = root_fingerprint(replica.store().root_hash()) as f64;
+        assert_eq!(sample(&text, "gossipkv_digest_root_fingerprint", ""), Some(fp));
         assert_eq!(sample(&text, "gossipkv_tombstones", ""), Some(1.0));
         assert_eq!(sample(&text, "gossipkv_gossip_rounds_total", ""), Some(7.0));
         assert_eq!(
@@ -925,6 +1022,21 @@ mod tests {
         assert_eq!((g.peers_heard, g.peers_agreeing, g.keys_behind), (2, 1, 10));
         assert_eq!(g.ratio, Some(0.5));
         assert_eq!(Agreement::over(&[], 2_000, 3_000, 0).ratio, None);
+    }
+
+    #[test]
+    fn live_view_rates_need_a_second_between_requests() {
+        let (v, _replica, status, _) = view();
+        assert_eq!(v.status().rates, None, "first request: nothing to compare with");
+        assert_eq!(v.status().rates, None, "too soon");
+        // pretend the first request was two seconds ago
+        if let Some(back) = Instant::now().checked_sub(Duration::from_secs(2)) {
+            v.rates.lock().unwrap_or_else(std::sync::PoisonError::into_inner).at = Some(back);
+            status.stats.lock().sent[1] = 10;
+            let r = v.status().rates.unwrap_or_default();
+            assert!((r.messages_sent - 5.0).abs() < 0.1, "{r:?}");
+            assert!(r.window_s >= 2.0);
+        }
     }
 
     #[test]

@@ -148,12 +148,14 @@ fn metrics_and_health_over_http_and_convergence_in_the_numbers() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let converged = (0..3).all(|i| {
-            let t = c.scrape(i);
-            sample(&t, "gossipkv_keys", "") == Some(200.0)
-                && sample(&t, "gossipkv_digest_agreement_ratio", "") == Some(1.0)
-                && sample(&t, "gossipkv_peers_heard", "") == Some(2.0)
-                && sample(&t, "gossipkv_keys_behind", "") == Some(0.0)
+        let scrapes: Vec<String> = (0..3).map(|i| c.scrape(i)).collect();
+        let fingerprint = |t: &String| sample(t, "gossipkv_digest_root_fingerprint", "");
+        let converged = scrapes.iter().all(|t| {
+            sample(t, "gossipkv_keys", "") == Some(200.0)
+                && sample(t, "gossipkv_digest_agreement_ratio", "") == Some(1.0)
+                && sample(t, "gossipkv_peers_heard", "") == Some(2.0)
+                && sample(t, "gossipkv_keys_behind", "") == Some(0.0)
+                && fingerprint(t) == fingerprint(&scrapes[0])
         });
         if converged {
             break;
