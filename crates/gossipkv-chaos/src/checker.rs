@@ -33,7 +33,10 @@
 //! counted apart (**lost with a crashed node**, expected) when the node was killed less
 //! than `crash_window_ms` of connected time (not paused, not partitioned) after the
 //! acknowledgement; any other loss is a bug. The same holds for a DEL: its tombstone can
-//! die with its node, and the value it deleted then stands (counted apart too).
+//! die with its node, and the value it deleted then stands (counted apart too). A node cut
+//! off past the purge horizon right after a write is treated the same way: when it comes
+//! back it resets, dropping every entry older than the horizon, its unspread writes too
+//! (docs/protocol.md, "Deletes").
 
 use std::collections::HashMap;
 
@@ -115,6 +118,10 @@ pub struct CheckParams {
     pub margin_ms: u64,
     /// Anomalies described in full at most.
     pub max_examples: usize,
+    /// A node cut off (paused, or in the smaller group of a partition) for this long after a
+    /// write may drop it when it comes back (its horizon reset drops entries older than the
+    /// tombstone grace): the grace less the skews, `None` without purging.
+    pub reset_after_ms: Option<u64>,
     /// Length of every value the workload writes (values are compared byte for byte on a
     /// timestamp tie).
     pub value_size: usize,
@@ -134,7 +141,8 @@ pub struct CheckResult {
     /// Keys with at least one lost write.
     pub lost_keys: u64,
     /// Acknowledged PUTs lost because the node that took them was killed soon after
-    /// (in-memory store, no durability): expected.
+    /// (in-memory store, no durability), or cut off past the purge horizon before it could
+    /// gossip them (its reset drops them): expected.
     pub lost_with_crash: u64,
     /// Keys whose value came back because every acknowledged DEL that beats it was taken
     /// by a node killed soon after (its tombstone died with it): expected.
@@ -234,12 +242,25 @@ pub fn check(
             puts.insert(v, op);
         }
     }
-    // connected ms between the acknowledgement and the next kill of its node, if under the
-    // crash window
+    // connected ms between the acknowledgement and the next kill of its node, or the end of
+    // a disconnection that lasted past the purge horizon (the node then resets, dropping
+    // its entries older than the horizon), if under the crash window
     let crash_gap = |op: &Op| -> Option<u64> {
         let i = usize::from(op.node);
-        let k = timeline.next_kill(i, op.done_ms)?;
-        Some(timeline.connected_ms(i, op.done_ms, k)).filter(|&g| g < p.crash_window_ms)
+        let gap = |end: u64| {
+            Some(timeline.connected_ms(i, op.done_ms, end)).filter(|&g| g < p.crash_window_ms)
+        };
+        let kill = timeline.next_kill(i, op.done_ms).and_then(gap);
+        let reset = p.reset_after_ms.and_then(|after| {
+            let spans = timeline.disconnected.get(i)?;
+            spans
+                .iter()
+                .map(|&(_, end)| end)
+                .filter(|&e| e >= op.done_ms + after)
+                .filter_map(gap)
+                .min()
+        });
+        kill.into_iter().chain(reset).min()
     };
     let excused = |op: &Op| crash_gap(op).is_some();
 
@@ -417,6 +438,7 @@ mod tests {
             margin_ms: 0,
             max_examples: 10,
             value_size: 16,
+            reset_after_ms: Some(10_000),
         }
     }
 
@@ -492,6 +514,20 @@ mod tests {
         t.disconnected[1] = vec![(100, 3_000), (2_500, 4_800)];
         assert_eq!(t.connected_ms(1, 21, 5_000), 79 + 200);
         assert_eq!(run(&ops, &finals, &t).lost_with_crash, 1);
+    }
+
+    #[test]
+    fn a_loss_by_a_node_cut_off_past_the_horizon_right_after_is_expected() {
+        let ops = [put(0, 1, 0, 10, Some(5)), put(0, 2, 1, 20, Some(7))];
+        let finals = everywhere(vec![value(1, 0, 5)]);
+        let mut t = Timeline::new(N);
+        // paused 100 ms after the acknowledgement, back 12 s later (> the 10 s horizon)
+        t.disconnected[1] = vec![(121, 12_121)];
+        let r = run(&ops, &finals, &t);
+        assert_eq!((r.lost, r.lost_with_crash, r.max_crash_gap_ms), (0, 1, 100));
+        // back within the horizon: it keeps the write, which must not be lost
+        t.disconnected[1] = vec![(121, 8_000)];
+        assert_eq!(run(&ops, &finals, &t).lost, 1);
     }
 
     #[test]

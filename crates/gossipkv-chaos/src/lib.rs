@@ -401,9 +401,10 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  lost with a node killed soon after acknowledging (in-memory, expected): PUT {}, \
-             DEL {}; indeterminate writes that won: {}",
-            k.lost_with_crash, k.deletes_lost_with_crash, k.indeterminate_won
+            "  lost with a node killed, or cut off past the purge horizon, soon after \
+             acknowledging (expected): PUT {}, DEL {} (at most {} ms of connected time in \
+             between); indeterminate writes that won: {}",
+            k.lost_with_crash, k.deletes_lost_with_crash, k.max_crash_gap_ms, k.indeterminate_won
         )?;
         let (lo, hi) = (self.dbsize.iter().min(), self.dbsize.iter().max());
         writeln!(f, "  keys per node at the end: {}..{}", lo.unwrap_or(&0), hi.unwrap_or(&0))?;
@@ -795,6 +796,8 @@ pub fn run(args: &ChaosArgs) -> Result<Report, ChaosError> {
         margin_ms: 50,
         max_examples: 20,
         value_size: args.value_size,
+        reset_after_ms: (args.clock == ClockArg::Hlc && args.tombstone_grace_ms > 0)
+            .then(|| args.tombstone_grace_ms.saturating_sub(2 * args.max_skew_ms + 50)),
     };
     let check = checker::check(&ops, &finals, nemesis.timeline(), &params);
     let never_restarted: Vec<usize> = (0..args.nodes).filter(|&i| cluster.starts(i) == 1).collect();

@@ -205,28 +205,51 @@ impl Nemesis {
         if now >= self.next_fault_ms {
             let gap = self.span(self.spec.every_ms / 2, self.spec.every_ms * 3 / 2);
             self.next_fault_ms = now + gap.max(1);
-            // kinds come from a shuffled bag, so every kind shows up early in a short run; a
-            // kind with no candidate right now is put back and the next one tried
-            for _ in 0..FaultKind::ALL.len() {
-                if self.bag.is_empty() {
-                    self.bag =
-                        self.spec.kinds.iter().copied().filter(|k| *k != FaultKind::Skew).collect();
-                    self.bag.sort_unstable();
-                    self.bag.dedup();
-                    for i in (1..self.bag.len()).rev() {
-                        let j = self.rng.below(i as u64 + 1) as usize;
-                        self.bag.swap(i, j);
+            // kinds come from a shuffled bag, so every kind shows up early in a short run; when
+            // no kind left in the bag can start now, a fresh bag is added behind it
+            for attempt in 0..2 {
+                if self.bag.is_empty() || attempt == 1 {
+                    self.refill_bag();
+                }
+                let mut started = None;
+                for idx in (0..self.bag.len()).rev() {
+                    let kind = self.bag[idx];
+                    if self.start(c, kind, now)? {
+                        started = Some(idx);
+                        break;
                     }
                 }
-                let Some(kind) = self.bag.pop() else { break };
-                if self.start(c, kind, now)? {
+                if let Some(idx) = started {
+                    let kind = self.bag.remove(idx);
                     *self.counts.entry(kind).or_default() += 1;
                     break;
                 }
-                self.bag.insert(0, kind);
             }
         }
         Ok(())
+    }
+
+    fn refill_bag(&mut self) {
+        let grace = self.spec.grace_ms;
+        let mut fresh: Vec<FaultKind> = self
+            .spec
+            .kinds
+            .iter()
+            .copied()
+            .filter(|k| *k != FaultKind::Skew && (*k != FaultKind::LongPause || grace > 0))
+            .collect();
+        fresh.sort_unstable();
+        fresh.dedup();
+        for i in (1..fresh.len()).rev() {
+            let j = self.rng.below(i as u64 + 1) as usize;
+            fresh.swap(i, j);
+        }
+        if self.bag.len() > 4 * FaultKind::ALL.len() {
+            self.bag.clear();
+        }
+        // the fresh bag goes behind the old one (taken from the end)
+        fresh.append(&mut self.bag);
+        self.bag = fresh;
     }
 
     /// Ends every active fault: restarts killed nodes, resumes paused ones, heals partitions
