@@ -210,6 +210,8 @@ pub struct MembersCheck {
     pub horizon_resets: u64,
     /// Exchanges refused because the peer was away.
     pub away_refused: u64,
+    /// Nodes that stopped being away without a reset (no majority anywhere meanwhile).
+    pub away_cleared: u64,
 }
 
 fn bytes(b: f64) -> String {

@@ -455,6 +455,7 @@ impl<'a> Sim<'a> {
             out.tombstones_purged += g.stats().tombstones_purged;
             out.horizon_resets += g.stats().horizon_resets;
             out.away_refused += g.stats().away_refused;
+            out.away_cleared += g.stats().away_cleared;
         }
         if up.is_empty() {
             out.min_known = 0;

@@ -170,6 +170,8 @@ pub struct NodeStats {
     pub away_refused: u64,
     /// Tombstones past the purge horizon received for keys not held, and not taken.
     pub stale_tombstones_skipped: u64,
+    /// Times this node stopped being away without a reset (no majority anywhere meanwhile).
+    pub away_cleared: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -241,6 +243,12 @@ pub struct Node {
     last_member_pull: u64,
     /// Peers found away, whose data messages are dropped until the deadline.
     refused: HashMap<SocketAddr, u64>,
+    /// Time of the latest input (for the send-side purge filter).
+    now: u64,
+    /// While away: since when our own view has a majority up again.
+    away_quorum_since: Option<u64>,
+    /// No purging, skipping or withholding of old tombstones before this time.
+    purge_after: u64,
 }
 
 impl Node {
@@ -277,6 +285,9 @@ impl Node {
             gate: None,
             last_member_pull: 0,
             refused: HashMap::new(),
+            now: first_tick,
+            away_quorum_since: None,
+            purge_after: 0,
         }
     }
 
@@ -344,6 +355,26 @@ impl Node {
                 flags,
             },
         }
+    }
+
+    /// Keys whose winner is a tombstone older than this are not sent: they are purged or about
+    /// to be everywhere, and a receiver that purged (or skips) the tombstone must not get the
+    /// values tied with it. A margin above the receivers' skip cutoff covers clock offsets.
+    fn send_cutoff(&self) -> Option<u64> {
+        let grace = self.purge_horizon()?;
+        let margin = (grace / 8).max(1000);
+        Some(hlc_pack(self.now.saturating_sub(grace).saturating_add(margin), 0))
+    }
+
+    /// Whether a key with this winner is withheld from peers (see [`Node::send_cutoff`]).
+    fn withheld(cutoff: Option<u64>, winner: VersionRef<'_>) -> bool {
+        cutoff.is_some_and(|c| winner.value.is_none() && winner.ts < c)
+    }
+
+    /// The horizon, if tombstones older than it are purged now (not while away, nor during
+    /// the hold-off after an away period ended without a reset).
+    fn purge_horizon(&self) -> Option<u64> {
+        self.horizon().filter(|_| !self.away && self.now >= self.purge_after)
     }
 
     /// Whether purging and horizon resets apply (a horizon is set and timestamps are times).
@@ -456,6 +487,7 @@ impl Node {
         let before = hlc_pack(now.saturating_sub(grace), 0);
         let dropped = self.replica.store().purge(before, false);
         self.stats.horizon_resets += 1;
+        self.away_quorum_since = None;
         self.stats.horizon_dropped += dropped as u64;
         self.away = false;
         self.last_quorum = now;
@@ -492,10 +524,27 @@ impl Node {
             if now.saturating_sub(self.last_quorum) > grace / 2 {
                 self.away = true;
             }
+            // Away, but our own view has a majority up again and for 5 rounds no peer that
+            // sees a majority (and so may have purged) answered: the whole cluster was split
+            // without a majority anywhere, so nobody purged meanwhile. Stop being away.
+            if self.away && m.has_quorum() {
+                let since = *self.away_quorum_since.get_or_insert(now);
+                if now.saturating_sub(since) >= 5 * self.cfg.interval_ms {
+                    self.away = false;
+                    self.away_quorum_since = None;
+                    self.last_quorum = now;
+                    self.stats.away_cleared += 1;
+                    // but the sides may hold tombstones the others lack, older than the
+                    // horizon: no purging (nor withholding) until they reconciled
+                    self.purge_after = now + grace / 2;
+                }
+            } else {
+                self.away_quorum_since = None;
+            }
             if m.has_quorum() && !self.away {
                 self.last_quorum = now;
                 // purge every 8 rounds: a pass walks the whole store
-                if self.stats.rounds.is_multiple_of(8) {
+                if self.stats.rounds.is_multiple_of(8) && now >= self.purge_after {
                     let before = hlc_pack(now.saturating_sub(grace), 0);
                     let n = self.replica.store().purge(before, true);
                     self.stats.tombstones_purged += n as u64;
@@ -610,6 +659,7 @@ impl Node {
         if now < self.next_tick {
             return;
         }
+        self.now = self.now.max(now);
         self.next_tick = if now >= self.next_tick + self.cfg.interval_ms {
             now + self.cfg.interval_ms
         } else {
@@ -709,6 +759,7 @@ impl Node {
     /// Handles one received message from `from` (its gossip address). Malformed input is
     /// counted and dropped.
     pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, payload: Bytes) {
+        self.now = self.now.max(now);
         let msg = match wire::decode(&payload) {
             Ok(m) => m,
             Err(_) => {
@@ -958,8 +1009,12 @@ impl Node {
             return;
         }
         let mut entries = Vec::new();
+        let cutoff = self.send_cutoff();
         for &kh in keys {
             if let Some((key, versions)) = self.replica.store().get_by_hash(kh) {
+                if versions.first().is_some_and(|w| Self::withheld(cutoff, w.as_ref())) {
+                    continue;
+                }
                 entries.extend(
                     versions.into_iter().map(|version| WireEntry { key: key.clone(), version }),
                 );
@@ -1182,9 +1237,15 @@ impl Node {
         let salt = u64::from(exchange);
         // (key hash, ts, fingerprints), sorted by key hash so ranges can be cut
         let mut ids: Vec<(u64, LeafId)> = Vec::new();
+        let cutoff = self.send_cutoff();
         self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
             let kh = key_hash(key);
             let fp = short_hash(kh, salt);
+            let mut versions = versions.peekable();
+            if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+                // as if purged already (it will be within a purge pass)
+                return;
+            }
             for v in versions {
                 let vfp = short_hash(version_hash(kh, v), salt) as u16;
                 ids.push((kh, LeafId { fp, ts: v.ts, vfp }));
@@ -1258,6 +1319,7 @@ impl Node {
             return;
         }
         let salt = u64::from(exchange);
+        let cutoff = self.send_cutoff();
         // theirs, grouped by key fingerprint: (max ts, version fingerprints at that ts)
         let mut their: HashMap<u32, (u64, Vec<u16>)> = HashMap::with_capacity(theirs.len());
         for id in theirs {
@@ -1280,6 +1342,9 @@ impl Node {
             let fp = short_hash(kh, salt);
             let mine: Vec<VersionRef<'_>> = versions.collect();
             let Some(first) = mine.first() else { return };
+            if Self::withheld(cutoff, *first) {
+                return;
+            }
             let send = |v: &VersionRef<'_>, push: &mut Vec<WireEntry>| {
                 push.push(WireEntry { key: Bytes::copy_from_slice(key), version: v.to_owned() });
             };
@@ -1340,9 +1405,14 @@ impl Node {
         let mut fps = fps.to_vec();
         fps.sort_unstable();
         let mut entries = Vec::new();
+        let cutoff = self.send_cutoff();
         self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
             if fps.binary_search(&short_hash(key_hash(key), salt)).is_ok() {
                 let key = Bytes::copy_from_slice(key);
+                let mut versions = versions.peekable();
+                if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+                    return;
+                }
                 entries.extend(
                     versions.map(|v| WireEntry { key: key.clone(), version: v.to_owned() }),
                 );
@@ -1354,7 +1424,8 @@ impl Node {
     fn merge_entries(&mut self, now: u64, entries: &[WireEntry], spread: bool) {
         // a tombstone past the purge horizon for a key we do not hold would only be purged
         // again: taking it back from a peer that has not purged yet would make it bounce
-        let cutoff = self.horizon().map(|g| hlc_pack(now.saturating_sub(g), 0));
+        let cutoff = self.purge_horizon().map(|g| hlc_pack(now.saturating_sub(g), 0));
+        let mut skipped: Vec<(u64, u64)> = Vec::new();
         for e in entries {
             let kh = key_hash(&e.key);
             self.stats.versions_received += 1;
@@ -1368,6 +1439,11 @@ impl Node {
             {
                 self.pending_wants.remove(&kh);
                 self.stats.stale_tombstones_skipped += 1;
+                skipped.push((kh, e.version.ts));
+                continue;
+            }
+            // a value tied with (or older than) a tombstone just skipped would win without it
+            if skipped.iter().any(|&(k, ts)| k == kh && e.version.ts <= ts) {
                 continue;
             }
             let rumor = self.pending_wants.remove(&kh).is_some_and(|p| p.1);
@@ -1398,8 +1474,13 @@ impl Node {
         let mut w = Writer::with_capacity(self.cfg.bulk_chunk_bytes + 1024);
         let mut count = 0u64;
         let mut leaf = cursor;
+        let cutoff = self.send_cutoff();
         while leaf < leaves && w.buf.len() < self.cfg.bulk_chunk_bytes {
             store.for_each_in_leaf(leaf as usize, |key, versions| {
+                let mut versions = versions.peekable();
+                if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+                    return;
+                }
                 for v in versions {
                     w.entry_ref(key, v);
                     count += 1;

@@ -134,4 +134,5 @@ pub fn add_stats(a: &mut NodeStats, b: &NodeStats) {
     a.horizon_dropped += b.horizon_dropped;
     a.away_refused += b.away_refused;
     a.stale_tombstones_skipped += b.stale_tombstones_skipped;
+    a.away_cleared += b.away_cleared;
 }
