@@ -408,10 +408,15 @@ pub async fn run(
     let acceptor = tokio::spawn(accept_streams(stream, stream_tx, Arc::clone(&status)));
     let mut buf = vec![0u8; RECV_BUFFER];
     tokio::pin!(shutdown);
+    let mut leaving = false;
     loop {
         let wait = node.next_timeout().saturating_sub(clock());
         tokio::select! {
-            _ = &mut shutdown => break,
+            // a clean stop: tell members we leave (sent below), then stop
+            _ = &mut shutdown, if !leaving => {
+                node.leave(clock());
+                leaving = true;
+            }
             r = udp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
                     if !faults.drop_recv(from, &status) {
@@ -447,6 +452,9 @@ pub async fn run(
                 t.payload = sealed;
             }
             send(&udp, me, t, &mut faults, &status);
+        }
+        if leaving {
+            break;
         }
         *status.stats.lock() = node.stats().clone();
         if let Some(m) = node.membership() {
