@@ -93,7 +93,11 @@ impl Replica {
     }
 
     /// Merges a version received from another node: observe its timestamp, then join it.
+    /// A version whose timestamp the clock refuses ([`Clock::admissible`]) is not merged.
     pub fn merge_remote(&self, key: &[u8], v: VersionRef<'_>, phys_ms: u64) -> MergeOutcome {
+        if !self.clock.admissible(v.ts, phys_ms) {
+            return MergeOutcome::Ignored;
+        }
         self.clock.observe(v.ts, phys_ms);
         self.store.merge(key, v)
     }
@@ -112,15 +116,34 @@ mod tests {
     fn put_wins_locally_over_anything_seen() {
         for kind in [ClockKind::Hlc, ClockKind::Lamport] {
             let r = Replica::new(7, kind, StoreConfig::default());
-            // a remote write from far in the future
-            let remote = Version::put(u64::MAX / 4, 1, &b"remote"[..]);
-            r.merge_remote(b"k", remote.as_ref(), 5);
+            // a remote write from the future (beyond the drift bound, within the refusal one)
+            let ahead = match kind {
+                ClockKind::Hlc => crate::clock::hlc_pack(5 + 600_000, 9),
+                ClockKind::Lamport => 1 << 30,
+            };
+            let remote = Version::put(ahead, 1, &b"remote"[..]);
+            assert!(r.merge_remote(b"k", remote.as_ref(), 5).changed());
             let mine = r.put(b"k", &b"zzz-larger-value"[..], 5);
             assert!(mine.ts > remote.ts);
             assert_eq!(r.get(b"k").as_deref(), Some(&b"zzz-larger-value"[..]));
             let (_, existed) = r.delete(b"k", 5);
             assert!(existed);
             assert_eq!(r.get(b"k"), None);
+        }
+    }
+
+    #[test]
+    fn timestamps_beyond_the_refusal_bound_are_not_merged_nor_observed() {
+        for kind in [ClockKind::Hlc, ClockKind::Lamport] {
+            let r = Replica::new(7, kind, StoreConfig::default());
+            let poison = Version::put(u64::MAX, 1, &b"poison"[..]);
+            assert!(!r.merge_remote(b"k", poison.as_ref(), 5).changed());
+            assert_eq!(r.get(b"k"), None);
+            assert!(r.last_timestamp() < u64::MAX / 2);
+            assert_eq!(r.clock().refused(), 1);
+            let mine = r.put(b"k", &b"mine"[..], 5);
+            assert_eq!(r.get(b"k").as_deref(), Some(&b"mine"[..]));
+            assert!(mine.ts < u64::MAX);
         }
     }
 }

@@ -154,8 +154,8 @@ fn conflicting_writes_and_ties_end_with_the_lww_winner_everywhere() {
         let now = h.now;
         h.nodes[i].put(b"k", v.as_bytes().to_vec(), now);
     }
-    let tie = Version::put(u64::MAX / 2, 5, &b"banana"[..]);
-    let tie2 = Version::put(u64::MAX / 2, 6, &b"apricot"[..]);
+    let tie = Version::put(gossipkv_core::clock::hlc_pack(100_000, 7), 5, &b"banana"[..]);
+    let tie2 = Version::put(gossipkv_core::clock::hlc_pack(100_000, 7), 6, &b"apricot"[..]);
     for (i, v) in [(5usize, &tie), (6, &tie2)] {
         let now = h.now;
         h.nodes[i].replica().merge_remote(b"t", v.as_ref(), now);

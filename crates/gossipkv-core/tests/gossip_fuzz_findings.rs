@@ -31,7 +31,6 @@ const KH_K: &[u8; 8] = b"\x1d\x88\xda\x4f\x70\xe3\x21\xa9";
 /// datagrams (224 KB) for a 1,300-byte value, and one 178 MB stream message for a 1 MiB value;
 /// with a 64 MiB value that is an 11 GiB allocation. `SyncAck.wants` takes the same path.
 #[test]
-#[ignore = "open: Node::send_versions_of does not deduplicate the key hashes asked for"]
 fn a_want_naming_a_key_many_times_gets_it_once() {
     let (replica, mut node) = node();
     replica.put(b"k", vec![7u8; 1000], 1000);
@@ -62,7 +61,6 @@ fn a_want_naming_a_key_many_times_gets_it_once() {
 /// acknowledged PUT that a read at the same node does not return. Gossip carries the poisoned
 /// timestamp on to every node's clock.
 #[test]
-#[ignore = "open: remote timestamps beyond the drift bound are observed and merged"]
 fn a_far_future_timestamp_does_not_make_local_writes_lose() {
     // Entries, from 9, exchange 7: one entry, key "k", ts u64::MAX, origin 9, tombstone
     let entries = &b"gK\x01\x07\x09\x07\x01\x01k\xff\xff\xff\xff\xff\xff\xff\xff\x09\x01"[..];

@@ -52,6 +52,9 @@ use crate::rng::Rng;
 const BULK_RATIO: u64 = 4;
 const BULK_MIN_GAP: u64 = 1024;
 
+/// Most bytes of entries one `Want` is answered with (the rest is asked again later).
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+
 fn far_behind(mine: u64, theirs: u64) -> bool {
     mine.saturating_mul(BULK_RATIO) < theirs && theirs - mine >= BULK_MIN_GAP
 }
@@ -393,7 +396,9 @@ impl Node {
         h: &Hello,
         respond: bool,
     ) -> bool {
-        self.replica.clock().observe(h.clock, now);
+        if self.replica.clock().admissible(h.clock, now) {
+            self.replica.clock().observe(h.clock, now);
+        }
         let peer_away = h.flags & Hello::AWAY != 0;
         let mut pull = false;
         let mut rumors = false;
@@ -1008,13 +1013,22 @@ impl Node {
         if keys.is_empty() {
             return;
         }
+        // each key once, and a bounded answer (a hostile Want may name one key 170 times)
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
         let mut entries = Vec::new();
+        let mut bytes = 0usize;
         let cutoff = self.send_cutoff();
-        for &kh in keys {
+        for &kh in &keys {
+            if bytes >= MAX_ANSWER_BYTES {
+                break;
+            }
             if let Some((key, versions)) = self.replica.store().get_by_hash(kh) {
                 if versions.first().is_some_and(|w| Self::withheld(cutoff, w.as_ref())) {
                     continue;
                 }
+                bytes += versions.iter().map(|v| entry_len(&key, v)).sum::<usize>();
                 entries.extend(
                     versions.into_iter().map(|version| WireEntry { key: key.clone(), version }),
                 );
