@@ -2,9 +2,10 @@
 //! fault for 20 s, then a check of every acknowledged write against LWW. The full run
 //! (20+ nodes, minutes) is `bench/chaos.sh`; results in docs/reliability.md.
 //!
-//! The CI run keeps tombstones for longer than it lasts (no purge, no long pause): purging
-//! under faults hits the two known bugs reproduced below (ignored until fixed), and a CI run
-//! must not fail at random on a known bug. `bench/chaos.sh` runs with purging.
+//! The CI run keeps tombstones for longer than it lasts (no purge, no long pause): with a
+//! tombstone grace short enough to purge within seconds, lossy links resurrect deleted keys
+//! (the known limit reproduced by the ignored test below), and a CI run must not fail at
+//! random on a known limit. `bench/chaos.sh` runs with purging (20 s grace).
 
 use gossipkv_chaos::nemesis::FaultKind;
 use gossipkv_chaos::{ChaosArgs, run};
@@ -41,13 +42,11 @@ fn four_nodes_under_every_fault_lose_nothing_acknowledged() {
 
 /// Found by `gossipkv chaos --nodes 4 --duration-s 20 --rate 1500 --fault-every-ms 600
 /// --tombstone-grace-ms 5000 --faults partition,long-pause --seed 6` (NOT converged: every
-/// node reports `away:1` forever). An even split (no side has a majority) that lasts longer
-/// than half the tombstone grace makes every node "away"; an away node only takes data
-/// from a peer that advertises a quorum, and no node advertises one while away, so after
-/// the partition heals nobody resets and the replicas never converge again.
-/// docs/reliability.md, "Findings". Ignored until fixed in gossip/node.rs.
+/// node reported `away:1` forever). An even split (no side has a majority) that lasts longer
+/// than half the tombstone grace made every node "away"; an away node only took data from a
+/// peer advertising a quorum, and none did, so after the partition healed nobody reset and
+/// the replicas never converged again. Fixed in c294671; docs/reliability.md, "Findings".
 #[test]
-#[ignore = "known bug: after an even split past half the grace every node stays away forever"]
 fn an_even_split_longer_than_half_the_grace_heals() {
     use std::time::{Duration, Instant};
 
@@ -59,7 +58,8 @@ fn an_even_split_longer_than_half_the_grace_heals() {
     let spec = ClusterSpec {
         bin: env!("CARGO_BIN_EXE_gossipkv").into(),
         nodes: 4,
-        base_ip: [127, 90 + (pid % 100) as u8, (pid / 100 % 200) as u8 + 1],
+        // 127.20-69.x: apart from `run`'s default 127.100-249.x (the tests run in parallel)
+        base_ip: [127, 20 + (pid % 50) as u8, (pid / 50 % 250) as u8 + 1],
         resp_port: 21_379,
         gossip_port: 21_946,
         workdir: workdir.clone(),
@@ -98,4 +98,28 @@ fn an_even_split_longer_than_half_the_grace_heals() {
     let _ = std::fs::remove_dir_all(&workdir);
     assert!(during.iter().all(|a| a == "1"), "the split made nobody away: {during:?}");
     assert!(last.iter().all(|a| a == "0"), "20 s after the split healed, away per node: {last:?}");
+}
+
+/// Known limit, not fixed: purging is by time only. Most likely mechanism: a node whose
+/// link drops 5-50% of its gossip for a few seconds still hears from a majority (so it is
+/// never "away"), but multi-message anti-entropy exchanges rarely complete; when it misses a
+/// tombstone for longer than the grace, the others purge it (or withhold it once it is older
+/// than the send cutoff) and the node's older value spreads back.
+/// With a 5 s grace (25 rounds) this run resurrects hundreds of deleted keys; with 20 s or
+/// more, none in every run recorded (docs/reliability.md, "Findings").
+#[test]
+#[ignore = "known limit: a tombstone missed for longer than the grace by a lossy node comes back"]
+fn deletes_survive_lossy_links_with_a_short_grace() {
+    let mut args = ChaosArgs::defaults();
+    args.bin = Some(env!("CARGO_BIN_EXE_gossipkv").into());
+    args.nodes = 4;
+    args.duration_s = 20;
+    args.seed = 6;
+    args.rate = 1_500.0;
+    args.fault_every_ms = 600;
+    args.tombstone_grace_ms = 5_000;
+    args.faults = vec![FaultKind::Drop];
+    args.quiet = true;
+    let report = run(&args).unwrap_or_else(|e| panic!("the harness could not run: {e}"));
+    assert!(report.passed(), "{report}");
 }

@@ -196,6 +196,15 @@ pub struct ChaosArgs {
     /// Soak: largest allowed relative change of a node's RSS from its baseline.
     #[arg(long, default_value_t = 0.10)]
     pub rss_tolerance: f64,
+    /// Soak: the baseline is the median RSS over this many seconds after warm-up, the end
+    /// level the median over the last this many seconds (a bulk catch-up or a burst of
+    /// datagrams lifts RSS by 1-3 MB for a minute or so: a spike is not growth).
+    #[arg(long, default_value_t = 300)]
+    pub rss_window_s: u64,
+    /// Keys written once before the faults start (pipelined, spread over the nodes) and
+    /// checked at the end like every other write: a resident data set for the soak.
+    #[arg(long, default_value_t = 0)]
+    pub preload: u32,
     /// Print less.
     #[arg(long)]
     pub quiet: bool,
@@ -261,13 +270,13 @@ pub struct Sample {
 pub struct RssCheck {
     /// Node index.
     pub node: usize,
-    /// RSS after warm-up (median of the first three samples), KiB.
+    /// RSS after warm-up (median over the first window), KiB.
     pub baseline_kib: u64,
-    /// RSS at the end (median of the last three samples), KiB.
+    /// RSS at the end (median over the last window), KiB.
     pub final_kib: u64,
     /// Highest RSS after warm-up, KiB.
     pub max_kib: u64,
-    /// Tombstones after warm-up (median of the first three samples).
+    /// Tombstones after warm-up (median over the first window).
     pub tombstones_baseline: u64,
     /// Most tombstones seen after warm-up.
     pub tombstones_max: u64,
@@ -417,14 +426,20 @@ impl fmt::Display for Report {
         if a.sample_every_s > 0 {
             writeln!(
                 f,
-                "soak: {} samples every {} s, baseline at {} s, tolerance {:.0}%",
+                "soak: {} samples every {} s; RSS medians over the {} s after warm-up ({} s) and \
+                 the last {} s; tolerance {:.0}%",
                 self.samples.len(),
                 a.sample_every_s,
+                a.rss_window_s,
                 a.warmup_s,
+                a.rss_window_s,
                 a.rss_tolerance * 100.0
             )?;
             if self.rss.is_empty() {
-                writeln!(f, "  ! not enough samples after warm-up for a memory verdict")?;
+                writeln!(
+                    f,
+                    "  ! not enough samples after warm-up for a memory verdict (two windows)"
+                )?;
             }
             for r in &self.rss {
                 writeln!(
@@ -458,30 +473,38 @@ fn median(mut v: Vec<u64>) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-fn rss_checks(samples: &[Sample], warmup_s: u64, nodes: &[usize]) -> Vec<RssCheck> {
+fn rss_checks(samples: &[Sample], warmup_s: u64, window_s: u64, nodes: &[usize]) -> Vec<RssCheck> {
     let post: Vec<&Sample> = samples.iter().filter(|s| s.t_s >= warmup_s as f64).collect();
-    if post.len() < 6 {
+    let Some(last_t) = post.last().map(|s| s.t_s) else { return Vec::new() };
+    let window = window_s as f64;
+    let first: Vec<&Sample> =
+        post.iter().copied().filter(|s| s.t_s < warmup_s as f64 + window).collect();
+    let last: Vec<&Sample> = post.iter().copied().filter(|s| s.t_s > last_t - window).collect();
+    // the two windows must not overlap: the run is too short for a verdict otherwise
+    if first.len() < 3 || last.len() < 3 || last_t - window < warmup_s as f64 + window {
         return Vec::new();
     }
-    let series = |i: usize, f: fn(&Sample) -> &Vec<Option<u64>>| -> Vec<u64> {
-        post.iter().filter_map(|s| f(s).get(i).copied().flatten()).collect()
+    let series = |set: &[&Sample], i: usize, f: fn(&Sample) -> &Vec<Option<u64>>| -> Vec<u64> {
+        set.iter().filter_map(|s| f(s).get(i).copied().flatten()).collect()
     };
     nodes
         .iter()
         .filter_map(|&i| {
-            let rss = series(i, |s| &s.rss_kib);
-            let tomb = series(i, |s| &s.tombstones);
-            if rss.len() < 6 || tomb.len() < 3 {
+            let (b, e) = (series(&first, i, |s| &s.rss_kib), series(&last, i, |s| &s.rss_kib));
+            let all = series(&post, i, |s| &s.rss_kib);
+            let tb = series(&first, i, |s| &s.tombstones);
+            let tall = series(&post, i, |s| &s.tombstones);
+            if b.len() < 3 || e.len() < 3 || tb.is_empty() {
                 return None;
             }
             Some(RssCheck {
                 node: i,
-                baseline_kib: median(rss[..3].to_vec()),
-                final_kib: median(rss[rss.len() - 3..].to_vec()),
-                max_kib: rss.iter().copied().max().unwrap_or(0),
-                tombstones_baseline: median(tomb[..3].to_vec()),
-                tombstones_max: tomb.iter().copied().max().unwrap_or(0),
-                tombstones_final: tomb.last().copied().unwrap_or(0),
+                baseline_kib: median(b),
+                final_kib: median(e),
+                max_kib: all.iter().copied().max().unwrap_or(0),
+                tombstones_baseline: median(tb),
+                tombstones_max: tall.iter().copied().max().unwrap_or(0),
+                tombstones_final: tall.last().copied().unwrap_or(0),
             })
         })
         .collect()
@@ -679,6 +702,11 @@ pub fn run(args: &ChaosArgs) -> Result<Report, ChaosError> {
         seed: args.seed,
     };
     let addrs: Vec<_> = (0..args.nodes).map(|i| cluster.resp_addr(i)).collect();
+    let mut ops: Vec<Op> = Vec::new();
+    if args.preload > 0 {
+        say(format!("chaos: preloading {} keys", args.preload));
+        preload(&cluster, args.preload, args.value_size, &mut ops)?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.duration_s);
@@ -734,7 +762,6 @@ pub fn run(args: &ChaosArgs) -> Result<Report, ChaosError> {
     }
     stop.store(true, Ordering::Relaxed);
     let healed = nemesis.heal(&mut cluster, wall_ms());
-    let mut ops: Vec<Op> = Vec::new();
     let mut stats = ClientStats::default();
     for h in handles {
         match h.join() {
@@ -802,7 +829,7 @@ pub fn run(args: &ChaosArgs) -> Result<Report, ChaosError> {
     let check = checker::check(&ops, &finals, nemesis.timeline(), &params);
     let never_restarted: Vec<usize> = (0..args.nodes).filter(|&i| cluster.starts(i) == 1).collect();
     let rss = if args.sample_every_s > 0 {
-        rss_checks(&samples, args.warmup_s, &never_restarted)
+        rss_checks(&samples, args.warmup_s, args.rss_window_s, &never_restarted)
     } else {
         Vec::new()
     };
@@ -876,6 +903,43 @@ fn write_evidence(
     f.flush().map_err(|e| io("history.tsv", e))
 }
 
+/// Writes `n` keys `c65535-i` once, in pipelined batches spread over the nodes, and records
+/// them as acknowledged PUTs.
+fn preload(c: &Cluster, n: u32, value_size: usize, ops: &mut Vec<Op>) -> Result<(), ChaosError> {
+    const BATCH: u32 = 1_000;
+    let mut conns = Vec::with_capacity(c.len());
+    for i in 0..c.len() {
+        conns.push(
+            c.connect(i, Duration::from_secs(30))
+                .map_err(|source| ChaosError::Read { node: i, source })?,
+        );
+    }
+    for (b, first) in (0..n).step_by(BATCH as usize).enumerate() {
+        let node = b % c.len();
+        let ids: Vec<u32> = (first..n.min(first + BATCH)).collect();
+        let mut pipe = redis::pipe();
+        for &k in &ids {
+            let v = history::ValueId { client: u16::MAX, seq: k };
+            pipe.cmd("PUT").arg(history::KeyId::churn(u16::MAX, k).name()).arg(v.bytes(value_size));
+        }
+        let invoked_ms = wall_ms();
+        let ts: Vec<u64> =
+            pipe.query(&mut conns[node]).map_err(|source| ChaosError::Read { node, source })?;
+        let done_ms = wall_ms();
+        for (&k, ts) in ids.iter().zip(ts) {
+            ops.push(Op {
+                key: history::KeyId::churn(u16::MAX, k),
+                put: Some(history::ValueId { client: u16::MAX, seq: k }),
+                node: node as u16,
+                invoked_ms,
+                done_ms,
+                outcome: history::Outcome::Acked { ts: Some(ts) },
+            });
+        }
+    }
+    Ok(())
+}
+
 fn sample(c: &Cluster, start: Instant) -> Sample {
     let n = c.len();
     let mut s = Sample {
@@ -901,11 +965,55 @@ pub fn main(args: ChaosArgs) -> ExitCode {
     match run(&args) {
         Ok(report) => {
             println!("{report}");
+            if let Some(dir) = &report.kept_workdir {
+                let _ = std::fs::write(dir.join("report.txt"), format!("{report}\n"));
+            }
             if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
         Err(e) => {
             eprintln!("gossipkv chaos: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples(rss: impl Fn(u64) -> u64) -> Vec<Sample> {
+        (0..=120)
+            .map(|k| Sample {
+                t_s: (k * 15) as f64,
+                rss_kib: vec![Some(rss(k))],
+                tombstones: vec![Some(100)],
+                keys: vec![Some(1_000)],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn spikes_are_not_growth_but_a_steady_climb_is() {
+        // 30 minutes every 15 s, baseline after 5 minutes, 5-minute windows
+        let spiky = samples(|k| if k % 7 == 0 { 16_000 } else { 13_000 });
+        let r = rss_checks(&spiky, 300, 300, &[0]);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].baseline_kib, r[0].final_kib, r[0].max_kib), (13_000, 13_000, 16_000));
+        let leaking = samples(|k| 13_000 + 30 * k);
+        let r = rss_checks(&leaking, 300, 300, &[0]);
+        assert!(r[0].change() > 0.15, "{:?}", r[0]);
+        // too short for two windows after warm-up: no verdict
+        assert!(rss_checks(&spiky[..40], 300, 300, &[0]).is_empty());
+    }
+
+    #[test]
+    fn the_defaults_parse_and_validate() {
+        let a = ChaosArgs::defaults();
+        assert!(a.validate().is_ok());
+        assert_eq!((a.nodes, a.duration_s, a.kinds().len()), (5, 30, FaultKind::ALL.len()));
+        let bad = ChaosArgs { value_size: 4, ..a.clone() };
+        assert!(matches!(bad.validate(), Err(ChaosError::Config(_))));
+        let bad = ChaosArgs { max_drop: 1.5, ..a };
+        assert!(bad.validate().is_err());
     }
 }

@@ -1,7 +1,5 @@
-//! Protocol bugs the chaos harness found, as small deterministic reproducers of the
-//! correct behaviour. Ignored until fixed (they fail today); run them with
-//! `cargo test --release -p gossipkv-chaos --test known_bugs -- --ignored`.
-//! docs/reliability.md, "Findings", has the chaos runs that found them.
+//! Protocol bugs the chaos harness found, as small deterministic regression tests (fixed in
+//! c294671; docs/reliability.md, "Findings", has the chaos runs that found them).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,9 +15,9 @@ use gossipkv_core::{ClockKind, Replica, StoreConfig, Version};
 /// tombstone wins the tie: the key is deleted), both past the purge horizon, winner first.
 /// `merge_entries` skips the tombstone (past the horizon, key not held) and then takes the
 /// value, which is now the winner: the deleted key is back, and spreads from there once the
-/// others purge. Found by bench/chaos.sh seed 1 (24 nodes): `stale` then `resurrected`.
+/// others purge. Found by bench/chaos.sh seed 1 (24 nodes): `stale` then `resurrected`;
+/// fixed by skipping the values tied with (or below) a skipped tombstone.
 #[test]
-#[ignore = "known bug: gossip/node.rs merge_entries applies the purge cutoff per version, not per key"]
 fn a_value_tied_with_a_purged_tombstone_does_not_come_back() {
     let now = 1_800_000_000_000;
     let replica = Arc::new(Replica::new(1, ClockKind::Hlc, StoreConfig::default()));
