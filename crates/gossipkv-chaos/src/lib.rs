@@ -346,8 +346,17 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "gossipkv chaos: {} nodes, {} s of faults, seed {}, gossip every {} ms (fanout {}), \
-             {:?} clock, tombstone grace {} ms",
-            a.nodes, a.duration_s, a.seed, a.interval_ms, a.fanout, a.clock, a.tombstone_grace_ms
+             {:?} clock, {}",
+            a.nodes,
+            a.duration_s,
+            a.seed,
+            a.interval_ms,
+            a.fanout,
+            a.clock,
+            match (a.clock, a.tombstone_grace_ms) {
+                (ClockArg::Hlc, g) if g > 0 => format!("tombstone grace {g} ms"),
+                _ => "tombstones never purged".to_string(),
+            }
         )?;
         let faults: Vec<String> = self
             .faults
