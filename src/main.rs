@@ -27,13 +27,20 @@ enum Command {
     Node(gossipkv_node::cli::NodeArgs),
     /// Run N nodes in this process on 127.0.0.1 (node i serves RESP on base-port + i)
     Cluster(gossipkv_node::cli::ClusterArgs),
+    /// Reproduce classic gossip results beside the published numbers (docs/experiments.md)
+    Experiment(gossipkv_sim::experiments::ExperimentArgs),
+    /// Chaos test against real node processes: faults, workload, LWW check (docs/reliability.md)
+    Chaos(gossipkv_chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `Cli::parse()`, plus `gossipkv node`'s config file and GOSSIPKV_* variables
+    let cli: Cli = gossipkv_node::config::parse_cli();
     match cli.command {
         Command::Sim(args) => gossipkv_sim::cli::main(args),
         Command::Node(args) => gossipkv_node::cli::node_main(args),
         Command::Cluster(args) => gossipkv_node::cli::cluster_main(args),
+        Command::Experiment(args) => gossipkv_sim::experiments::main(args),
+        Command::Chaos(args) => gossipkv_chaos::main(args),
     }
 }

@@ -41,6 +41,13 @@ pub enum ClockKind {
     Lamport,
 }
 
+/// Remote HLC timestamps further ahead of the local physical clock than this are refused
+/// (docs/clocks.md): one hour.
+pub const MAX_AHEAD_MS: u64 = 3_600_000;
+
+/// Remote Lamport timestamps further above the local counter than this are refused.
+pub const MAX_LAMPORT_JUMP: u64 = 1 << 40;
+
 /// Packs a physical millisecond reading and a logical counter into an HLC timestamp.
 pub fn hlc_pack(ms: u64, logical: u16) -> Timestamp {
     (ms << HLC_LOGICAL_BITS) | u64::from(logical)
@@ -58,6 +65,7 @@ pub struct Clock {
     last: AtomicU64,
     max_drift_ms: u64,
     drift_events: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Clock {
@@ -68,7 +76,13 @@ impl Clock {
 
     /// A clock with a custom maximum drift (HLC only).
     pub fn with_drift(kind: ClockKind, max_drift_ms: u64) -> Self {
-        Self { kind, last: AtomicU64::new(0), max_drift_ms, drift_events: AtomicU64::new(0) }
+        Self {
+            kind,
+            last: AtomicU64::new(0),
+            max_drift_ms,
+            drift_events: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
     }
 
     /// The clock kind.
@@ -103,6 +117,28 @@ impl Clock {
             self.drift_events.fetch_add(1, Ordering::Relaxed);
         }
         within
+    }
+
+    /// Whether a remote timestamp may be observed and its version merged at all. Refused:
+    /// an HLC timestamp more than [`MAX_AHEAD_MS`] ahead of `phys_ms` (a clock an hour wrong,
+    /// or a forged `u64::MAX` that would saturate every clock it reaches and make later local
+    /// writes tie and lose), a Lamport timestamp more than [`MAX_LAMPORT_JUMP`] above ours.
+    /// Refusals are counted. A refused HLC version becomes admissible once physical time has
+    /// caught up, so replicas still converge then.
+    pub fn admissible(&self, remote: Timestamp, phys_ms: u64) -> bool {
+        let ok = match self.kind {
+            ClockKind::Hlc => hlc_millis(remote) <= phys_ms.saturating_add(MAX_AHEAD_MS),
+            ClockKind::Lamport => remote <= self.last().saturating_add(MAX_LAMPORT_JUMP),
+        };
+        if !ok {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Remote timestamps refused by [`Clock::admissible`].
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// The highest timestamp issued or observed.

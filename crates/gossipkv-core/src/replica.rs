@@ -3,6 +3,8 @@
 //! clock before it is merged (the receive rule). Request handlers and the gossip state machine
 //! both go through this type; physical time is a parameter.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use bytes::Bytes;
 
 use crate::clock::{Clock, ClockKind};
@@ -15,17 +17,35 @@ pub struct Replica {
     id: NodeId,
     clock: Clock,
     store: Store,
+    /// False while a restarted node catches up (client writes are refused meanwhile).
+    ready: AtomicBool,
 }
 
 impl Replica {
     /// An empty replica for node `id`.
     pub fn new(id: NodeId, clock: ClockKind, store: StoreConfig) -> Self {
-        Self { id, clock: Clock::new(clock), store: Store::new(store) }
+        Self {
+            id,
+            clock: Clock::new(clock),
+            store: Store::new(store),
+            ready: AtomicBool::new(true),
+        }
     }
 
     /// A replica with an explicit clock (e.g. a custom maximum drift).
     pub fn with_clock(id: NodeId, clock: Clock, store: StoreConfig) -> Self {
-        Self { id, clock, store: Store::new(store) }
+        Self { id, clock, store: Store::new(store), ready: AtomicBool::new(true) }
+    }
+
+    /// Whether client writes are accepted: false while a restarted node catches up, so its
+    /// next writes get timestamps above the ones it issued before the crash.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Sets readiness (the gossip node does, see `Node::gate_writes`).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
     }
 
     /// This node's id.
@@ -73,12 +93,17 @@ impl Replica {
     }
 
     /// Merges a version received from another node: observe its timestamp, then join it.
+    /// A version whose timestamp the clock refuses ([`Clock::admissible`]) is not merged.
     pub fn merge_remote(&self, key: &[u8], v: VersionRef<'_>, phys_ms: u64) -> MergeOutcome {
+        if !self.clock.admissible(v.ts, phys_ms) {
+            return MergeOutcome::Ignored;
+        }
         self.clock.observe(v.ts, phys_ms);
         self.store.merge(key, v)
     }
 
-    /// [`Replica::merge_remote`] with the key hash and version hash already computed
+    /// [`Replica::merge_remote`] (the same refusal of inadmissible timestamps) with the key
+    /// hash and version hash already computed
     /// (`kh = key_hash(key)`, `vh = version_hash(kh, v)`).
     pub fn merge_remote_hashed(
         &self,
@@ -88,6 +113,9 @@ impl Replica {
         v: VersionRef<'_>,
         phys_ms: u64,
     ) -> MergeOutcome {
+        if !self.clock.admissible(v.ts, phys_ms) {
+            return MergeOutcome::Ignored;
+        }
         self.clock.observe(v.ts, phys_ms);
         self.store.merge_hashed(kh, vh, key, v)
     }
@@ -106,15 +134,34 @@ mod tests {
     fn put_wins_locally_over_anything_seen() {
         for kind in [ClockKind::Hlc, ClockKind::Lamport] {
             let r = Replica::new(7, kind, StoreConfig::default());
-            // a remote write from far in the future
-            let remote = Version::put(u64::MAX / 4, 1, &b"remote"[..]);
-            r.merge_remote(b"k", remote.as_ref(), 5);
+            // a remote write from the future (beyond the drift bound, within the refusal one)
+            let ahead = match kind {
+                ClockKind::Hlc => crate::clock::hlc_pack(5 + 600_000, 9),
+                ClockKind::Lamport => 1 << 30,
+            };
+            let remote = Version::put(ahead, 1, &b"remote"[..]);
+            assert!(r.merge_remote(b"k", remote.as_ref(), 5).changed());
             let mine = r.put(b"k", &b"zzz-larger-value"[..], 5);
             assert!(mine.ts > remote.ts);
             assert_eq!(r.get(b"k").as_deref(), Some(&b"zzz-larger-value"[..]));
             let (_, existed) = r.delete(b"k", 5);
             assert!(existed);
             assert_eq!(r.get(b"k"), None);
+        }
+    }
+
+    #[test]
+    fn timestamps_beyond_the_refusal_bound_are_not_merged_nor_observed() {
+        for kind in [ClockKind::Hlc, ClockKind::Lamport] {
+            let r = Replica::new(7, kind, StoreConfig::default());
+            let poison = Version::put(u64::MAX, 1, &b"poison"[..]);
+            assert!(!r.merge_remote(b"k", poison.as_ref(), 5).changed());
+            assert_eq!(r.get(b"k"), None);
+            assert!(r.last_timestamp() < u64::MAX / 2);
+            assert_eq!(r.clock().refused(), 1);
+            let mine = r.put(b"k", &b"mine"[..], 5);
+            assert_eq!(r.get(b"k").as_deref(), Some(&b"mine"[..]));
+            assert!(mine.ts < u64::MAX);
         }
     }
 }

@@ -315,6 +315,19 @@ struct Shard {
     tombstones: usize,
 }
 
+/// Bytes an allocation of `n` bytes takes (mimalloc's size classes, approximately).
+fn size_class(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else if n <= 64 {
+        n.div_ceil(8) * 8
+    } else {
+        // four classes per power of two: 80, 96, 112, 128, 160, ...
+        let step = ((n - 1).next_power_of_two() / 4).max(8);
+        n.div_ceil(step) * step
+    }
+}
+
 /// The bits of the stable key hash the in-memory index uses: its low half. The top bits pick
 /// the shard and leaf, so they are nearly the same for every key of a shard.
 #[inline]
@@ -790,6 +803,44 @@ impl Store {
         st
     }
 
+    /// An estimate of the heap bytes this store holds: entries, index slots, key+value blocks
+    /// at the allocator's size class (mimalloc's: 8-byte steps to 64, then four classes per
+    /// doubling), the per-leaf arrays and the concurrent values' side map. It walks every entry
+    /// (one shard's read lock at a time; about 1 ms per million keys), so call it for a scrape,
+    /// not per request. docs/store.md compares the parts with the measured RSS per key.
+    pub fn memory_estimate(&self) -> usize {
+        let entry = std::mem::size_of::<Entry>();
+        let version = std::mem::size_of::<Version>();
+        let mut bytes = std::mem::size_of::<Self>();
+        for s in self.shards.iter() {
+            let s = s.read();
+            // chunk pages are resident only where written: count allocated blocks' slots
+            // (every slot of a block is written when the block is taken), not capacity
+            bytes += s.entries.slots * entry;
+            bytes += s.entries.chunks.capacity() * std::mem::size_of::<Vec<Entry>>();
+            bytes += (s.entries.next.capacity() + s.entries.free.capacity()) * 4;
+            // hashbrown: buckets a power of two at most 7/8 full, 4-byte slot + 1 control byte
+            let cap = s.index.capacity();
+            if cap > 0 {
+                bytes += (cap * 8 / 7).next_power_of_two() * 5 + 16;
+            }
+            for chunk in &s.entries.chunks {
+                bytes += chunk.iter().map(|e| size_class(e.data.len())).sum::<usize>();
+            }
+            // per leaf: newest block, key count, leaf hash
+            bytes += s.entries.heads.len() * (4 + 4 + 8);
+            bytes += s.extras.capacity() * (4 + std::mem::size_of::<Vec<Version>>() + 1);
+            for vs in s.extras.values() {
+                bytes += vs.capacity() * version;
+                bytes += vs
+                    .iter()
+                    .map(|v| v.value.as_ref().map_or(0, |b| size_class(b.len())))
+                    .sum::<usize>();
+            }
+        }
+        bytes
+    }
+
     /// Number of live keys (Redis DBSIZE).
     pub fn len(&self) -> usize {
         self.shards
@@ -928,11 +979,35 @@ impl Store {
     /// Removes tombstones with timestamps below `before` (and nothing else). The caller
     /// decides when that is safe (see docs/store.md); returns how many were purged.
     pub fn purge_tombstones(&self, before: Timestamp) -> usize {
+        self.purge(before, true)
+    }
+
+    /// Removes keys whose winning version is older than `before`: only tombstones when
+    /// `tombstones_only`, every key otherwise (a node back from beyond the purge horizon).
+    /// Returns how many keys were removed.
+    pub fn purge(&self, before: Timestamp, tombstones_only: bool) -> usize {
+        self.purge_with(before, tombstones_only, |_, _| {})
+    }
+
+    /// [`Store::purge`], calling `removed(key, winner)` for each key removed (under its
+    /// shard's lock: keep it short).
+    pub fn purge_with(
+        &self,
+        before: Timestamp,
+        tombstones_only: bool,
+        mut removed: impl FnMut(&[u8], VersionRef<'_>),
+    ) -> usize {
         let mut purged = 0;
         for s in self.shards.iter() {
             let mut shard = s.write();
             for leaf in 0..shard.entries.heads.len() {
-                purged += shard.remove_where(leaf, |e| e.meta & TOMBSTONE != 0 && e.ts < before);
+                purged += shard.remove_where(leaf, |e| {
+                    let doomed = (!tombstones_only || e.meta & TOMBSTONE != 0) && e.ts < before;
+                    if doomed {
+                        removed(e.key(), e.version());
+                    }
+                    doomed
+                });
             }
         }
         purged
@@ -995,6 +1070,30 @@ mod tests {
         assert_eq!(s.keys_held(), 1);
         assert_eq!(s.merge(b"a", put(3, 0, "z").as_ref()), MergeOutcome::Replaced);
         assert_eq!(s.stats(), StoreStats { live_keys: 1, tombstones: 0, extra_versions: 0 });
+    }
+
+    #[test]
+    fn memory_estimate_follows_the_layout() {
+        assert_eq!(
+            (size_class(1), size_class(48), size_class(65), size_class(129)),
+            (8, 48, 80, 160)
+        );
+        let s = Store::default();
+        let empty = s.memory_estimate();
+        for i in 0..20_000u32 {
+            let key = format!("k:{i:014}");
+            let value = format!("v:{i:030}");
+            s.merge(key.as_bytes(), put(1, 0, &value).as_ref());
+        }
+        // docs/store.md: 48 per entry slot (whole blocks of 8 per leaf: at 20,000 keys in
+        // 4,096 leaves most slots are the free ones of a leaf's only block) + 5.7 to 11.4
+        // (index) + 48 (16 + 32 bytes) per key, + a 4-byte link per block
+        let slots: usize = s.shards.iter().map(|sh| sh.read().entries.slots).sum();
+        let entries = (slots * std::mem::size_of::<Entry>()) as f64 / 20_000.0;
+        let per_key = (s.memory_estimate() - empty) as f64 / 20_000.0 - entries;
+        assert!((53.0..=62.0).contains(&per_key), "{per_key} bytes per key beside the entries");
+        s.merge(b"k:00000000000000", put(1, 1, "tie").as_ref());
+        assert!(s.memory_estimate() > empty + 20_000 * 101);
     }
 
     #[test]

@@ -11,24 +11,43 @@
 //! and again when received, and a stream message fails with that probability when sent, so
 //! the brief's "10% of gossip lost" scenario runs on real sockets. Drops are counted.
 //!
+//! Test-only faults ([`Faults`], for the chaos harness `gossipkv chaos`, docs/reliability.md):
+//! a constant clock skew added to every reading of the node's clock, and a control file the
+//! driver re-reads every [`CONTROL_POLL_MS`] that can change at run time the drop rate, a
+//! duplication rate, a random delay of each message, and a list of peers whose gossip is
+//! dropped both ways (a partition). None of it costs anything when not configured.
+//!
 //! Stream framing: `u32 length (LE) | u8 address length | sender's gossip address (UTF-8) |
 //! message`. The address lets the receiver answer to the gossip port, not the ephemeral one.
+//!
+//! Authentication (`NetConfig::auth`): with a keyring every message the node emits is sealed
+//! by [`gossipkv_core::gossip::auth`] before it leaves (a stream message binds the address its
+//! frame claims), and every message received is opened before the node sees it; refusals are
+//! dropped and counted by kind in [`NetCounters::auth_rejected`]. The node is then given an
+//! MTU of `mtu - auth::OVERHEAD`, so sealed datagrams still fit in `mtu`. Without a keyring
+//! bytes pass through untouched, as before.
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use gossipkv_core::Replica;
-use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transmit, Transport, VersionId};
+use gossipkv_core::gossip::auth::{self, Auth, Keyring, Limits, Reject};
+use gossipkv_core::gossip::{
+    GossipConfig, Node, NodeStats, Status, Transmit, Transport, VersionId,
+};
 use gossipkv_core::rng::Rng;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
+
+pub mod peers;
 
 /// Largest stream message accepted (a bulk chunk is about `bulk_chunk_bytes`).
 pub const MAX_STREAM_MESSAGE: usize = 64 * 1024 * 1024;
@@ -49,6 +68,89 @@ pub struct NetConfig {
     pub drop_rate: f64,
     /// Seed for the node's protocol randomness and the fault injector.
     pub seed: u64,
+    /// Cluster name and keys: when set, every gossip message is sealed and opened
+    /// (authenticated gossip); `None` sends and accepts plain messages.
+    pub auth: Option<Keyring>,
+    /// Learn members through gossip and detect failures (the peers are then seeds);
+    /// otherwise gossip with the fixed peer list.
+    pub membership: bool,
+    /// Refuse client writes until caught up with peers (a node that may have run before).
+    pub gate_writes: bool,
+    /// Test-only fault injection (clock skew, control file); `Faults::default()` is none.
+    pub faults: Faults,
+}
+
+/// Test-only faults for the chaos harness (docs/reliability.md). Not for production use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Added to every reading of the physical clock by this node (negative: behind).
+    pub clock_skew_ms: i64,
+    /// A file re-read every [`CONTROL_POLL_MS`]: one setting per line, `drop P`, `dup P`,
+    /// `delay MS` (each message waits a uniform 0..=MS first) and `block ADDR,ADDR,...`
+    /// (gossip to and from those addresses is dropped). A missing file or setting means
+    /// none (the drop rate then is [`NetConfig::drop_rate`]).
+    pub control_file: Option<PathBuf>,
+}
+
+/// How often the control file of [`Faults`] is re-read.
+pub const CONTROL_POLL_MS: u64 = 100;
+
+/// The settings of a control file (see [`Faults::control_file`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Control {
+    /// Drop probability of each datagram and stream message (on send, and again on receive
+    /// for datagrams); `None`: [`NetConfig::drop_rate`].
+    pub drop_rate: Option<f64>,
+    /// Probability that a message is sent twice.
+    pub dup_rate: f64,
+    /// Each message is held for a uniform random 0..=`delay_ms` before it is sent.
+    pub delay_ms: u64,
+    /// Gossip addresses whose messages are dropped, both ways.
+    pub blocked: Vec<SocketAddr>,
+}
+
+/// A control file did not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("control file line {line}: {why}")]
+pub struct ControlError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What was wrong.
+    pub why: String,
+}
+
+impl Control {
+    /// Parses a control file's text (blank lines and `#` comments are ignored).
+    pub fn parse(text: &str) -> Result<Self, ControlError> {
+        let mut c = Control::default();
+        for (i, raw) in text.lines().enumerate() {
+            let err = |why: String| ControlError { line: i + 1, why };
+            let l = raw.split('#').next().unwrap_or("").trim();
+            if l.is_empty() {
+                continue;
+            }
+            let (k, v) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
+            let v = v.trim();
+            let rate = |v: &str| match v.parse::<f64>() {
+                Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+                _ => Err(err(format!("{k} wants a probability in [0, 1], got {v:?}"))),
+            };
+            match k {
+                "drop" => c.drop_rate = Some(rate(v)?),
+                "dup" => c.dup_rate = rate(v)?,
+                "delay" => {
+                    c.delay_ms = v.parse().map_err(|_| err(format!("bad delay {v:?}")))?;
+                }
+                "block" => {
+                    for a in v.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                        c.blocked.push(a.parse().map_err(|_| err(format!("bad address {a:?}")))?);
+                    }
+                }
+                _ => return Err(err(format!("unknown setting {k:?}"))),
+            }
+        }
+        Ok(c)
+    }
 }
 
 /// Counters of the transport, readable while the node runs.
@@ -67,6 +169,36 @@ pub struct NetCounters {
     /// Local writes not advertised as rumors because the queue to the driver was full
     /// (anti-entropy still spreads them).
     pub rumors_dropped: AtomicU64,
+    /// Received gossip messages refused by the authentication envelope, indexed by
+    /// [`Reject::index`] (malformed, too large, unknown key, bad MAC, stale incarnation,
+    /// replayed).
+    pub auth_rejected: [AtomicU64; Reject::COUNT],
+    /// Received gossip messages that opened (authentic and fresh).
+    pub auth_opened: AtomicU64,
+    /// Outgoing messages that could not be sealed (larger than the limit): dropped.
+    pub auth_seal_errors: AtomicU64,
+    /// Senders the replay guard currently tracks.
+    pub auth_senders: AtomicU64,
+    /// Messages dropped because their peer is blocked by the control file (a partition).
+    pub chaos_blocked: AtomicU64,
+    /// Messages sent twice on purpose (control file `dup`).
+    pub chaos_duplicated: AtomicU64,
+    /// Messages held back on purpose before sending (control file `delay`).
+    pub chaos_delayed: AtomicU64,
+    /// Control files that did not parse (the previous settings stay).
+    pub chaos_control_errors: AtomicU64,
+}
+
+impl NetCounters {
+    /// Received gossip messages refused for `why`.
+    pub fn auth_rejected(&self, why: Reject) -> u64 {
+        self.auth_rejected[why.index()].load(Ordering::Relaxed)
+    }
+
+    /// Received gossip messages refused by the envelope, all kinds.
+    pub fn auth_rejected_total(&self) -> u64 {
+        self.auth_rejected.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// What the running driver shares with the rest of the node (INFO, metrics).
@@ -74,13 +206,122 @@ pub struct NetCounters {
 pub struct GossipStatus {
     /// The protocol's counters, refreshed after every input.
     pub stats: Mutex<NodeStats>,
+    /// Membership as this node sees it, refreshed after every input.
+    pub members: Mutex<MemberCounts>,
     /// Transport counters.
     pub net: NetCounters,
+    /// Peers' last reported digest roots and key counts, and the member list ([`peers`]).
+    pub peers: Mutex<peers::PeerView>,
+}
+
+/// How many members a node knows, by status (itself counted alive).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    /// Members known, this node included.
+    pub known: usize,
+    /// Alive (this node included).
+    pub alive: usize,
+    /// Suspected.
+    pub suspect: usize,
+    /// Declared dead.
+    pub dead: usize,
+    /// Left on purpose.
+    pub left: usize,
+    /// Away from a majority beyond half the purge horizon.
+    pub away: bool,
+    /// This node's generation (its start time, ms).
+    pub generation: u64,
 }
 
 /// Milliseconds since the UNIX epoch: the physical time handed to the protocol core.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// [`now_ms`] moved by `skew_ms` (a node whose clock is off, for fault injection).
+pub fn skewed_now_ms(skew_ms: i64) -> u64 {
+    now_ms().saturating_add_signed(skew_ms)
+}
+
+/// Decides each message's fate under the configured faults. Without a control file it is
+/// just the constant drop rate, as before.
+struct Injector {
+    rng: Rng,
+    drop_rate: f64,
+    live: Option<Arc<Mutex<Control>>>,
+}
+
+/// What to do with one outgoing message.
+struct Plan {
+    drop: bool,
+    blocked: bool,
+    copies: u32,
+    delay: [Duration; 2],
+}
+
+impl Injector {
+    fn drop_recv(&mut self, from: SocketAddr, status: &GossipStatus) -> bool {
+        let rate = match &self.live {
+            None => self.drop_rate,
+            Some(live) => {
+                let c = live.lock();
+                if c.blocked.contains(&from) {
+                    status.net.chaos_blocked.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                c.drop_rate.unwrap_or(self.drop_rate)
+            }
+        };
+        if self.rng.chance(rate) {
+            status.net.dropped_recv.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    fn plan_send(&mut self, to: SocketAddr) -> Plan {
+        let mut plan = Plan { drop: false, blocked: false, copies: 1, delay: [Duration::ZERO; 2] };
+        let Some(live) = &self.live else {
+            plan.drop = self.rng.chance(self.drop_rate);
+            return plan;
+        };
+        let c = live.lock();
+        if c.blocked.contains(&to) {
+            plan.blocked = true;
+            return plan;
+        }
+        plan.drop = self.rng.chance(c.drop_rate.unwrap_or(self.drop_rate));
+        if self.rng.chance(c.dup_rate) {
+            plan.copies = 2;
+        }
+        if c.delay_ms > 0 {
+            for d in &mut plan.delay {
+                *d = Duration::from_millis(self.rng.below(c.delay_ms + 1));
+            }
+        }
+        drop(c);
+        plan
+    }
+}
+
+/// Re-reads the control file every [`CONTROL_POLL_MS`] into `live` (runs until aborted).
+async fn poll_control(path: PathBuf, live: Arc<Mutex<Control>>, status: Arc<GossipStatus>) {
+    let mut last: Option<String> = None;
+    loop {
+        // a missing file is "no faults"; the file is tiny, a blocking read is fine
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if last.as_deref() != Some(text.as_str()) {
+            match Control::parse(&text) {
+                Ok(c) => *live.lock() = c,
+                Err(e) => {
+                    warn!(file = %path.display(), error = %e, "chaos control file ignored");
+                    status.net.chaos_control_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            last = Some(text);
+        }
+        tokio::time::sleep(Duration::from_millis(CONTROL_POLL_MS)).await;
+    }
 }
 
 /// Binds the UDP socket (with a large receive buffer, so bursts are not lost in the kernel)
@@ -127,25 +368,62 @@ pub async fn run(
 ) -> io::Result<()> {
     let udp = Arc::new(udp);
     let me = cfg.gossip_addr;
-    let start = now_ms();
-    let mut faults = Rng::new(cfg.seed ^ 0xfa17_fa17);
+    let skew = cfg.faults.clock_skew_ms;
+    let clock = move || skewed_now_ms(skew);
+    let start = clock();
+    let live = cfg.faults.control_file.as_ref().map(|path| {
+        // apply the file before the first message (a node restarted inside a partition)
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        Arc::new(Mutex::new(Control::parse(&text).unwrap_or_default()))
+    });
+    let poller = match (&cfg.faults.control_file, &live) {
+        (Some(path), Some(live)) => {
+            Some(tokio::spawn(poll_control(path.clone(), Arc::clone(live), Arc::clone(&status))))
+        }
+        _ => None,
+    };
+    let mut faults =
+        Injector { rng: Rng::new(cfg.seed ^ 0xfa17_fa17), drop_rate: cfg.drop_rate, live };
     // spread nodes' rounds over the interval
-    let phase = faults.below(cfg.gossip.interval_ms.max(1));
-    let mut node = Node::new(replica, cfg.gossip, cfg.peers.clone(), cfg.seed, start + phase);
+    let phase = faults.rng.below(cfg.gossip.interval_ms.max(1));
+    let mut gossip = cfg.gossip;
+    let mut auth = cfg.auth.clone().map(|ring| {
+        // the incarnation is the start time: it grows across restarts of this node id
+        let limits = Limits { datagram: cfg.gossip.mtu, stream: MAX_STREAM_MESSAGE };
+        Auth::new(ring, replica.id(), start, limits)
+    });
+    if auth.is_some() {
+        gossip.mtu = auth::payload_mtu(cfg.gossip.mtu);
+    }
+    status.peers.lock().attach(Arc::clone(&replica));
+    let mut node = Node::new(replica, gossip, cfg.peers.clone(), cfg.seed, start + phase);
+    if cfg.membership {
+        // the generation is the start time, like the envelope's incarnation
+        node.enable_membership(me, start, start);
+    }
+    if cfg.gate_writes {
+        node.gate_writes(start);
+    }
     let (stream_tx, mut stream_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
     let acceptor = tokio::spawn(accept_streams(stream, stream_tx, Arc::clone(&status)));
     let mut buf = vec![0u8; RECV_BUFFER];
     tokio::pin!(shutdown);
+    let mut leaving = false;
     loop {
-        let wait = node.next_timeout().saturating_sub(now_ms());
+        let wait = node.next_timeout().saturating_sub(clock());
         tokio::select! {
-            _ = &mut shutdown => break,
+            // a clean stop: tell members we leave (sent below), then stop
+            _ = &mut shutdown, if !leaving => {
+                node.leave(clock());
+                leaving = true;
+            }
             r = udp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
-                    if faults.chance(cfg.drop_rate) {
-                        status.net.dropped_recv.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        node.handle_datagram(now_ms(), from, Bytes::copy_from_slice(&buf[..n]));
+                    if !faults.drop_recv(from, &status) {
+                        let raw = Bytes::copy_from_slice(&buf[..n]);
+                        if let Some(msg) = open(&mut auth, Transport::Datagram, from, raw, &status) {
+                            node.handle_datagram(clock(), from, msg);
+                        }
                     }
                 }
                 Err(e) => {
@@ -154,56 +432,163 @@ pub async fn run(
                     status.net.io_errors.fetch_add(1, Ordering::Relaxed);
                 }
             },
-            Some((from, msg)) = stream_rx.recv() => node.handle_datagram(now_ms(), from, msg),
+            Some((from, raw)) = stream_rx.recv() => {
+                if let Some(msg) = open(&mut auth, Transport::Stream, from, raw, &status) {
+                    node.handle_datagram(clock(), from, msg);
+                }
+            }
             Some(id) = writes.recv() => {
-                let now = now_ms();
+                let now = clock();
                 node.note_rumor(id, now);
                 while let Ok(id) = writes.try_recv() {
                     node.note_rumor(id, now);
                 }
             }
-            () = tokio::time::sleep(Duration::from_millis(wait)) => node.handle_timeout(now_ms()),
+            () = tokio::time::sleep(Duration::from_millis(wait)) => node.handle_timeout(clock()),
         }
-        while let Some(t) = node.poll_transmit() {
-            send(&udp, me, t, &mut faults, cfg.drop_rate, &status);
+        while let Some(mut t) = node.poll_transmit() {
+            if let Some(a) = auth.as_mut() {
+                let Some(sealed) = seal(a, me, &t, &status) else { continue };
+                t.payload = sealed;
+            }
+            send(&udp, me, t, &mut faults, &status);
+        }
+        if leaving {
+            break;
         }
         *status.stats.lock() = node.stats().clone();
+        if let Some(m) = node.membership() {
+            *status.members.lock() = MemberCounts {
+                known: m.len(),
+                alive: m.count(Status::Alive) + 1,
+                suspect: m.count(Status::Suspect),
+                dead: m.count(Status::Dead),
+                left: m.count(Status::Left),
+                away: node.is_away(),
+                generation: m.me().generation,
+            };
+            let key = m.digest() ^ (m.count(Status::Suspect) as u64).rotate_left(48);
+            status.peers.lock().refresh_members(now_ms(), key, || m.records());
+        }
+        if let Some(a) = &auth {
+            status.net.auth_senders.store(a.tracked_senders() as u64, Ordering::Relaxed);
+        }
     }
     acceptor.abort();
+    if let Some(p) = poller {
+        p.abort();
+    }
     Ok(())
+}
+
+/// What a stream message's MAC binds besides the message: the gossip address its frame
+/// claims (the receiver answers there), as the sender writes it.
+fn stream_aad(transport: Transport, addr: SocketAddr) -> Vec<u8> {
+    match transport {
+        Transport::Datagram => Vec::new(),
+        Transport::Stream => addr.to_string().into_bytes(),
+    }
+}
+
+/// Opens a received message, or passes it through when authentication is off, and notes the
+/// digest it carries ([`peers::PeerView`]). A refusal is counted by kind and yields `None`.
+fn open(
+    auth: &mut Option<Auth>,
+    transport: Transport,
+    from: SocketAddr,
+    raw: Bytes,
+    status: &GossipStatus,
+) -> Option<Bytes> {
+    let msg = match auth.as_mut() {
+        None => raw,
+        Some(a) => match a.open(transport, &stream_aad(transport, from), &raw) {
+            Ok(msg) => {
+                status.net.auth_opened.fetch_add(1, Ordering::Relaxed);
+                msg
+            }
+            Err(e) => {
+                debug!(peer = %from, error = %e, "gossip message rejected");
+                status.net.auth_rejected[e.reason().index()].fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        },
+    };
+    status.peers.lock().observe(from, &msg, now_ms());
+    Some(msg)
+}
+
+/// Seals an outgoing message; `None` (counted) when it cannot be.
+fn seal(a: &mut Auth, me: SocketAddr, t: &Transmit, status: &GossipStatus) -> Option<Vec<u8>> {
+    match a.seal(t.transport, &stream_aad(t.transport, me), &t.payload) {
+        Ok(sealed) => Some(sealed),
+        Err(e) => {
+            warn!(peer = %t.to, error = %e, "gossip message not sealed; dropped");
+            status.net.auth_seal_errors.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 fn send(
     udp: &Arc<UdpSocket>,
     me: SocketAddr,
     t: Transmit,
-    faults: &mut Rng,
-    drop_rate: f64,
+    faults: &mut Injector,
     status: &Arc<GossipStatus>,
 ) {
-    match t.transport {
-        Transport::Datagram => {
-            if faults.chance(drop_rate) {
-                status.net.dropped_send.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            // Non-blocking: a full socket buffer is a lost datagram, like any other loss.
-            if udp.try_send_to(&t.payload, t.to).is_err() {
-                status.net.io_errors.fetch_add(1, Ordering::Relaxed);
-            }
+    let plan = faults.plan_send(t.to);
+    if plan.blocked {
+        status.net.chaos_blocked.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if plan.drop {
+        let c = match t.transport {
+            Transport::Datagram => &status.net.dropped_send,
+            Transport::Stream => &status.net.dropped_stream,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if plan.copies > 1 {
+        status.net.chaos_duplicated.fetch_add(1, Ordering::Relaxed);
+    }
+    if plan.delay.iter().any(|d| !d.is_zero()) {
+        status.net.chaos_delayed.fetch_add(1, Ordering::Relaxed);
+    }
+    if plan.copies == 1 && plan.delay[0].is_zero() && t.transport == Transport::Datagram {
+        // the common case, no copy: non-blocking, a full socket buffer is a lost datagram
+        if udp.try_send_to(&t.payload, t.to).is_err() {
+            status.net.io_errors.fetch_add(1, Ordering::Relaxed);
         }
-        Transport::Stream => {
-            if faults.chance(drop_rate) {
-                status.net.dropped_stream.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            let status = Arc::clone(status);
-            tokio::spawn(async move {
-                if let Err(e) = send_stream(me, t.to, &t.payload).await {
-                    debug!(peer = %t.to, error = %e, "stream send failed");
+        return;
+    }
+    let payload = Arc::new(t.payload);
+    for &delay in plan.delay.iter().take(plan.copies as usize) {
+        let (udp, payload, status) = (Arc::clone(udp), Arc::clone(&payload), Arc::clone(status));
+        let to = t.to;
+        match t.transport {
+            Transport::Datagram if delay.is_zero() => {
+                if udp.try_send_to(&payload, to).is_err() {
                     status.net.io_errors.fetch_add(1, Ordering::Relaxed);
                 }
-            });
+            }
+            Transport::Datagram => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if udp.try_send_to(&payload, to).is_err() {
+                        status.net.io_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            Transport::Stream => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Err(e) = send_stream(me, to, &payload).await {
+                        debug!(peer = %to, error = %e, "stream send failed");
+                        status.net.io_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
         }
     }
 }
@@ -268,5 +653,40 @@ async fn read_stream(
             warn!("gossip driver gone; dropping stream message");
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+
+    #[test]
+    fn control_file_parses_every_setting_and_rejects_nonsense() {
+        let c = Control::parse(
+            "# partition\ndrop 0.25\ndup 0.5\n\ndelay 40\nblock 127.0.0.2:7946, 127.0.0.3:7946\n",
+        );
+        let want = Control {
+            drop_rate: Some(0.25),
+            dup_rate: 0.5,
+            delay_ms: 40,
+            blocked: vec!["127.0.0.2:7946".parse().ok(), "127.0.0.3:7946".parse().ok()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        };
+        assert_eq!(c, Ok(want));
+        assert_eq!(Control::parse(""), Ok(Control::default()));
+        assert_eq!(Control::parse("block\n"), Ok(Control::default()));
+        for bad in ["drop 1.5", "dup -1", "delay x", "block nowhere", "speed 3"] {
+            assert_eq!(Control::parse(bad).map_err(|e| e.line), Err(1), "{bad}");
+        }
+    }
+
+    #[test]
+    fn skew_moves_the_clock_both_ways() {
+        let now = now_ms();
+        assert!(skewed_now_ms(60_000) >= now + 60_000);
+        assert!(skewed_now_ms(-60_000) <= now_ms() - 60_000);
+        assert_eq!(skewed_now_ms(i64::MIN), 0);
     }
 }

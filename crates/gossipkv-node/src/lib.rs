@@ -7,14 +7,19 @@
 //! [`bind`] opens the sockets (failing early on a busy port), [`start`] runs the node.
 
 pub mod cli;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use gossipkv_core::gossip::auth::{Keyring, Reject};
 use gossipkv_core::gossip::{GossipConfig, VersionId};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, VersionRef};
-use gossipkv_net::{GossipStatus, NetConfig};
+use gossipkv_net::{Faults, GossipStatus, NetConfig};
 use gossipkv_server::{InfoSection, InfoSource, ServerConfig, ServerContext, WriteObserver};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -38,6 +43,13 @@ pub struct NodeSpec {
     pub store: StoreConfig,
     /// RESP server settings.
     pub server: ServerConfig,
+    /// Cluster name and keys for authenticated gossip (`None`: gossip in clear, unchecked).
+    pub auth: Option<Keyring>,
+    /// Learn members through gossip from the peers as seeds, detect failures.
+    pub membership: bool,
+    /// Answer client writes with LOADING until caught up with peers (a node that may have
+    /// run before under this id: its next writes then beat the ones before its crash).
+    pub gate_writes: bool,
 }
 
 /// A node's sockets, bound but not yet serving.
@@ -73,6 +85,8 @@ pub struct RunningNode {
     pub replica: Arc<Replica>,
     /// Live gossip counters.
     pub status: Arc<GossipStatus>,
+    /// What the HTTP endpoint shows: metrics, health, the live view ([`http::serve`]).
+    pub view: Arc<metrics::NodeView>,
     /// The RESP server task.
     pub server: JoinHandle<io::Result<()>>,
     /// The gossip driver task.
@@ -105,6 +119,8 @@ struct GossipInfo {
     status: Arc<GossipStatus>,
     gossip_addr: SocketAddr,
     peers: usize,
+    /// Cluster name, number of keys, primary key id (when gossip is authenticated).
+    auth: Option<(String, usize, u8)>,
 }
 
 impl InfoSource for GossipInfo {
@@ -136,6 +152,40 @@ impl InfoSource for GossipInfo {
         s.field("dropped_injected_stream", self.status.net.dropped_stream.load(Relaxed));
         s.field("io_errors", self.status.net.io_errors.load(Relaxed));
         s.field("rumors_dropped", self.status.net.rumors_dropped.load(Relaxed));
+        s.field("chaos_blocked", self.status.net.chaos_blocked.load(Relaxed));
+        s.field("chaos_duplicated", self.status.net.chaos_duplicated.load(Relaxed));
+        s.field("chaos_delayed", self.status.net.chaos_delayed.load(Relaxed));
+        s.field("chaos_control_errors", self.status.net.chaos_control_errors.load(Relaxed));
+        let net = &self.status.net;
+        s.field("auth_enabled", u8::from(self.auth.is_some()));
+        if let Some((cluster, keys, primary)) = &self.auth {
+            s.field("auth_cluster", cluster);
+            s.field("auth_keys", keys);
+            s.field("auth_primary_key_id", format!("{primary:02x}"));
+        }
+        s.field("auth_opened", net.auth_opened.load(Relaxed));
+        s.field("auth_rejected", net.auth_rejected_total());
+        for why in Reject::ALL {
+            s.field(&format!("auth_rejected_{}", why.name()), net.auth_rejected(why));
+        }
+        s.field("auth_senders_tracked", net.auth_senders.load(Relaxed));
+        s.field("auth_seal_errors", net.auth_seal_errors.load(Relaxed));
+        let m = *self.status.members.lock();
+        s.field("members_known", m.known);
+        s.field("members_alive", m.alive);
+        s.field("members_suspect", m.suspect);
+        s.field("members_dead", m.dead);
+        s.field("members_left", m.left);
+        s.field("generation", m.generation);
+        s.field("away", u8::from(m.away));
+        s.field("loading", u8::from(!self.replica.is_ready()));
+        s.field("member_pulls", st.member_pulls);
+        s.field("tombstones_purged", st.tombstones_purged);
+        s.field("horizon_resets", st.horizon_resets);
+        s.field("tombstone_ghosts", st.ghosts);
+        s.field("ghost_refused", st.ghost_refused);
+        s.field("stale_tombstones_skipped", st.stale_tombstones_skipped);
+        s.field("away_refused", st.away_refused);
         s.field("digest_root", format!("{:016x}", self.replica.store().root_hash()));
         s.field("keys", store.live_keys);
         s.field("tombstones", store.tombstones);
@@ -153,6 +203,19 @@ pub fn start(
     seed: u64,
     shutdown: watch::Receiver<bool>,
 ) -> RunningNode {
+    start_with_faults(bound, spec, seed, shutdown, Faults::default())
+}
+
+/// [`start`] with test-only fault injection (clock skew for the RESP server's timestamps
+/// and for gossip, and a control file the driver polls: docs/reliability.md).
+pub fn start_with_faults(
+    bound: Bound,
+    mut spec: NodeSpec,
+    seed: u64,
+    shutdown: watch::Receiver<bool>,
+    faults: Faults,
+) -> RunningNode {
+    spec.server.clock_skew_ms = faults.clock_skew_ms;
     let replica = Arc::new(Replica::new(spec.id, spec.clock, spec.store));
     let status = Arc::new(GossipStatus::default());
     let (tx, rx) = mpsc::channel::<VersionId>(RUMOR_QUEUE);
@@ -162,10 +225,20 @@ pub fn start(
         status: Arc::clone(&status),
         gossip_addr: bound.gossip_addr,
         peers: spec.peers.len(),
+        auth: spec.auth.as_ref().map(|r| {
+            (r.cluster_name().to_string(), r.len(), r.key_ids().first().copied().unwrap_or(0))
+        }),
     };
     let ctx = ServerContext::new(spec.server.clone())
         .with_write_observer(Arc::new(observer))
         .with_info_source(Arc::new(info));
+    let view = Arc::new(metrics::NodeView::new(
+        &spec,
+        (bound.resp_addr, bound.gossip_addr),
+        Arc::clone(&replica),
+        Arc::clone(&status),
+        ctx.metrics(),
+    ));
     let server = tokio::spawn(gossipkv_server::serve(
         bound.resp,
         Arc::clone(&replica),
@@ -178,6 +251,10 @@ pub fn start(
         gossip: spec.gossip,
         drop_rate: spec.drop_rate,
         seed,
+        auth: spec.auth,
+        membership: spec.membership,
+        gate_writes: spec.gate_writes,
+        faults,
     };
     let gossip = tokio::spawn(gossipkv_net::run(
         Arc::clone(&replica),
@@ -194,6 +271,7 @@ pub fn start(
         gossip_addr: bound.gossip_addr,
         replica,
         status,
+        view,
         server,
         gossip,
     }

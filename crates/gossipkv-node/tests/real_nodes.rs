@@ -51,6 +51,9 @@ impl Cluster {
                             max_concurrent: 16,
                         },
                         server: ServerConfig::new(b.resp_addr),
+                        auth: None,
+                        membership: true,
+                        gate_writes: false,
                     };
                     start(b, spec, 42 + i as u64, stop_rx.clone())
                 })

@@ -24,6 +24,9 @@ pub struct ServerConfig {
     /// tokio worker threads: 1 runs everything on one thread (a `current_thread` runtime,
     /// Redis's model), more uses the multi-threaded scheduler.
     pub worker_threads: usize,
+    /// Added to the wall clock when timestamping writes (test-only fault injection: a node
+    /// whose clock is off; the chaos harness sets it, docs/reliability.md). 0 in production.
+    pub clock_skew_ms: i64,
 }
 
 impl ServerConfig {
@@ -60,6 +63,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             requirepass: None,
             worker_threads: Self::DEFAULT_WORKER_THREADS,
+            clock_skew_ms: 0,
         }
     }
 }

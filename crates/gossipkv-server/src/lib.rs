@@ -40,5 +40,5 @@ pub mod server;
 
 pub use config::ServerConfig;
 pub use hooks::{InfoSection, InfoSource, NoInfo, NoopObserver, WriteObserver};
-pub use metrics::{Metrics, MetricsSnapshot};
+pub use metrics::{CommandStats, Metrics, MetricsSnapshot};
 pub use server::{ServerContext, serve};

@@ -368,7 +368,10 @@ fn put_and_versions_expose_timestamps() {
     // A concurrent write from another node, same timestamp, smaller value: it wins the tie
     // and both are listed, winner first.
     let remote = gossipkv_core::Version::put(t2 as u64, 9, Bytes::from_static(b"aaa"));
-    server.replica.merge_remote(b"k", remote.as_ref(), 0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    server.replica.merge_remote(b"k", remote.as_ref(), now);
     assert_eq!(c.cmd(&[b"GET", b"k"]), bulk(b"aaa"));
     assert_eq!(
         c.cmd(&[b"VERSIONS", b"k"]),

@@ -34,7 +34,14 @@ use crate::sim::Progress;
                   1-3 rounds, restart empty\n  \
                   chaos          30% loss (datagrams and streams), 5% duplication, 0-200 ms \
                   jitter, clock skew up to ±3 s, writes over 3 rounds, 2 partitions of 3 rounds \
-                  (20-50% split), 10% of nodes crash and restart empty; window 10 rounds\n\n\
+                  (20-50% split), 10% of nodes crash and restart empty; window 10 rounds\n  \
+                  members        seed lists of 3 real nodes + 20 addresses that never answer; \
+                  also checks every node ends knowing every live member (try --nodes 100)\n  \
+                  long-outage    30% of the nodes cut off for 70 rounds from round 10, while \
+                  the rest delete 20% of the keys; tombstones purged after 30 rounds; no \
+                  deleted key may come back after the heal\n  \
+                  hostile        authenticated gossip; 5 hostile senders x 20 datagrams a round \
+                  (random bytes, replays, bit flips, forged writes): none may be accepted\n\n\
                   See docs/simulator.md for the event model and metric definitions."
 )]
 pub struct SimArgs {
@@ -147,6 +154,25 @@ pub struct SimArgs {
     /// Most bytes of leaf summaries one exchange sends [default: the core's]
     #[arg(long)]
     pub summary_bytes: Option<usize>,
+    /// Fixed peer lists instead of membership (no discovery, no failure detection)
+    #[arg(long)]
+    pub no_membership: bool,
+    /// Real nodes in each node's seed list [default: all others; members 3]
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// Never-answering addresses in each node's seed list [default: 0; members 20]
+    #[arg(long)]
+    pub phantom_seeds: Option<usize>,
+    /// Tombstones are purged this many rounds after their timestamp; 0 keeps them
+    /// [default: 0; long-outage 30]
+    #[arg(long)]
+    pub tombstone_grace_rounds: Option<u64>,
+    /// Seal every gossip message with the authentication envelope [default: off; hostile on]
+    #[arg(long)]
+    pub auth: bool,
+    /// Hostile senders (random bytes, replays, bit flips, forged writes) [default: 0; hostile 5]
+    #[arg(long)]
+    pub hostile: Option<usize>,
     /// Print one line per round to stderr (for long runs without a terminal)
     #[arg(long)]
     pub log_rounds: bool,
@@ -162,6 +188,20 @@ impl SimArgs {
         c.nodes = self.nodes;
         c.gossip.fanout = self.fanout;
         c.gossip.interval_ms = self.interval_ms;
+        c.membership = !self.no_membership;
+        c.auth |= self.auth;
+        if let Some(h) = self.hostile {
+            c.hostile = h;
+        }
+        if let Some(s) = self.seeds {
+            c.seeds = s;
+        }
+        if let Some(s) = self.phantom_seeds {
+            c.phantom_seeds = s;
+        }
+        let default_grace = if self.scenario == Scenario::LongOutage { 30 } else { 0 };
+        c.gossip.tombstone_grace_ms =
+            self.tombstone_grace_rounds.unwrap_or(default_grace) * self.interval_ms;
         c.gossip.mtu = self.mtu;
         if let Some(r) = self.rumor_rounds {
             c.gossip.rumor_rounds = r;
@@ -184,7 +224,9 @@ impl SimArgs {
         c.key_size = self.key_size;
         c.value_size = self.value_size;
         c.conflict_rate = self.conflict_rate;
-        c.delete_rate = self.delete_rate;
+        if self.scenario != Scenario::LongOutage {
+            c.delete_rate = self.delete_rate;
+        }
         if let Some(w) = self.write_rounds {
             c.write_rounds = w;
         }

@@ -31,6 +31,17 @@ pub enum Scenario {
     /// 30% loss, duplication, reordering (big jitter), partitions, crashes with empty
     /// restarts and clock skew of seconds; partitions and crashes stop at a fixed round.
     Chaos,
+    /// Membership discovery: every node's seed list names 3 other nodes and 20 addresses
+    /// that never answer; the run also checks that every node learns every live member.
+    Members,
+    /// A 30% minority is cut off for longer than the tombstone purge horizon while the
+    /// majority deletes keys and purges the tombstones; the minority must not bring the
+    /// deleted keys back when the partition heals.
+    LongOutage,
+    /// Authenticated gossip, and 5 hostile senders each sending 20 datagrams a round: random
+    /// bytes, replays and bit flips of overheard datagrams, forged writes sealed with a wrong
+    /// key or not sealed. None may be accepted; the cluster must converge regardless.
+    Hostile,
 }
 
 /// Which clock issues timestamps.
@@ -64,6 +75,10 @@ pub enum InjectedBug {
     /// beat it* (smaller value), so the node keeps the larger value as the winner: a
     /// wrong tie-break. Versions that lose the tie are still merged.
     WrongTieBreak,
+    /// Every node's driver clears the "away" flag of incoming `Sync` / `SyncAck`, so nodes
+    /// back from beyond the purge horizon are not refused and do not reset: deleted keys
+    /// whose tombstones were purged come back (the long-outage scenario must then fail).
+    HideAway,
 }
 
 /// Faults of a scenario. Faults (partitions and crashes) all happen inside the fault window
@@ -87,6 +102,8 @@ pub struct Faults {
     pub max_down_rounds: u32,
     /// Each node's physical clock is off by a uniform skew in `[-skew_ms, +skew_ms]`.
     pub skew_ms: u64,
+    /// Partitions start this many rounds into the fault window (after the writes settled).
+    pub partition_delay_rounds: u32,
 }
 
 impl Faults {
@@ -99,6 +116,7 @@ impl Faults {
         crash_share: 0.0,
         max_down_rounds: 0,
         skew_ms: 0,
+        partition_delay_rounds: 0,
     };
 }
 
@@ -166,6 +184,21 @@ pub struct SimConfig {
     pub stale_budget: usize,
     /// A deliberate driver bug (tests only).
     pub bug: Option<InjectedBug>,
+    /// Nodes learn members through gossip and detect failures (otherwise every node gossips
+    /// with a fixed peer list).
+    pub membership: bool,
+    /// Real nodes in each node's seed list; 0 = the whole view.
+    pub seeds: usize,
+    /// Addresses in each node's seed list that never answer.
+    pub phantom_seeds: usize,
+    /// Share of the written keys deleted during the partition (long-outage scenario).
+    pub outage_deletes: f64,
+    /// Seal and open every message with the authentication envelope (a key from the seed).
+    pub auth: bool,
+    /// Hostile senders.
+    pub hostile: usize,
+    /// Datagrams each hostile sender sends per round.
+    pub hostile_rate: usize,
 }
 
 impl SimConfig {
@@ -202,6 +235,13 @@ impl SimConfig {
             idle_rounds: 5,
             stale_budget: 1_000_000,
             bug: None,
+            membership: true,
+            seeds: 0,
+            phantom_seeds: 0,
+            outage_deletes: 0.0,
+            auth: false,
+            hostile: 0,
+            hostile_rate: 20,
         };
         match scenario {
             Scenario::Spec => {}
@@ -236,6 +276,30 @@ impl SimConfig {
                     crash_share: 0.1,
                     max_down_rounds: 3,
                     skew_ms: 3000,
+                    partition_delay_rounds: 0,
+                };
+            }
+            Scenario::Members => {
+                c.seeds = 3;
+                c.phantom_seeds = 20;
+            }
+            Scenario::Hostile => {
+                c.auth = true;
+                c.hostile = 5;
+            }
+            Scenario::LongOutage => {
+                // horizon 30 rounds; the minority is away for 70 (> horizon, > half of it)
+                c.gossip.tombstone_grace_ms = 30 * c.gossip.interval_ms;
+                c.outage_deletes = 0.2;
+                c.delete_rate = 0.0;
+                c.max_rounds = 300;
+                c.faults = Faults {
+                    fault_rounds: 85,
+                    partitions: 1,
+                    partition_rounds: 70,
+                    partition_share: 0.3,
+                    partition_delay_rounds: 10,
+                    ..Faults::NONE
                 };
             }
         }
@@ -319,6 +383,10 @@ impl SimConfig {
         }
         if self.stream_bytes_per_ms == 0 {
             return Err("stream bandwidth must be > 0".into());
+        }
+        p("outage deletes", self.outage_deletes)?;
+        if self.protocol == Protocol::Naive && (self.seeds > 0 || self.phantom_seeds > 0) {
+            return Err("partial seed lists (scenario members) need the gossip protocol".into());
         }
         if self.write_rounds == 0 {
             return Err("write rounds must be >= 1".into());

@@ -16,11 +16,14 @@
 //! - [`sim`]: the run loop ([`run`]).
 //! - [`report`]: the JSON report and the summary; [`plot`]: SVG/PNG plots.
 //! - [`cli`]: the `gossipkv sim` flags.
+//! - [`experiments`]: `gossipkv experiment` (Demers et al. 1987 Table 1, push-pull rounds).
 //!
 //! docs/simulator.md describes the model and every metric.
 
 pub mod cli;
 pub mod config;
+pub mod experiments;
+pub mod hostile;
 pub mod net;
 pub mod oracle;
 pub mod plot;

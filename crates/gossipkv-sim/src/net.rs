@@ -30,8 +30,10 @@ pub fn index(a: &SocketAddr) -> Option<usize> {
 pub(crate) enum Event {
     /// A node's gossip timer (ignored if the node restarted since: `inc` is its incarnation).
     Timer { node: u32, inc: u32 },
-    /// A message arrives.
-    Deliver { from: u32, to: u32, payload: Bytes },
+    /// A message arrives (`from` may be a hostile sender's index, past the last node).
+    Deliver { from: u32, to: u32, stream: bool, payload: Bytes },
+    /// Hostile sender `h` sends its datagrams of this round.
+    Attack { h: u32 },
     /// A client operation (index into the workload).
     Write { op: u32 },
     /// A node crashes and loses its memory.

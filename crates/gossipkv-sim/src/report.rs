@@ -168,6 +168,10 @@ pub struct Report {
     pub drift_events: u64,
     /// The final key-by-key check.
     pub check: CheckResult,
+    /// The final membership check (with membership on).
+    pub members: Option<MembersCheck>,
+    /// Hostile senders and envelope rejections (with `auth` or hostile senders).
+    pub hostile: Option<crate::hostile::HostileReport>,
     /// Wall-clock time of the whole run, ms (the only non-deterministic field).
     pub wall_ms: u64,
     /// Per-round series.
@@ -175,6 +179,39 @@ pub struct Report {
     /// Wall-clock breakdown (summary only).
     #[serde(skip)]
     pub timings: Timings,
+}
+
+/// How well the live nodes know each other at the end of a run, and what membership and the
+/// purge horizon did during it (live incarnations only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct MembersCheck {
+    /// Live nodes.
+    pub live: usize,
+    /// Rounds after the settle point until every live node knew every live member as up
+    /// (checked once the data converged); `null` if never.
+    pub rounds_to_agree: Option<u32>,
+    /// Fewest live nodes (itself included) a live node knows as alive or suspect.
+    pub min_known: usize,
+    /// `(node, live member)` pairs where the node does not know the member as up.
+    pub missing: u64,
+    /// `(node, live member)` pairs where the node believes the member dead or left.
+    pub gone_marked_up: u64,
+    /// Suspicions raised after failed probes.
+    pub suspicions: u64,
+    /// Members declared dead.
+    pub deaths: u64,
+    /// Suspicions or deaths refuted by the member itself.
+    pub refutes: u64,
+    /// Member-table pulls.
+    pub member_pulls: u64,
+    /// Tombstones purged after the grace period.
+    pub tombstones_purged: u64,
+    /// Nodes that came back from beyond half the purge horizon and reset old entries.
+    pub horizon_resets: u64,
+    /// Exchanges refused because the peer was away.
+    pub away_refused: u64,
+    /// Nodes that stopped being away without a reset (no majority anywhere meanwhile).
+    pub away_cleared: u64,
 }
 
 fn bytes(b: f64) -> String {
@@ -238,6 +275,38 @@ impl Report {
             }
             None => {
                 let _ = writeln!(s, "  converged     NO within {} rounds", self.rounds_run);
+            }
+        }
+        if let Some(h) = &self.hostile {
+            let sent: u64 = h.sent.values().sum();
+            let rejected: Vec<String> =
+                h.auth_rejected.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            let _ = writeln!(
+                s,
+                "  hostile       {sent} datagrams from hostile senders, {} accepted; envelope \
+                 rejections: {}",
+                h.accepted,
+                if rejected.is_empty() { "none".to_string() } else { rejected.join(", ") }
+            );
+        }
+        if let Some(m) = &self.members {
+            let agree = match m.rounds_to_agree {
+                Some(r) => format!("all agree {r} rounds after the settle point"),
+                None => format!("NOT all agree ({} node-member pairs missing)", m.missing),
+            };
+            let _ = writeln!(
+                s,
+                "  membership    {agree}; {} live, each knows >= {}; {} suspicions, {} deaths, \
+                 {} refuted; {} table pulls",
+                m.live, m.min_known, m.suspicions, m.deaths, m.refutes, m.member_pulls
+            );
+            if m.tombstones_purged > 0 || m.horizon_resets > 0 {
+                let _ = writeln!(
+                    s,
+                    "  purge         {} tombstones purged after the grace period; {} nodes back \
+                     from beyond the horizon reset; {} exchanges with away nodes refused",
+                    m.tombstones_purged, m.horizon_resets, m.away_refused
+                );
             }
         }
         let _ = writeln!(

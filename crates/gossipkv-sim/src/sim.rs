@@ -13,19 +13,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use gossipkv_core::clock::hlc_pack;
 use gossipkv_core::digest::{TreeShape, mix};
-use gossipkv_core::gossip::wire::{self, Body, KIND_NAMES, Message, WireEntry};
+use gossipkv_core::gossip::auth::{self, Auth, Reject};
+use gossipkv_core::gossip::members::MemberStats;
+use gossipkv_core::gossip::wire::{self, Body, Hello, KIND_NAMES, Message, WireEntry};
 use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transport};
 use gossipkv_core::lww::beats;
 use gossipkv_core::rng::Rng;
 use gossipkv_core::{Replica, StoreConfig};
 use hashbrown::HashMap;
 
-use crate::config::{InjectedBug, Protocol, SimConfig};
+use crate::config::{ClockChoice, InjectedBug, Protocol, SimConfig};
+use crate::hostile::{self, Hostile};
 use crate::net::{Event, Partition, Queue, addr, index};
 use crate::oracle::{KeySpace, Oracle};
 use crate::protocol::{NaiveNode, Outgoing, ProtoNode, add_stats};
-use crate::report::{Report, Series, Timings};
+use crate::report::{MembersCheck, Report, Series, Timings};
 use crate::workload::{self, Workload, WorkloadSpec, value_bytes};
 
 /// Virtual time at which a run starts (ms). Not zero, so that a negative clock skew still
@@ -96,6 +100,8 @@ pub(crate) struct Slot {
     skew: i64,
     retired: NodeStats,
     retired_drift: u64,
+    /// The node's authentication envelope (with `auth`).
+    auth: Option<Auth>,
 }
 
 #[derive(Debug, Default)]
@@ -123,20 +129,33 @@ struct Task {
     node: u32,
     /// The node's gossip timer (else a delivery).
     timer: bool,
-    /// For a delivery, until it runs: sender and payload.
-    msg: Option<(u32, Bytes)>,
+    /// For a delivery, until it runs: sender, whether on the stream, and payload.
+    msg: Option<(u32, bool, Bytes)>,
     out: Vec<Outgoing>,
     receptions: Vec<(u64, u32)>,
+    /// A delivery the node's envelope refused (the reason's index).
+    rejected: Option<usize>,
+    /// A hostile sender's delivery the node accepted.
+    accepted: bool,
 }
 
 impl Task {
-    fn new(t: u64, node: u32, msg: Option<(u32, Bytes)>) -> Self {
-        Self { t, node, timer: msg.is_none(), msg, out: Vec::new(), receptions: Vec::new() }
+    fn new(t: u64, node: u32, msg: Option<(u32, bool, Bytes)>) -> Self {
+        Self {
+            t,
+            node,
+            timer: msg.is_none(),
+            msg,
+            out: Vec::new(),
+            receptions: Vec::new(),
+            rejected: None,
+            accepted: false,
+        }
     }
 
     /// Rough cost, to balance the two halves of a batch.
     fn weight(&self) -> u64 {
-        256 + self.msg.as_ref().map_or(0, |(_, p)| p.len() as u64)
+        256 + self.msg.as_ref().map_or(0, |(_, _, p)| p.len() as u64)
     }
 }
 
@@ -197,9 +216,25 @@ fn count_copies(copies: &mut HashMap<(u64, u32), u32>, receptions: &[(u64, u32)]
     }
 }
 
+/// Takes what node `i` (in `slot`) queued to send, sealed with its envelope if it has one.
+fn poll_sealed(slot: &mut Slot, i: usize, outs: &mut Vec<Outgoing>) {
+    while let Some(mut out) = slot.node.poll_transmit() {
+        if let Some(a) = slot.auth.as_mut() {
+            let stream = out.transport == Transport::Stream;
+            match a.seal(out.transport, &hostile::aad(stream, addr(i)), &out.payload) {
+                Ok(sealed) => out.payload = Bytes::from(sealed),
+                Err(_) => continue,
+            }
+        }
+        outs.push(out);
+    }
+}
+
 /// How a batch's tasks run at the nodes.
 #[derive(Clone, Copy)]
 struct Run {
+    /// Nodes in the cluster (senders past the last are hostile).
+    nodes: usize,
     bug: Option<InjectedBug>,
     /// Keep each task's receptions for the oracle (only while some write is lost).
     keep_receptions: bool,
@@ -217,25 +252,41 @@ impl Run {
     ) {
         for task in tasks {
             let i = task.node as usize;
-            let node = &mut slots[i - offset].node;
+            let slot = &mut slots[i - offset];
             match task.msg.take() {
-                None => node.handle_timeout(task.t),
-                Some((from, payload)) => {
+                None => slot.node.handle_timeout(task.t),
+                Some((from, stream, payload)) => {
+                    let from = from as usize;
+                    let payload = match slot.auth.as_mut() {
+                        None => payload,
+                        Some(a) => {
+                            let aad = hostile::aad(stream, addr(from));
+                            match a.open(hostile::transport(stream), &aad, &payload) {
+                                Ok(p) => p,
+                                Err(e) => {
+                                    task.rejected = Some(e.reason().index());
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    // without auth, "accepted" means it decodes as a message
+                    task.accepted = from >= self.nodes
+                        && (slot.auth.is_some() || wire::decode(&payload).is_ok());
                     let payload = match self.bug {
-                        Some(bug) if i == 0 => inject_bug(bug, node.replica(), payload),
+                        Some(InjectedBug::HideAway) => hide_away(payload),
+                        Some(bug) if i == 0 => inject_bug(bug, slot.node.replica(), payload),
                         _ => payload,
                     };
-                    node.handle_datagram(task.t, addr(from as usize), payload);
+                    slot.node.handle_datagram(task.t, addr(from), payload);
                 }
             }
-            let receptions = node.drain_receptions();
+            let receptions = slot.node.drain_receptions();
             count_copies(copies, &receptions);
             if self.keep_receptions {
                 task.receptions = receptions;
             }
-            while let Some(out) = node.poll_transmit() {
-                task.out.push(out);
-            }
+            poll_sealed(slot, i, &mut task.out);
         }
     }
 }
@@ -258,11 +309,26 @@ struct Sim<'a> {
     copies: [HashMap<(u64, u32), u32>; 2],
     c: Counters,
     stale_sample: Vec<u32>,
+    hostile: Option<Hostile>,
+    auth_rejected: [u64; Reject::COUNT],
 }
 
 impl<'a> Sim<'a> {
     fn peers_of(&self, i: usize) -> Vec<std::net::SocketAddr> {
         let n = self.cfg.nodes;
+        if self.cfg.seeds > 0 || self.cfg.phantom_seeds > 0 {
+            // a seed list: a few real nodes, and addresses past the last node that never answer
+            let mut r = Rng::new(derive(self.cfg.seed, VIEW, i as u64, 1));
+            let real = self.cfg.seeds.min(n - 1);
+            let mut peers: Vec<std::net::SocketAddr> = sample_sorted(&mut r, n - 1, real)
+                .into_iter()
+                .map(|j| addr(if j >= i { j + 1 } else { j }))
+                .collect();
+            peers.extend(
+                (0..self.cfg.phantom_seeds).map(|p| addr(n + i * self.cfg.phantom_seeds + p)),
+            );
+            return peers;
+        }
         if self.view + 1 >= n {
             let mut peers = Vec::with_capacity(n.saturating_sub(1));
             peers.extend((0..i).map(addr));
@@ -276,13 +342,18 @@ impl<'a> Sim<'a> {
             .collect()
     }
 
-    fn make_node(&self, i: usize, inc: u32, first_tick: u64) -> ProtoNode {
+    /// Node `i`'s incarnation `inc`; with membership, `start` is its generation.
+    fn make_node(&self, i: usize, inc: u32, first_tick: u64, start: u64) -> ProtoNode {
         let replica = Arc::new(Replica::new(i as u32, self.cfg.clock.kind(), self.store_cfg));
         let peers = self.peers_of(i);
         let seed = derive(self.cfg.seed, NODE, i as u64, u64::from(inc));
         match self.cfg.protocol {
             Protocol::Gossip => {
-                ProtoNode::Gossip(Box::new(Node::new(replica, self.gcfg, peers, seed, first_tick)))
+                let mut node = Node::new(replica, self.gcfg, peers, seed, first_tick);
+                if self.cfg.membership {
+                    node.enable_membership(addr(i), start, start);
+                }
+                ProtoNode::Gossip(Box::new(node))
             }
             Protocol::Naive => ProtoNode::Naive(Box::new(NaiveNode::new(
                 replica,
@@ -301,7 +372,12 @@ impl<'a> Sim<'a> {
         let cfg = self.cfg;
         for out in outs.drain(..) {
             let Some(to) = index(&out.to).filter(|&j| j < cfg.nodes) else {
+                // a seed that never existed: the datagram is sent, and lost
                 self.c.unknown_destination += 1;
+                self.c.messages_sent += 1;
+                self.c.bytes_sent += out.payload.len() as u64;
+                self.c.round_bytes += out.payload.len() as u64;
+                self.c.round_messages += 1;
                 continue;
             };
             let len = out.payload.len() as u64;
@@ -335,12 +411,14 @@ impl<'a> Sim<'a> {
                 self.c.duplicated += 1;
                 let d2 = delay(&mut self.net);
                 let payload = out.payload.clone();
-                self.queue
-                    .push(now + d2, Event::Deliver { from: i as u32, to: to as u32, payload });
+                self.queue.push(
+                    now + d2,
+                    Event::Deliver { from: i as u32, to: to as u32, stream, payload },
+                );
             }
             self.queue.push(
                 now + d1,
-                Event::Deliver { from: i as u32, to: to as u32, payload: out.payload },
+                Event::Deliver { from: i as u32, to: to as u32, stream, payload: out.payload },
             );
         }
     }
@@ -365,9 +443,7 @@ impl<'a> Sim<'a> {
         let receptions = self.slots[i].node.drain_receptions();
         self.account(i, &receptions);
         let mut outs = Vec::new();
-        while let Some(out) = self.slots[i].node.poll_transmit() {
-            outs.push(out);
-        }
+        poll_sealed(&mut self.slots[i], i, &mut outs);
         self.send_out(i, now, &mut outs);
     }
 
@@ -385,11 +461,24 @@ impl<'a> Sim<'a> {
                 self.run_batch(&mut batch);
             }
             Event::Write { op } => self.write(now, op as usize),
+            Event::Attack { h } => self.attack(now, h),
             Event::Crash { node } => self.crash(node as usize),
             Event::Restart { node } => {
                 let i = node as usize;
                 self.slots[i].up = true;
                 self.slots[i].node.reset(now);
+                if self.cfg.auth {
+                    // a new incarnation for the envelope's replay guard, like a real restart
+                    self.slots[i].auth =
+                        hostile::node_auth(self.cfg.seed, i as u32, now, self.cfg.gossip.mtu);
+                }
+                if let ProtoNode::Gossip(g) = &mut self.slots[i].node {
+                    if self.cfg.membership {
+                        // a new generation; client writes wait for the catch-up
+                        g.enable_membership(addr(i), now, now);
+                    }
+                    g.gate_writes(now);
+                }
                 self.schedule_timer(i);
             }
             Event::Split { episode } => {
@@ -438,13 +527,19 @@ impl<'a> Sim<'a> {
                     batch.push(Task::new(t, node, None));
                 }
             }
-            Event::Deliver { from, to, payload } => {
+            Event::Deliver { from, to, stream, payload } => {
                 if !self.slots[to as usize].up {
                     self.c.dropped_down += 1;
                 } else if self.partition.cut(from as usize, to as usize) {
                     self.c.dropped_partition += 1;
                 } else {
-                    batch.push(Task::new(t, to, Some((from, payload))));
+                    if (from as usize) < self.cfg.nodes
+                        && let Some(h) = self.hostile.as_mut()
+                    {
+                        // overheard on arrival, so a replay can only come after the original
+                        h.overhear(to, stream, &payload);
+                    }
+                    batch.push(Task::new(t, to, Some((from, stream, payload))));
                 }
             }
             _ => unreachable!("only timers and deliveries are batched"),
@@ -456,7 +551,11 @@ impl<'a> Sim<'a> {
     /// if they had run one by one.
     fn run_batch(&mut self, batch: &mut Batch) {
         let n = self.slots.len();
-        let run = Run { bug: self.cfg.bug, keep_receptions: self.oracle.has_lost() };
+        let run = Run {
+            nodes: self.cfg.nodes,
+            bug: self.cfg.bug,
+            keep_receptions: self.oracle.has_lost(),
+        };
         let cuts = batch.cuts(n);
         let [copies_a, copies_b] = &mut self.copies;
         if cuts.len() <= 2 {
@@ -490,6 +589,14 @@ impl<'a> Sim<'a> {
         let mut tasks = std::mem::take(&mut batch.tasks);
         for task in &mut tasks {
             let i = task.node as usize;
+            if let Some(r) = task.rejected.take() {
+                self.auth_rejected[r] += 1;
+            }
+            if std::mem::take(&mut task.accepted)
+                && let Some(h) = self.hostile.as_mut()
+            {
+                h.accepted += 1;
+            }
             self.revive(i, &task.receptions);
             self.send_out(i, task.t, &mut task.out);
             if task.timer {
@@ -503,7 +610,12 @@ impl<'a> Sim<'a> {
     fn write(&mut self, now: u64, op: usize) {
         let op = self.workload.ops[op];
         let n = self.cfg.nodes;
-        let Some(i) = (0..n).map(|d| (op.node as usize + d) % n).find(|&j| self.slots[j].up) else {
+        let avoid = self.outage_side(op);
+        let ready = |j: usize| {
+            let s = &self.slots[j];
+            s.up && s.node.replica().is_ready() && avoid.is_none_or(|side| !side[j])
+        };
+        let Some(i) = (0..n).map(|d| (op.node as usize + d) % n).find(|&j| ready(j)) else {
             self.c.writes_skipped += 1;
             return;
         };
@@ -521,6 +633,30 @@ impl<'a> Sim<'a> {
         self.after_call(i, now);
     }
 
+    /// Hostile sender `h` sends its datagrams of this round, then schedules the next round.
+    fn attack(&mut self, now: u64, h: u32) {
+        let n = self.cfg.nodes;
+        let forge = self.keys.get(0).to_vec();
+        let sealed = self.cfg.auth;
+        let rate = self.cfg.hostile_rate;
+        let Some(host) = self.hostile.as_mut() else { return };
+        for (to, payload) in host.attack(n, rate, &forge, sealed) {
+            let from = (n + h as usize) as u32;
+            self.queue.push(
+                now + self.cfg.latency_ms,
+                Event::Deliver { from, to, stream: false, payload },
+            );
+        }
+        self.queue.push(now + self.cfg.gossip.interval_ms, Event::Attack { h });
+    }
+
+    /// For the long-outage deletes: the cut-off side, which must not take them.
+    fn outage_side(&self, op: crate::workload::Op) -> Option<&Vec<bool>> {
+        (op.value.is_none() && self.cfg.outage_deletes > 0.0)
+            .then(|| self.episodes.first())
+            .flatten()
+    }
+
     fn crash(&mut self, i: usize) {
         if !self.slots[i].up {
             return;
@@ -530,7 +666,7 @@ impl<'a> Sim<'a> {
         self.oracle.on_crash(i, &live);
         drop(live);
         let inc = self.slots[i].inc + 1;
-        let fresh = self.make_node(i, inc, u64::MAX);
+        let fresh = self.make_node(i, inc, u64::MAX, u64::MAX);
         let s = &mut self.slots[i];
         add_stats(&mut s.retired, s.node.stats());
         s.retired_drift += s.node.replica().clock().drift_events();
@@ -538,6 +674,44 @@ impl<'a> Sim<'a> {
         s.inc = inc;
         s.up = false;
         self.c.crashes += 1;
+    }
+
+    /// With membership: how well each live node knows the other live nodes.
+    fn membership_check(&self) -> Option<MembersCheck> {
+        if !self.cfg.membership || self.cfg.protocol != Protocol::Gossip {
+            return None;
+        }
+        let up: Vec<usize> = (0..self.slots.len()).filter(|&j| self.slots[j].up).collect();
+        let mut out =
+            MembersCheck { live: up.len(), min_known: usize::MAX, ..MembersCheck::default() };
+        let mut totals = MemberStats::default();
+        for &i in &up {
+            let ProtoNode::Gossip(g) = &self.slots[i].node else { continue };
+            let Some(m) = g.membership() else { continue };
+            let s = m.stats();
+            totals.suspicions += s.suspicions;
+            totals.deaths += s.deaths;
+            totals.refutes += s.refutes;
+            let known =
+                up.iter().filter(|&&j| m.get(j as u32).is_some_and(|r| !r.status.gone())).count();
+            out.min_known = out.min_known.min(known);
+            out.missing += (up.len() - known) as u64;
+            out.gone_marked_up +=
+                up.iter().filter(|&&j| m.get(j as u32).is_some_and(|r| r.status.gone())).count()
+                    as u64;
+            out.member_pulls += g.stats().member_pulls;
+            out.tombstones_purged += g.stats().tombstones_purged;
+            out.horizon_resets += g.stats().horizon_resets;
+            out.away_refused += g.stats().away_refused;
+            out.away_cleared += g.stats().away_cleared;
+        }
+        if up.is_empty() {
+            out.min_known = 0;
+        }
+        out.suspicions = totals.suspicions;
+        out.deaths = totals.deaths;
+        out.refutes = totals.refutes;
+        Some(out)
     }
 
     /// Compares every live node's root with the oracle's; samples stale keys.
@@ -589,6 +763,20 @@ impl<'a> Sim<'a> {
     }
 }
 
+/// `InjectedBug::HideAway`: clears the away flag of a `Sync` / `SyncAck`.
+fn hide_away(payload: Bytes) -> Bytes {
+    let Ok(mut msg) = wire::decode(&payload) else { return payload };
+    match &mut msg.body {
+        Body::Sync { hello, .. } | Body::SyncAck { hello, .. }
+            if hello.flags & Hello::AWAY != 0 =>
+        {
+            hello.flags &= !Hello::AWAY;
+            Bytes::from(wire::encode(&msg))
+        }
+        _ => payload,
+    }
+}
+
 /// The driver-level bug of `--inject-bug`: filters versions arriving at node 0.
 fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
     let Ok(msg) = wire::decode(&payload) else { return payload };
@@ -604,6 +792,7 @@ fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
             Some(w) if w.ts == e.version.ts && w != e.version => match bug {
                 InjectedBug::DropTies => false,
                 InjectedBug::WrongTieBreak => !beats(e.version.as_ref(), w.as_ref()),
+                InjectedBug::HideAway => true,
             },
             _ => true,
         })
@@ -657,7 +846,11 @@ pub fn run_keeping_nodes(
         tree: TreeShape::new(depth),
         max_concurrent: cfg.max_concurrent,
     };
-    let gcfg = GossipConfig { record_receptions: true, ..cfg.gossip };
+    let mut gcfg = GossipConfig { record_receptions: true, ..cfg.gossip };
+    if cfg.auth {
+        // sealed datagrams must still fit the MTU
+        gcfg.mtu = auth::payload_mtu(cfg.gossip.mtu);
+    }
 
     // the workload
     let write_start = EPOCH_MS + interval;
@@ -698,7 +891,12 @@ pub fn run_keeping_nodes(
         copies: [HashMap::new(), HashMap::new()],
         c: Counters::default(),
         stale_sample,
+        hostile: (cfg.hostile > 0).then(|| Hostile::new(cfg.seed, cfg.gossip.mtu)),
+        auth_rejected: [0; Reject::COUNT],
     };
+    for h in 0..cfg.hostile {
+        sim.queue.push(write_start + h as u64 * 37 % interval, Event::Attack { h: h as u32 });
+    }
 
     // faults
     let mut frng = Rng::new(derive(cfg.seed, FAULTS, 0, 0));
@@ -711,8 +909,9 @@ pub fn run_keeping_nodes(
     let window = u64::from(f.fault_rounds) * interval;
     let fault_end = write_start + window;
     let mut partitions = 0;
-    if f.partitions > 0 && f.partition_rounds > 0 && n >= 2 && window > 0 {
-        let slot = window / u64::from(f.partitions);
+    let delay = u64::from(f.partition_delay_rounds) * interval;
+    if f.partitions > 0 && f.partition_rounds > 0 && n >= 2 && window > delay {
+        let slot = (window - delay) / u64::from(f.partitions);
         let dur = (u64::from(f.partition_rounds) * interval).min(slot);
         for e in 0..f.partitions {
             let share =
@@ -723,7 +922,7 @@ pub fn run_keeping_nodes(
                 side[j] = true;
             }
             sim.episodes.push(side);
-            let start = write_start + u64::from(e) * slot;
+            let start = write_start + delay + u64::from(e) * slot;
             sim.queue.push(start, Event::Split { episode: e });
             sim.queue.push(start + dur, Event::Heal);
             partitions += 1;
@@ -744,7 +943,7 @@ pub fn run_keeping_nodes(
     let mut phase = Rng::new(derive(cfg.seed, PHASE, 0, 0));
     for (i, skew) in skews.into_iter().enumerate() {
         let first = EPOCH_MS + phase.below(interval);
-        let node = sim.make_node(i, 0, first);
+        let node = sim.make_node(i, 0, first, EPOCH_MS);
         sim.slots.push(Slot {
             node,
             up: true,
@@ -752,8 +951,28 @@ pub fn run_keeping_nodes(
             skew,
             retired: NodeStats::default(),
             retired_drift: 0,
+            auth: if cfg.auth {
+                hostile::node_auth(cfg.seed, i as u32, EPOCH_MS, cfg.gossip.mtu)
+            } else {
+                None
+            },
         });
         sim.schedule_timer(i);
+    }
+    if cfg.outage_deletes > 0.0 && partitions > 0 {
+        // deletes of written keys, at the majority side, two rounds into the partition
+        let at = write_start + delay + 2 * interval;
+        let mut drng = Rng::new(derive(cfg.seed, WORKLOAD, 1, 0));
+        let mut written: Vec<u32> = sim.workload.ops.iter().map(|o| o.key).collect();
+        written.sort_unstable();
+        written.dedup();
+        for key in written {
+            if drng.chance(cfg.outage_deletes) {
+                let node = drng.below(n as u64) as u32;
+                sim.workload.ops.push(crate::workload::Op { t: at, node, key, value: None });
+            }
+        }
+        sim.workload.last_t = sim.workload.last_t.max(at);
     }
     for (k, op) in sim.workload.ops.iter().enumerate() {
         sim.queue.push(op.t, Event::Write { op: k as u32 });
@@ -774,11 +993,17 @@ pub fn run_keeping_nodes(
     };
     let mut converged_round: Option<u32> = None;
     let mut batch = Batch::default();
+    let mut members_round: Option<u32> = None;
+    let all_round = |a: Option<u32>, b: Option<u32>| Some(a?.max(b?));
     let mut round = 0u32;
     let mut cp = first_cp;
     loop {
         sim.run_until(cp, &mut batch);
         series.t_ms.push(cp - EPOCH_MS);
+        let grace = cfg.gossip.tombstone_grace_ms;
+        if grace > 0 && cfg.clock == ClockChoice::Hlc && cfg.protocol == Protocol::Gossip {
+            sim.oracle.set_purge_cutoff(hlc_pack(cp.saturating_sub(grace), 0));
+        }
         let conv = sim.checkpoint(&mut series);
         progress(&Progress {
             round,
@@ -790,8 +1015,17 @@ pub fn run_keeping_nodes(
             converged: converged_round.is_some(),
         });
         if round >= settle_round {
-            match converged_round {
-                None if conv == n => converged_round = Some(round),
+            if converged_round.is_none() && conv == n {
+                converged_round = Some(round);
+            }
+            // membership agrees: every live node knows every live member as up
+            if members_round.is_none()
+                && converged_round.is_some()
+                && sim.membership_check().is_none_or(|m| m.missing == 0)
+            {
+                members_round = Some(round);
+            }
+            match all_round(converged_round, members_round) {
                 None if round - settle_round >= cfg.max_rounds => break,
                 Some(r) if round >= r + cooldown + cfg.idle_rounds => break,
                 _ => {}
@@ -809,6 +1043,7 @@ pub fn run_keeping_nodes(
     let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(8);
     let check = sim.oracle.check_all(&sim.keys, &live, threads);
     drop(live);
+    let members = sim.membership_check();
     let finals = sim.oracle.final_versions(&sim.keys);
     let keys_written = {
         let mut ks: Vec<u64> = finals.iter().map(|x| x.0).collect();
@@ -843,7 +1078,7 @@ pub fn run_keeping_nodes(
         let bytes: u64 = series.bytes.get(a..b.min(series.bytes.len()))?.iter().sum();
         Some(bytes as f64 / (n as f64 * f64::from(rounds)))
     };
-    let (idle, cooldown_bytes) = match converged_round {
+    let (idle, cooldown_bytes) = match all_round(converged_round, members_round) {
         Some(r) if round >= r + cooldown + cfg.idle_rounds => {
             (per_node_round(r + cooldown, cfg.idle_rounds), per_node_round(r, cooldown))
         }
@@ -878,7 +1113,18 @@ pub fn run_keeping_nodes(
         conflict_groups: sim.workload.conflict_groups,
         keys_written,
         keys_with_concurrent_values,
-        converged: converged_round.is_some() && check.stale_pairs == 0,
+        converged: converged_round.is_some()
+            && check.stale_pairs == 0
+            && (!cfg.auth || sim.hostile.as_ref().is_none_or(|h| h.accepted == 0))
+            && members.as_ref().is_none_or(|m| m.missing == 0),
+        hostile: (cfg.auth || cfg.hostile > 0).then(|| match &sim.hostile {
+            Some(h) => h.report(&sim.auth_rejected),
+            None => Hostile::new(0, 0).report(&sim.auth_rejected),
+        }),
+        members: members.map(|m| MembersCheck {
+            rounds_to_agree: members_round.map(|r| r - settle_round),
+            ..m
+        }),
         rounds_to_converge: converged_round.map(|r| r - settle_round),
         settle_round,
         rounds_run: round + 1,

@@ -2,8 +2,11 @@
 //!
 //! Sans-IO: a driver feeds in time and received messages and sends what the node emits.
 
+pub mod auth;
+pub mod members;
 pub mod node;
 pub mod wire;
 
+pub use members::{MemberRecord, Membership, MembershipConfig, Status};
 pub use node::{GossipConfig, Node, NodeStats, Transmit, Transport};
-pub use wire::{Body, DecodeError, Message, VersionId, WireEntry};
+pub use wire::{Body, DecodeError, Hello, Message, VersionId, WireEntry};

@@ -40,9 +40,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hashbrown::HashMap;
 
+use crate::clock::{ClockKind, hlc_pack};
 use crate::digest::{TREE_ARITY, key_hash, short_hash, version_hash};
+use crate::gossip::members::{MemberRecord, Membership, MembershipConfig, ProbeAction, Status};
 use crate::gossip::wire::{
-    self, Body, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WireEntry, Writer,
+    self, Body, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WireEntry,
+    Writer, entry_len, member_len,
 };
 use crate::lww::{NodeId, Version, VersionRef};
 use crate::replica::Replica;
@@ -52,6 +55,9 @@ use crate::rng::Rng;
 /// fewer, catches up in bulk (a small gap is cheaper through the digest tree).
 const BULK_RATIO: u64 = 4;
 const BULK_MIN_GAP: u64 = 1024;
+
+/// Most bytes of entries one `Want` is answered with (the rest is asked again later).
+const MAX_ANSWER_BYTES: usize = 4 << 20;
 
 fn far_behind(mine: u64, theirs: u64) -> bool {
     mine.saturating_mul(BULK_RATIO) < theirs && theirs - mine >= BULK_MIN_GAP
@@ -80,6 +86,15 @@ pub struct GossipConfig {
     pub bulk_chunk_bytes: usize,
     /// Record every received version for the simulator's copy accounting.
     pub record_receptions: bool,
+    /// Membership and failure detection (used once [`Node::enable_membership`] is called).
+    pub membership: MembershipConfig,
+    /// Tombstones older than this (by their HLC time) are purged, and a node that has been
+    /// away from a majority for more than half of it resets its old entries when it comes
+    /// back (docs/protocol.md, "Deletes"). 0 keeps tombstones forever. HLC clocks only.
+    pub tombstone_grace_ms: u64,
+    /// A node started with [`Node::gate_writes`] accepts client writes at the latest this
+    /// long after start, even if no peer answered (it may be alone).
+    pub ready_timeout_ms: u64,
 }
 
 impl Default for GossipConfig {
@@ -95,6 +110,9 @@ impl Default for GossipConfig {
             request_timeout_ms: 200,
             bulk_chunk_bytes: 256 * 1024,
             record_receptions: false,
+            membership: MembershipConfig::default(),
+            tombstone_grace_ms: 0,
+            ready_timeout_ms: 3000,
         }
     }
 }
@@ -146,6 +164,52 @@ pub struct NodeStats {
     pub descents: u64,
     /// Bulk catch-ups started.
     pub bulk_started: u64,
+    /// Member-table pulls sent.
+    pub member_pulls: u64,
+    /// Tombstones purged after the grace period.
+    pub tombstones_purged: u64,
+    /// Times this node came back after being away beyond half the purge horizon and dropped
+    /// its entries older than the horizon before catching up.
+    pub horizon_resets: u64,
+    /// Entries dropped by those resets.
+    pub horizon_dropped: u64,
+    /// Exchanges refused because the peer was away (it must reset first).
+    pub away_refused: u64,
+    /// Tombstones past the purge horizon received for keys not held, and not taken.
+    pub stale_tombstones_skipped: u64,
+    /// Times this node stopped being away without a reset (no majority anywhere meanwhile).
+    pub away_cleared: u64,
+    /// Versions refused because a tombstone at least as new was purged here (a ghost), each
+    /// answered with that tombstone so the sender deletes the key too.
+    pub ghost_refused: u64,
+    /// Purged tombstones remembered as ghosts right now.
+    pub ghosts: u64,
+}
+
+/// What a node remembers of a tombstone it purged (or skipped), for one more grace period:
+/// enough to refuse the older values of the key a lagging peer may still hold, and to send
+/// that peer the tombstone back. 24 bytes of map payload (with its key hash) instead of a
+/// whole entry.
+#[derive(Clone, Copy, Debug)]
+struct Ghost {
+    ts: u64,
+    origin: NodeId,
+    /// A second hash of the key, so a 64-bit key-hash collision cannot delete another key.
+    check: u32,
+}
+
+/// Ghosts are forgotten this many graces after their tombstone's timestamp (one grace after
+/// the tombstone itself was purged).
+const GHOST_GRACES: u64 = 2;
+
+/// How many times longer than other rumors a node pushes the deletes it issued itself.
+const LOCAL_DELETE_LIFE: u64 = 3;
+
+/// Bytes of hot deletes pushed to each peer per round.
+const DELETE_PUSH_BYTES: usize = 2 * 1400;
+
+fn ghost_check(key: &[u8]) -> u32 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(key, 0x0067_686f_7374) as u32
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -192,6 +256,9 @@ pub struct Node {
     next_tick: u64,
     hot: VecDeque<Hot>,
     hot_cursor: usize,
+    /// Hot deletes, pushed whole (see [`Node::pick_deletes`]).
+    hot_dels: VecDeque<Hot>,
+    dels_cursor: usize,
     /// Keys asked for and not yet received: deadline, and whether a rumor named them (only
     /// those are advertised on in turn; what anti-entropy repairs is old news).
     pending_wants: HashMap<u64, (u64, bool)>,
@@ -211,6 +278,25 @@ pub struct Node {
     their_ids: Vec<(u32, u64, u16)>,
     their_keys: Vec<TheirKey>,
     my_vfps: Vec<u16>,
+    /// Membership, once enabled; without it the peers are a fixed list.
+    members: Option<Membership>,
+    /// Last round at which a majority of members was believed up.
+    last_quorum: u64,
+    /// Away from a majority for more than half the purge horizon (must reset to rejoin).
+    away: bool,
+    /// Writes gated until this catch-up completes: (deadline, sync acks still wanted).
+    gate: Option<(u64, usize)>,
+    last_member_pull: u64,
+    /// Peers found away, whose data messages are dropped until the deadline.
+    refused: HashMap<SocketAddr, u64>,
+    /// Time of the latest input (for the send-side purge filter).
+    now: u64,
+    /// While away: since when our own view has a majority up again.
+    away_quorum_since: Option<u64>,
+    /// No purging, skipping or withholding of old tombstones before this time.
+    purge_after: u64,
+    /// Tombstones purged or skipped here within the last two grace periods, by key hash.
+    ghosts: HashMap<u64, Ghost>,
 }
 
 /// A key of a peer's `Leaf` summary: its fingerprint, newest timestamp, and the range of its
@@ -282,6 +368,8 @@ impl Node {
             next_tick: first_tick,
             hot: VecDeque::new(),
             hot_cursor: 0,
+            hot_dels: VecDeque::new(),
+            dels_cursor: 0,
             pending_wants: HashMap::new(),
             inflight_leaves: HashMap::new(),
             wanted_leaves: HashMap::new(),
@@ -296,7 +384,308 @@ impl Node {
             their_ids: Vec::new(),
             their_keys: Vec::new(),
             my_vfps: Vec::new(),
+            members: None,
+            last_quorum: first_tick,
+            away: false,
+            gate: None,
+            last_member_pull: 0,
+            refused: HashMap::new(),
+            now: first_tick,
+            away_quorum_since: None,
+            purge_after: 0,
+            ghosts: HashMap::new(),
         }
+    }
+
+    /// Turns on membership: this node is `addr` in generation `generation` (a value that
+    /// grows across restarts, e.g. the start time in ms), and the potential peers given so far
+    /// become its seeds. From now on it learns members through gossip, detects failures, and
+    /// picks peers among members it believes alive.
+    pub fn enable_membership(&mut self, addr: SocketAddr, generation: u64, now: u64) {
+        let seeds = std::mem::take(&mut self.peers);
+        self.members =
+            Some(Membership::new(self.cfg.membership, self.id(), addr, generation, seeds));
+        self.last_quorum = now;
+    }
+
+    /// The membership view, if enabled.
+    pub fn membership(&self) -> Option<&Membership> {
+        self.members.as_ref()
+    }
+
+    /// Leaves the cluster on purpose: our record becomes `Left` and is sent to `fanout`
+    /// members at once (poll the transmits before shutting down).
+    pub fn leave(&mut self, now: u64) {
+        let Some(m) = self.members.as_mut() else { return };
+        m.leave();
+        let peers = m.pick(&mut self.rng, self.cfg.fanout);
+        for p in peers {
+            self.send_member_rumors(p, now);
+        }
+    }
+
+    /// Holds client writes (the replica reports not ready) until this node has caught up:
+    /// `fanout` peers answered a `Sync` (their clocks raised ours) and any bulk catch-up
+    /// finished, or `ready_timeout_ms` passed. Call it when a node starts and may have run
+    /// before (a restart): its next writes then beat the ones it issued before the crash.
+    pub fn gate_writes(&mut self, now: u64) {
+        self.replica.set_ready(false);
+        self.gate = Some((now + self.cfg.ready_timeout_ms, self.cfg.fanout.max(1)));
+    }
+
+    /// Whether this node is away from a majority beyond half the purge horizon.
+    pub fn is_away(&self) -> bool {
+        self.away
+    }
+
+    fn open_gate(&mut self) {
+        self.gate = None;
+        self.replica.set_ready(true);
+    }
+
+    fn hello(&self) -> Hello {
+        let clock = self.replica.clock().last();
+        let quorum = !self.away
+            && self.horizon().is_some()
+            && self.members.as_ref().is_some_and(|m| m.has_quorum());
+        let flags =
+            if self.away { Hello::AWAY } else { 0 } | if quorum { Hello::QUORUM } else { 0 };
+        match &self.members {
+            None => Hello { clock, flags, ..Hello::default() },
+            Some(m) => Hello {
+                generation: m.me().generation,
+                refute: m.me().refute,
+                digest: m.digest(),
+                members: m.len() as u32,
+                clock,
+                flags,
+            },
+        }
+    }
+
+    /// Keys whose winner is a tombstone older than this are not sent: they are purged or about
+    /// to be everywhere, and a receiver that purged (or skips) the tombstone must not get the
+    /// values tied with it. A margin above the receivers' skip cutoff covers clock offsets.
+    fn send_cutoff(&self) -> Option<u64> {
+        let grace = self.purge_horizon()?;
+        let margin = (grace / 8).max(1000);
+        Some(hlc_pack(self.now.saturating_sub(grace).saturating_add(margin), 0))
+    }
+
+    /// Whether a key with this winner is withheld from peers (see [`Node::send_cutoff`]).
+    fn withheld(cutoff: Option<u64>, winner: VersionRef<'_>) -> bool {
+        cutoff.is_some_and(|c| winner.value.is_none() && winner.ts < c)
+    }
+
+    /// The horizon, if tombstones older than it are purged now (not while away, nor during
+    /// the hold-off after an away period ended without a reset).
+    fn purge_horizon(&self) -> Option<u64> {
+        self.horizon().filter(|_| !self.away && self.now >= self.purge_after)
+    }
+
+    /// Whether purging and horizon resets apply (a horizon is set and timestamps are times).
+    fn horizon(&self) -> Option<u64> {
+        (self.cfg.tombstone_grace_ms > 0 && self.replica.clock().kind() == ClockKind::Hlc)
+            .then_some(self.cfg.tombstone_grace_ms)
+    }
+
+    /// Handles what a `Sync` / `SyncAck` says about its sender. Returns false when the
+    /// exchange must go no further (the peer is away and must reset first).
+    fn on_hello(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        sender: u32,
+        h: &Hello,
+        respond: bool,
+    ) -> bool {
+        if self.replica.clock().admissible(h.clock, now) {
+            self.replica.clock().observe(h.clock, now);
+        }
+        let peer_away = h.flags & Hello::AWAY != 0;
+        let mut pull = false;
+        let mut rumors = false;
+        let mut tell = None;
+        if let Some(m) = self.members.as_mut() {
+            if h.generation > 0 {
+                let rec = MemberRecord {
+                    id: sender,
+                    addr: from,
+                    generation: h.generation,
+                    refute: h.refute,
+                    status: Status::Alive,
+                };
+                m.hello(rec, now);
+                // it believes itself alive and we do not: tell it, so it refutes
+                tell = m
+                    .get(sender)
+                    .filter(|r| r.status != Status::Alive && r.generation == h.generation);
+                // the peer knows members we do not: pull (at most once a round); same count
+                // but different digests (a death, a restart): pull now and then
+                let since = now.saturating_sub(self.last_member_pull);
+                pull = h.digest != m.digest()
+                    && if h.members as usize > m.len() {
+                        since >= self.cfg.interval_ms
+                    } else {
+                        since >= 2 * self.cfg.interval_ms && self.rng.chance(0.25)
+                    };
+            }
+            rumors = respond && m.has_rumors();
+        }
+        if let Some(rec) = tell {
+            self.send_members(from, false, &[rec]);
+        }
+        if pull {
+            self.last_member_pull = now;
+            self.stats.member_pulls += 1;
+            let buckets = self.members.as_ref().map(|m| m.bucket_digests()).unwrap_or_default();
+            self.send_body(from, 0, Body::MemberRequest { buckets });
+        }
+        if rumors {
+            self.send_member_rumors(from, now);
+        }
+        // a node resumed after a freeze may handle a queued message before its first round:
+        // notice the gap before this contact counts as being in touch
+        self.check_away(now);
+        if !self.away && h.flags & Hello::QUORUM != 0 {
+            // in touch with a node that sees a majority: we are not cut off
+            self.last_quorum = now;
+        }
+        if self.horizon().is_none() {
+            return true;
+        }
+        if self.away {
+            // only a node that sees a majority can take us back (horizon reset)
+            return h.flags & Hello::QUORUM != 0;
+        }
+        if peer_away {
+            // refuse its data until it has reset: it may hold keys whose tombstones we purged
+            self.stats.away_refused += 1;
+            self.refused.insert(from, now + 2 * self.cfg.interval_ms);
+            return false;
+        }
+        self.refused.remove(&from);
+        true
+    }
+
+    fn send_body(&mut self, to: SocketAddr, exchange: u32, body: Body) {
+        let msg = Message { from: self.id(), exchange, body };
+        self.send(to, Transport::Datagram, wire::encode(&msg));
+    }
+
+    fn send_member_rumors(&mut self, to: SocketAddr, _now: u64) {
+        let Some(m) = self.members.as_mut() else { return };
+        let recs = m.take_rumors(32);
+        self.send_members(to, false, &recs);
+    }
+
+    fn send_members(&mut self, to: SocketAddr, full: bool, recs: &[MemberRecord]) {
+        if recs.is_empty() {
+            return;
+        }
+        let mut p = Packer::new(16, self.id(), 0, vec![u8::from(full)], self.cfg.mtu);
+        for r in recs {
+            p.push(member_len(r), |w| w.member(r));
+        }
+        let dgrams = p.finish(false);
+        self.send_all(to, dgrams);
+    }
+
+    /// Marks this node away when it has been out of touch with a majority for more than half
+    /// the purge horizon (membership on, purging on).
+    fn check_away(&mut self, now: u64) {
+        if let Some(grace) = self.horizon()
+            && self.members.is_some()
+            && now.saturating_sub(self.last_quorum) > grace / 2
+        {
+            self.away = true;
+        }
+    }
+
+    /// Comes back from being away: drops every entry older than the purge horizon (a
+    /// tombstone for it may have been purged elsewhere), then pulls the peer's store in bulk.
+    fn horizon_reset(&mut self, now: u64, peer: SocketAddr, exchange: u32) {
+        let Some(grace) = self.horizon() else { return };
+        let before = hlc_pack(now.saturating_sub(grace), 0);
+        let dropped = self.replica.store().purge(before, false);
+        self.stats.horizon_resets += 1;
+        self.away_quorum_since = None;
+        self.stats.horizon_dropped += dropped as u64;
+        self.away = false;
+        self.last_quorum = now;
+        self.bulk = None;
+        self.start_bulk(now, peer, exchange, 0);
+    }
+
+    /// Membership, quorum, purge and gate bookkeeping of one round. Returns the peers to
+    /// gossip with when membership is on.
+    fn round_upkeep(&mut self, now: u64) -> Option<Vec<SocketAddr>> {
+        if let Some((deadline, _)) = self.gate
+            && now >= deadline
+            && self.bulk.is_none()
+        {
+            self.open_gate();
+        }
+        let horizon = self.horizon();
+        let m = self.members.as_mut()?;
+        let mut actions = Vec::new();
+        m.tick(now, self.next_tick, self.cfg.interval_ms, &mut self.rng, &mut actions);
+        for a in actions {
+            match a {
+                ProbeAction::Ping { target } => {
+                    self.send_body(target, 0, Body::Ping { origin: None });
+                }
+                ProbeAction::PingReq { relay, target } => {
+                    self.send_body(relay, 0, Body::PingReq { target });
+                }
+                ProbeAction::Notify { to, rec } => self.send_members(to, false, &[rec]),
+            }
+        }
+        self.check_away(now);
+        let m = self.members.as_mut()?;
+        if let Some(grace) = horizon {
+            // Away, but our own view has a majority up again and for 5 rounds no peer that
+            // sees a majority (and so may have purged) answered: the whole cluster was split
+            // without a majority anywhere, so nobody purged meanwhile. Stop being away.
+            if self.away && m.has_quorum() {
+                let since = *self.away_quorum_since.get_or_insert(now);
+                if now.saturating_sub(since) >= 5 * self.cfg.interval_ms {
+                    self.away = false;
+                    self.away_quorum_since = None;
+                    self.last_quorum = now;
+                    self.stats.away_cleared += 1;
+                    // but the sides may hold tombstones the others lack, older than the
+                    // horizon: no purging (nor withholding) until they reconciled
+                    self.purge_after = now + grace / 2;
+                }
+            } else {
+                self.away_quorum_since = None;
+            }
+            if m.has_quorum() && !self.away {
+                self.last_quorum = now;
+                // purge every 8 rounds: a pass walks the whole store
+                if self.stats.rounds.is_multiple_of(8) && now >= self.purge_after {
+                    let before = hlc_pack(now.saturating_sub(grace), 0);
+                    let ghosts = &mut self.ghosts;
+                    let n = self.replica.store().purge_with(before, true, |key, v| {
+                        let g = Ghost { ts: v.ts, origin: v.origin, check: ghost_check(key) };
+                        ghosts.insert(key_hash(key), g);
+                    });
+                    self.stats.tombstones_purged += n as u64;
+                    // a ghost lives one more grace period after its tombstone was purged
+                    let forget =
+                        hlc_pack(now.saturating_sub(grace.saturating_mul(GHOST_GRACES)), 0);
+                    self.ghosts.retain(|_, g| g.ts >= forget);
+                    self.stats.ghosts = self.ghosts.len() as u64;
+                }
+            }
+        }
+        let m = self.members.as_mut()?;
+        let peers = m.pick(&mut self.rng, self.cfg.fanout);
+        if let Some(&first) = peers.first() {
+            m.probe(first, self.next_tick);
+        }
+        Some(peers)
     }
 
     /// The replica this node gossips for.
@@ -321,7 +710,7 @@ impl Node {
 
     /// Rumors currently advertised.
     pub fn hot_len(&self) -> usize {
-        self.hot.len()
+        self.hot.len() + self.hot_dels.len()
     }
 
     /// Replaces the potential peers.
@@ -348,6 +737,7 @@ impl Node {
     /// Forgets all protocol state (a crash): the caller clears the replica.
     pub fn reset(&mut self, now: u64) {
         self.hot.clear();
+        self.hot_dels.clear();
         self.pending_wants.clear();
         self.inflight_leaves.clear();
         self.wanted_leaves.clear();
@@ -356,6 +746,9 @@ impl Node {
         self.bulk_resume = 0;
         self.outbox.clear();
         self.next_tick = now;
+        self.last_quorum = now;
+        self.away = false;
+        self.ghosts.clear();
     }
 
     /// A client PUT at this node: writes the replica and spreads the new version.
@@ -380,14 +773,39 @@ impl Node {
     /// Spreads the version named `id` (already in the replica) as a rumor. Drivers that learn
     /// of writes on another thread send just the 20-byte id, computed there.
     pub fn note_rumor(&mut self, id: VersionId, now: u64) {
-        self.make_hot(id, now);
+        self.make_hot(id, now, true);
     }
 
-    fn make_hot(&mut self, id: VersionId, now: u64) {
-        let expires = now + self.cfg.interval_ms * u64::from(self.cfg.rumor_rounds);
-        self.hot.push_back(Hot { id, expires });
-        while self.hot.len() > self.cfg.max_hot {
-            self.hot.pop_front();
+    /// Makes a version a rumor: `local` when this node issued it. A local delete lives
+    /// `LOCAL_DELETE_LIFE` times longer: until it has left its origin, the origin is its only
+    /// holder, and a lossy link there must not leave it unspread for a whole grace period.
+    fn make_hot(&mut self, id: VersionId, now: u64, local: bool) {
+        let life = self.cfg.interval_ms * u64::from(self.cfg.rumor_rounds);
+        let delete = self.replica.store().with_versions_by_hash(id.kh, |it| {
+            it.next().is_some_and(|w| {
+                w.value.is_none() && w.ts == id.ts && version_hash(id.kh, w) as u32 == id.vh
+            })
+        });
+        let (list, cursor) = if delete {
+            (&mut self.hot_dels, &mut self.dels_cursor)
+        } else {
+            (&mut self.hot, &mut self.hot_cursor)
+        };
+        let expires = now + if delete && local { life * LOCAL_DELETE_LIFE } else { life };
+        list.push_back(Hot { id, expires });
+        while list.len() > self.cfg.max_hot {
+            list.pop_front();
+            *cursor = cursor.saturating_sub(1);
+        }
+    }
+
+    /// Drops expired rumors from the front, keeping the round-robin cursor on the same rumor.
+    /// (Local deletes live longer, so a later rumor may wait behind one: it then lives a
+    /// little longer than its time, never shorter.)
+    fn expire_hot(list: &mut VecDeque<Hot>, cursor: &mut usize, now: u64) {
+        while list.front().is_some_and(|h| h.expires <= now) {
+            list.pop_front();
+            *cursor = cursor.saturating_sub(1);
         }
     }
 
@@ -397,29 +815,39 @@ impl Node {
         if now < self.next_tick {
             return;
         }
+        self.now = self.now.max(now);
         self.next_tick = if now >= self.next_tick + self.cfg.interval_ms {
             now + self.cfg.interval_ms
         } else {
             self.next_tick + self.cfg.interval_ms
         };
         self.stats.rounds += 1;
-        self.hot.retain(|h| h.expires > now);
-        self.hot_cursor = 0;
+        Self::expire_hot(&mut self.hot, &mut self.hot_cursor, now);
+        Self::expire_hot(&mut self.hot_dels, &mut self.dels_cursor, now);
         self.pending_wants.retain(|_, p| p.0 > now);
         self.inflight_leaves.retain(|_, d| *d > now);
         self.wanted_leaves.retain(|_, d| *d > now);
         self.exchanges.retain(|_, x| x.deadline > now);
+        self.refused.retain(|_, d| *d > now);
         if let Some(b) = self.bulk.filter(|b| b.deadline <= now) {
             // stalled: the next catch-up (from any peer) resumes where this one got to
             self.bulk_resume = b.cursor;
             self.bulk = None;
         }
-        let mut picked = std::mem::take(&mut self.scratch);
-        self.rng.sample_indices(self.peers.len(), self.cfg.fanout, &mut picked);
+        let chosen = match self.round_upkeep(now) {
+            Some(peers) => peers,
+            None => {
+                let mut picked = std::mem::take(&mut self.scratch);
+                self.rng.sample_indices(self.peers.len(), self.cfg.fanout, &mut picked);
+                let peers = picked.iter().map(|&i| self.peers[i]).collect();
+                self.scratch = picked;
+                peers
+            }
+        };
         let root = self.replica.store().root_hash();
         let keys = self.key_count();
-        for &i in &picked {
-            let peer = self.peers[i];
+        let hello = self.hello();
+        for peer in chosen {
             let exchange = self.rng.next_u64() as u32;
             self.exchanges.insert(
                 exchange,
@@ -430,18 +858,23 @@ impl Node {
                     budget_bytes: self.cfg.summary_bytes_per_exchange,
                 },
             );
-            let mut prefix = Writer::with_capacity(24);
+            let mut prefix = Writer::with_capacity(64);
             prefix.u64(root);
             prefix.varint(keys);
+            prefix.hello(&hello);
             let haves = self.pick_rumors(&prefix.buf, exchange, 0);
+            let pushed = self.pick_deletes();
             let mut w = Writer::with_capacity(self.cfg.mtu);
             w.header(1, self.id(), exchange);
             w.buf.extend_from_slice(&prefix.buf);
             w.varint(haves.len() as u64);
             haves.iter().for_each(|id| w.id(id));
             self.send(peer, Transport::Datagram, w.buf);
+            self.send_entries(peer, exchange, &pushed);
+            if self.members.as_ref().is_some_and(|m| m.has_rumors()) {
+                self.send_member_rumors(peer, now);
+            }
         }
-        self.scratch = picked;
     }
 
     fn key_count(&self) -> u64 {
@@ -465,6 +898,37 @@ impl Node {
         out
     }
 
+    /// The next hot deletes to push whole to one peer (round robin, about `DELETE_PUSH_BYTES`
+    /// of them). A tombstone is about as small as its id, and pushing it is one message where
+    /// advertising it takes three (id, want, entries); and deletes are not queued behind
+    /// values for the room of a `Sync`. A lossy link then rarely misses a delete, which
+    /// matters because a delete missed for longer than the purge grace would bring the key
+    /// back.
+    fn pick_deletes(&mut self) -> Vec<WireEntry> {
+        let cutoff = self.send_cutoff();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..self.hot_dels.len() {
+            if bytes >= DELETE_PUSH_BYTES {
+                break;
+            }
+            if self.dels_cursor >= self.hot_dels.len() {
+                self.dels_cursor = 0;
+            }
+            let id = self.hot_dels[self.dels_cursor].id;
+            self.dels_cursor += 1;
+            let Some((key, versions)) = self.replica.store().get_by_hash(id.kh) else { continue };
+            let Some(w) = versions.first() else { continue };
+            let current = w.ts == id.ts && version_hash(id.kh, w.as_ref()) as u32 == id.vh;
+            if !current || !w.is_tombstone() || Self::withheld(cutoff, w.as_ref()) {
+                continue;
+            }
+            bytes += versions.iter().map(|v| entry_len(&key, v)).sum::<usize>();
+            out.extend(versions.into_iter().map(|version| WireEntry { key: key.clone(), version }));
+        }
+        out
+    }
+
     fn send(&mut self, to: SocketAddr, transport: Transport, payload: Vec<u8>) {
         let kind = usize::from(payload.get(3).copied().unwrap_or(0)).min(KINDS - 1);
         self.stats.sent[kind] += 1;
@@ -484,6 +948,7 @@ impl Node {
     /// Handles one received message from `from` (its gossip address). Malformed input is
     /// counted and dropped.
     pub fn handle_datagram(&mut self, now: u64, from: SocketAddr, payload: Bytes) {
+        self.now = self.now.max(now);
         let msg = match wire::decode(&payload) {
             Ok(m) => m,
             Err(_) => {
@@ -494,11 +959,68 @@ impl Node {
         let kind = usize::from(msg.body.kind());
         self.stats.received[kind] += 1;
         self.stats.received_bytes[kind] += payload.len() as u64;
-        let Message { exchange, body, .. } = msg;
+        if let Some(m) = self.members.as_mut() {
+            m.heard(from);
+        }
+        let Message { exchange, body, from: sender } = msg;
+        // from a peer found away: no reconciliation and no data until it has reset (it may
+        // still ask for our store in bulk, and membership flows as usual)
+        if !self.refused.is_empty()
+            && matches!(
+                body,
+                Body::Tree { .. }
+                    | Body::TreeAck { .. }
+                    | Body::Leaf { .. }
+                    | Body::LeafRequest { .. }
+                    | Body::WantLeaf { .. }
+                    | Body::Want { .. }
+                    | Body::Entries { .. }
+                    | Body::BulkChunk { .. }
+            )
+            && self.refused.get(&from).is_some_and(|d| *d > now)
+        {
+            self.stats.away_refused += 1;
+            return;
+        }
         match body {
-            Body::Sync { keys, haves, .. } => self.on_sync(now, from, exchange, keys, &haves),
-            Body::SyncAck { root, keys, haves, wants } => {
+            Body::Sync { keys, hello, haves, .. } => {
+                let go_on = self.on_hello(now, from, sender, &hello, true);
+                self.on_sync(now, from, exchange, keys, if go_on { &haves } else { &[] }, go_on)
+            }
+            Body::SyncAck { root, keys, hello, haves, wants } => {
+                let go_on = self.on_hello(now, from, sender, &hello, false);
+                if !go_on {
+                    return;
+                }
+                // back from away: reset against a peer that sees a majority and holds about
+                // as much as we do (not a node that itself restarted empty)
+                let reset =
+                    self.away && hello.flags & Hello::QUORUM != 0 && keys * 2 >= self.key_count();
+                if reset && self.horizon().is_some() {
+                    self.horizon_reset(now, from, exchange);
+                    return;
+                }
                 self.on_sync_ack(now, from, exchange, root, keys, &haves, &wants)
+            }
+            Body::Ping { origin } => {
+                self.send_body(origin.unwrap_or(from), exchange, Body::Ack);
+            }
+            Body::PingReq { target } => {
+                self.send_body(target, exchange, Body::Ping { origin: Some(from) });
+            }
+            Body::Ack => {}
+            Body::MemberRequest { buckets } => {
+                if let Some(m) = self.members.as_ref() {
+                    let recs = m.records_differing(&buckets);
+                    self.send_members(from, true, &recs);
+                }
+            }
+            Body::Members { full, records } => {
+                if let Some(m) = self.members.as_mut() {
+                    for r in records {
+                        m.apply(r, now, !full);
+                    }
+                }
             }
             Body::Tree { level, nodes } => self.on_tree(from, exchange, level, &nodes),
             Body::TreeAck { level, diffs, counts } => {
@@ -508,7 +1030,9 @@ impl Node {
             Body::Leaf { sections } => self.on_leaf(now, from, exchange, &sections),
             Body::WantLeaf { wants } => self.on_want_leaf(from, exchange, &wants),
             Body::Want { keys } => self.send_versions_of(from, exchange, &keys),
-            Body::Entries { entries } => self.merge_entries(now, &entries, true),
+            Body::Entries { entries } => {
+                self.merge_entries(now, Some((from, exchange)), &entries, true)
+            }
             Body::BulkRequest { cursor } => self.on_bulk_request(from, exchange, cursor),
             Body::BulkChunk { next, entries } => self.on_bulk_chunk(now, from, next, &entries),
         }
@@ -560,14 +1084,16 @@ impl Node {
         exchange: u32,
         peer_keys: u64,
         haves: &[VersionId],
+        go_on: bool,
     ) {
         let (mut wants, mut push) = (Vec::new(), Vec::new());
         self.triage(now, haves, &mut wants, &mut push);
         let root = self.replica.store().root_hash();
         let keys = self.key_count();
-        let mut prefix = Writer::with_capacity(24);
+        let mut prefix = Writer::with_capacity(64);
         prefix.u64(root);
         prefix.varint(keys);
+        prefix.hello(&self.hello());
         // wants go first (they are answers); rumors fill the rest of the datagram
         let want_room = (self.cfg.mtu / 2) / 8;
         let (now_wants, later_wants) = wants.split_at(wants.len().min(want_room));
@@ -585,7 +1111,7 @@ impl Node {
             self.send_wants(from, exchange, &later);
         }
         self.send_versions_of(from, exchange, &push);
-        if far_behind(keys, peer_keys) && self.bulk.is_none() {
+        if go_on && far_behind(keys, peer_keys) && self.bulk.is_none() {
             self.start_bulk(now, from, exchange, self.bulk_resume);
         }
     }
@@ -616,12 +1142,19 @@ impl Node {
         self.triage(now, haves, &mut my_wants, &mut push);
         self.send_wants(from, exchange, &my_wants);
         self.send_versions_of(from, exchange, &push);
+        let my_keys = self.key_count();
+        let behind = far_behind(my_keys, peer_keys);
+        if let Some((deadline, wanted)) = self.gate
+            && !behind
+            && self.bulk.is_none()
+        {
+            if wanted <= 1 { self.open_gate() } else { self.gate = Some((deadline, wanted - 1)) }
+        }
         let store = self.replica.store();
         if peer_root == store.root_hash() {
             return;
         }
-        let my_keys = self.key_count();
-        if far_behind(my_keys, peer_keys) && self.bulk.is_none() {
+        if behind && self.bulk.is_none() {
             self.start_bulk(now, from, exchange, self.bulk_resume);
             return;
         }
@@ -660,16 +1193,40 @@ impl Node {
         if keys.is_empty() {
             return;
         }
+        // each key once, and a bounded answer (a hostile Want may name one key 170 times)
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
         let mut sink = ListMsg::new(7, exchange);
+        let cutoff = self.send_cutoff();
         let store = self.replica.store();
-        for &kh in keys {
+        for &kh in &keys {
+            if sink.body.buf.len() >= MAX_ANSWER_BYTES {
+                break;
+            }
             store.with_key_by_hash(kh, |found| {
                 if let Some((key, versions)) = found {
+                    let mut versions = versions.peekable();
+                    if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+                        return;
+                    }
                     versions.for_each(|v| sink.entry(key, v));
                 }
             });
         }
         self.send_list(to, sink);
+    }
+
+    /// Sends `entries` (if any) in one `Entries` message.
+    fn send_entries(&mut self, to: SocketAddr, exchange: u32, entries: &[WireEntry]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut msg = ListMsg::new(7, exchange);
+        for e in entries {
+            msg.entry(&e.key, e.version.as_ref());
+        }
+        self.send_list(to, msg);
     }
 
     /// Sends `msg` (if it holds anything) as one datagram if it fits, else on the stream.
@@ -882,7 +1439,12 @@ impl Node {
         let salt = u64::from(exchange);
         let mut ids = std::mem::take(&mut self.leaf_ids);
         ids.clear();
+        let cutoff = self.send_cutoff();
         self.replica.store().for_each_in_leaf_hashed(leaf as usize, |kh, _, versions| {
+            if versions.clone().next().is_some_and(|w| Self::withheld(cutoff, w)) {
+                // as if purged already (it will be within a purge pass)
+                return;
+            }
             let fp = short_hash(kh, salt);
             for (v, vh) in versions.hashed() {
                 ids.push(LeafId { fp, ts: v.ts, vfp: short_hash(vh, salt) as u16 });
@@ -933,6 +1495,7 @@ impl Node {
         wants: &mut Vec<u32>,
     ) {
         let salt = u64::from(exchange);
+        let cutoff = self.send_cutoff();
         // theirs, grouped by key fingerprint: (max ts, version fingerprints at that ts)
         let mut their = std::mem::take(&mut self.their_ids);
         their.clear();
@@ -953,6 +1516,9 @@ impl Node {
         self.replica.store().for_each_in_leaf_hashed(section.leaf as usize, |kh, key, versions| {
             let Some(first) = versions.clone().next() else { return };
             let fp = short_hash(kh, salt);
+            if Self::withheld(cutoff, first) {
+                return;
+            }
             let Ok(k) = keys.binary_search_by_key(&fp, |k| k.fp) else {
                 versions.for_each(|v| push.entry(key, v));
                 return;
@@ -991,9 +1557,16 @@ impl Node {
         let salt = u64::from(exchange);
         let mut push = ListMsg::new(7, exchange);
         let mut fps = Vec::new();
+        let cutoff = self.send_cutoff();
+        // each leaf once, and a bounded answer (as for `Want`: a hostile message may name a
+        // leaf many times)
+        let mut done = hashbrown::HashSet::with_capacity(wants.len());
         for (leaf, wanted) in wants {
             if *leaf as usize >= leaves {
                 self.stats.rejected += 1;
+                continue;
+            }
+            if push.body.buf.len() >= MAX_ANSWER_BYTES || !done.insert(*leaf) {
                 continue;
             }
             fps.clear();
@@ -1001,6 +1574,9 @@ impl Node {
             fps.sort_unstable();
             self.replica.store().for_each_in_leaf_hashed(*leaf as usize, |kh, key, versions| {
                 if fps.binary_search(&short_hash(kh, salt)).is_ok() {
+                    if versions.clone().next().is_some_and(|w| Self::withheld(cutoff, w)) {
+                        return;
+                    }
                     versions.for_each(|v| push.entry(key, v));
                 }
             });
@@ -1008,7 +1584,20 @@ impl Node {
         self.send_list(from, push);
     }
 
-    fn merge_entries(&mut self, now: u64, entries: &[WireEntry], spread: bool) {
+    /// Merges received entries. `from` (sender, exchange) gets back the tombstones of ghosts
+    /// that refused some of them.
+    fn merge_entries(
+        &mut self,
+        now: u64,
+        from: Option<(SocketAddr, u32)>,
+        entries: &[WireEntry],
+        spread: bool,
+    ) {
+        // a tombstone past the purge horizon for a key we do not hold would only be purged
+        // again: taking it back from a peer that has not purged yet would make it bounce
+        let cutoff = self.purge_horizon().map(|g| hlc_pack(now.saturating_sub(g), 0));
+        let mut skipped: Vec<(u64, u64)> = Vec::new();
+        let mut answer: Vec<WireEntry> = Vec::new();
         for e in entries {
             let kh = key_hash(&e.key);
             let v = e.version.as_ref();
@@ -1017,14 +1606,63 @@ impl Node {
             if self.cfg.record_receptions {
                 self.receptions.push((kh, vh as u32));
             }
-            let rumor = !self.pending_wants.is_empty()
-                && self.pending_wants.remove(&kh).is_some_and(|p| p.1);
+            if !self.ghosts.is_empty()
+                && let Some(g) = self.ghosts.get(&kh).copied()
+                && g.check == ghost_check(&e.key)
+            {
+                if e.version.ts > g.ts {
+                    // written again after the delete: the key lives
+                    self.ghosts.remove(&kh);
+                } else {
+                    // no newer than a tombstone purged here: the sender lags (it missed the
+                    // delete for longer than the grace). Refuse it, and send the tombstone
+                    // back so that the sender deletes the key too.
+                    self.pending_wants.remove(&kh);
+                    if e.version.value.is_some() && !skipped.iter().any(|&(k, _)| k == kh) {
+                        self.stats.ghost_refused += 1;
+                        if answer.last().is_none_or(|a| a.key != e.key) {
+                            let version = Version::tombstone(g.ts, g.origin);
+                            answer.push(WireEntry { key: e.key.clone(), version });
+                        }
+                    }
+                    continue;
+                }
+            }
+            if let Some(cutoff) = cutoff
+                && e.version.value.is_none()
+                && e.version.ts < cutoff
+                && !self.replica.store().contains(&e.key)
+            {
+                self.pending_wants.remove(&kh);
+                self.stats.stale_tombstones_skipped += 1;
+                skipped.push((kh, e.version.ts));
+                let g = Ghost {
+                    ts: e.version.ts,
+                    origin: e.version.origin,
+                    check: ghost_check(&e.key),
+                };
+                self.ghosts.insert(kh, g);
+                continue;
+            }
+            // a value tied with (or older than) a tombstone just skipped would win without it
+            if skipped.iter().any(|&(k, ts)| k == kh && e.version.ts <= ts) {
+                continue;
+            }
+            // a rumor we asked for, or a delete (pushed whole by rumor mongering)
+            let rumor = (!self.pending_wants.is_empty()
+                && self.pending_wants.remove(&kh).is_some_and(|p| p.1))
+                || v.value.is_none();
             if self.replica.merge_remote_hashed(kh, vh, &e.key, v, now).changed() {
                 self.stats.versions_applied += 1;
                 if spread && rumor {
-                    self.make_hot(VersionId { kh, ts: v.ts, vh: vh as u32 }, now);
+                    self.make_hot(VersionId { kh, ts: v.ts, vh: vh as u32 }, now, false);
                 }
             }
+        }
+        if let Some((to, exchange)) = from
+            && !answer.is_empty()
+        {
+            self.send_entries(to, exchange, &answer);
         }
     }
 
@@ -1045,8 +1683,13 @@ impl Node {
         let mut w = Writer::with_capacity(self.cfg.bulk_chunk_bytes + 1024);
         let mut count = 0u64;
         let mut leaf = cursor;
+        let cutoff = self.send_cutoff();
         while leaf < leaves && w.buf.len() < self.cfg.bulk_chunk_bytes {
             store.for_each_in_leaf(leaf as usize, |key, versions| {
+                let mut versions = versions.peekable();
+                if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+                    return;
+                }
                 for v in versions {
                     w.entry_ref(key, v);
                     count += 1;
@@ -1072,7 +1715,7 @@ impl Node {
             self.stats.rejected += 1;
             return;
         }
-        self.merge_entries(now, entries, false);
+        self.merge_entries(now, Some((from, 0)), entries, false);
         if next == 0 || next <= b.cursor {
             self.bulk = None;
             self.bulk_resume = 0;

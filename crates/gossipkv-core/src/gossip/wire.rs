@@ -20,7 +20,10 @@
 use bytes::Bytes;
 use thiserror::Error;
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use crate::digest::TREE_ARITY;
+use crate::gossip::members::{MemberRecord, Status};
 use crate::lww::{NodeId, Timestamp, Version, VersionRef};
 
 /// First two bytes of every gossip datagram.
@@ -87,6 +90,8 @@ pub enum Body {
         root: u64,
         /// Number of keys the sender holds (tombstones included).
         keys: u64,
+        /// The sender's membership summary.
+        hello: Hello,
         /// Fresh versions (rumors) the sender advertises.
         haves: Vec<VersionId>,
     },
@@ -96,6 +101,8 @@ pub enum Body {
         root: u64,
         /// Number of keys the responder holds.
         keys: u64,
+        /// The responder's membership summary.
+        hello: Hello,
         /// Fresh versions the responder advertises.
         haves: Vec<VersionId>,
         /// Key hashes whose versions the responder asks for.
@@ -152,6 +159,32 @@ pub enum Body {
         /// First leaf wanted.
         cursor: u32,
     },
+    /// Membership: "is this address up?" Answered with `Ack` to `origin`, or to the sender
+    /// when `origin` is absent. The exchange field carries the probe's nonce.
+    Ping {
+        /// Who asked for this ping (an indirect probe), if not the sender.
+        origin: Option<SocketAddr>,
+    },
+    /// Membership: "ping `target` for me" (an indirect probe).
+    PingReq {
+        /// The member to ping.
+        target: SocketAddr,
+    },
+    /// Membership: the answer to a `Ping`.
+    Ack,
+    /// Membership: "send me the records of the buckets of your member table whose digest
+    /// differs from mine" (table digests differed).
+    MemberRequest {
+        /// Low 32 bits of the requester's digest of each bucket (`members::BUCKETS`).
+        buckets: Vec<u32>,
+    },
+    /// Membership records: rumors of changes, or (`full`) a page of a table pull.
+    Members {
+        /// A page of a full table (not re-rumored by the receiver).
+        full: bool,
+        /// The records.
+        records: Vec<MemberRecord>,
+    },
     /// One chunk of a bulk catch-up.
     BulkChunk {
         /// Next leaf to ask for, or 0 when the whole store was sent.
@@ -176,6 +209,11 @@ impl Body {
             Body::BulkChunk { .. } => 9,
             Body::WantLeaf { .. } => 10,
             Body::LeafRequest { .. } => 11,
+            Body::Ping { .. } => 12,
+            Body::PingReq { .. } => 13,
+            Body::Ack => 14,
+            Body::MemberRequest { .. } => 15,
+            Body::Members { .. } => 16,
         }
     }
 
@@ -186,7 +224,7 @@ impl Body {
 }
 
 /// Number of kind bytes in use, plus one (kind 0 is unused).
-pub const KINDS: usize = 12;
+pub const KINDS: usize = 17;
 
 /// Names of message kinds, indexed by kind byte (0 is unused).
 pub const KIND_NAMES: [&str; KINDS] = [
@@ -202,7 +240,53 @@ pub const KIND_NAMES: [&str; KINDS] = [
     "bulk_chunk",
     "want_leaf",
     "leaf_request",
+    "ping",
+    "ping_req",
+    "ack",
+    "member_request",
+    "members",
 ];
+
+/// What every `Sync` and `SyncAck` says about its sender's membership.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hello {
+    /// The sender's generation (0: the sender runs without membership).
+    pub generation: u64,
+    /// The sender's refutation counter.
+    pub refute: u32,
+    /// Digest of the sender's member table.
+    pub digest: u64,
+    /// Members the sender knows, itself included.
+    pub members: u32,
+    /// The sender's clock (highest timestamp issued or seen): a node catching up after a
+    /// restart raises its clock to it, so its next writes beat what it wrote before.
+    pub clock: u64,
+    /// Bit 0 ([`Hello::AWAY`]): the sender has been away from a majority longer than half
+    /// the purge horizon. Bit 1 ([`Hello::QUORUM`]): it sees a majority.
+    pub flags: u8,
+}
+
+impl Hello {
+    /// Flag: the sender is away (see docs/protocol.md, "Deletes").
+    pub const AWAY: u8 = 1;
+    /// Flag: the sender believes a majority of its members is up, and is not away.
+    pub const QUORUM: u8 = 2;
+
+    /// Encoded size.
+    pub fn len(&self) -> usize {
+        varint_len(self.generation)
+            + varint_len(u64::from(self.refute))
+            + 8
+            + varint_len(u64::from(self.members))
+            + 8
+            + 1
+    }
+
+    /// Never empty (for clippy's `len_without_is_empty`).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
 
 /// A decoded message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -268,6 +352,20 @@ pub fn leaf_section_len(leaf: u32, ids: &[LeafId]) -> usize {
     varint_len(u64::from(leaf)) + 8 + varint_len(ids.len() as u64) + items
 }
 
+/// Encoded length of a socket address.
+pub fn addr_len(a: &SocketAddr) -> usize {
+    if a.is_ipv4() { 1 + 4 + 2 } else { 1 + 16 + 2 }
+}
+
+/// Encoded length of a member record.
+pub fn member_len(m: &MemberRecord) -> usize {
+    varint_len(u64::from(m.id))
+        + addr_len(&m.addr)
+        + varint_len(m.generation)
+        + varint_len(u64::from(m.refute))
+        + 1
+}
+
 /// Encoded length of an entry.
 pub fn entry_len(key: &[u8], v: &Version) -> usize {
     entry_len_ref(key, v.as_ref())
@@ -327,6 +425,40 @@ impl Writer {
         self.u8(kind);
         self.varint(u64::from(from));
         self.varint(u64::from(exchange));
+    }
+
+    /// Appends a socket address: family byte (4 or 6), address bytes, port u16.
+    pub fn addr(&mut self, a: &SocketAddr) {
+        match a.ip() {
+            IpAddr::V4(ip) => {
+                self.u8(4);
+                self.buf.extend_from_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                self.u8(6);
+                self.buf.extend_from_slice(&ip.octets());
+            }
+        }
+        self.u16(a.port());
+    }
+
+    /// Appends a membership summary.
+    pub fn hello(&mut self, h: &Hello) {
+        self.varint(h.generation);
+        self.varint(u64::from(h.refute));
+        self.u64(h.digest);
+        self.varint(u64::from(h.members));
+        self.u64(h.clock);
+        self.u8(h.flags);
+    }
+
+    /// Appends a member record.
+    pub fn member(&mut self, m: &MemberRecord) {
+        self.varint(u64::from(m.id));
+        self.addr(&m.addr);
+        self.varint(m.generation);
+        self.varint(u64::from(m.refute));
+        self.u8(m.status.to_byte());
     }
 
     /// Appends a version id.
@@ -469,6 +601,47 @@ impl<'a> Reader<'a> {
         Ok(self.src.slice(start..start + n))
     }
 
+    /// Reads a socket address.
+    pub fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
+        let ip = match self.u8()? {
+            4 => {
+                let mut a = [0u8; 4];
+                a.copy_from_slice(self.take(4)?);
+                IpAddr::V4(Ipv4Addr::from(a))
+            }
+            6 => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(self.take(16)?);
+                IpAddr::V6(Ipv6Addr::from(a))
+            }
+            t => return Err(DecodeError::Tag(t)),
+        };
+        Ok(SocketAddr::new(ip, self.u16()?))
+    }
+
+    /// Reads a membership summary.
+    pub fn hello(&mut self) -> Result<Hello, DecodeError> {
+        Ok(Hello {
+            generation: self.varint()?,
+            refute: self.varint32()?,
+            digest: self.u64()?,
+            members: self.varint32()?,
+            clock: self.u64()?,
+            flags: self.u8()?,
+        })
+    }
+
+    /// Reads a member record.
+    pub fn member(&mut self) -> Result<MemberRecord, DecodeError> {
+        let id = self.varint32()?;
+        let addr = self.addr()?;
+        let generation = self.varint()?;
+        let refute = self.varint32()?;
+        let b = self.u8()?;
+        let status = Status::from_byte(b).ok_or(DecodeError::Tag(b))?;
+        Ok(MemberRecord { id, addr, generation, refute, status })
+    }
+
     /// Reads a version id.
     pub fn id(&mut self) -> Result<VersionId, DecodeError> {
         Ok(VersionId { kh: self.u64()?, ts: self.u64()?, vh: self.u32()? })
@@ -510,15 +683,17 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     let mut w = Writer::with_capacity(64);
     w.header(msg.body.kind(), msg.from, msg.exchange);
     match &msg.body {
-        Body::Sync { root, keys, haves } => {
+        Body::Sync { root, keys, hello, haves } => {
             w.u64(*root);
             w.varint(*keys);
+            w.hello(hello);
             w.varint(haves.len() as u64);
             haves.iter().for_each(|id| w.id(id));
         }
-        Body::SyncAck { root, keys, haves, wants } => {
+        Body::SyncAck { root, keys, hello, haves, wants } => {
             w.u64(*root);
             w.varint(*keys);
+            w.hello(hello);
             w.varint(haves.len() as u64);
             haves.iter().for_each(|id| w.id(id));
             w.varint(wants.len() as u64);
@@ -563,6 +738,24 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             entries.iter().for_each(|e| w.entry(&e.key, &e.version));
         }
         Body::BulkRequest { cursor } => w.varint(u64::from(*cursor)),
+        Body::Ping { origin } => match origin {
+            None => w.u8(0),
+            Some(a) => {
+                w.u8(1);
+                w.addr(a);
+            }
+        },
+        Body::PingReq { target } => w.addr(target),
+        Body::Ack => {}
+        Body::MemberRequest { buckets } => {
+            w.varint(buckets.len() as u64);
+            buckets.iter().for_each(|b| w.u32(*b));
+        }
+        Body::Members { full, records } => {
+            w.u8(u8::from(*full));
+            w.varint(records.len() as u64);
+            records.iter().for_each(|m| w.member(m));
+        }
         Body::BulkChunk { next, entries } => {
             w.varint(u64::from(*next));
             w.varint(entries.len() as u64);
@@ -586,9 +779,38 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
     let from = r.varint32()?;
     let exchange = r.varint32()?;
     let body = match kind {
-        1 => Body::Sync { root: r.u64()?, keys: r.varint()?, haves: r.ids()? },
-        2 => {
-            Body::SyncAck { root: r.u64()?, keys: r.varint()?, haves: r.ids()?, wants: r.hashes()? }
+        1 => Body::Sync { root: r.u64()?, keys: r.varint()?, hello: r.hello()?, haves: r.ids()? },
+        2 => Body::SyncAck {
+            root: r.u64()?,
+            keys: r.varint()?,
+            hello: r.hello()?,
+            haves: r.ids()?,
+            wants: r.hashes()?,
+        },
+        12 => {
+            let origin = match r.u8()? {
+                0 => None,
+                1 => Some(r.addr()?),
+                t => return Err(DecodeError::Tag(t)),
+            };
+            Body::Ping { origin }
+        }
+        13 => Body::PingReq { target: r.addr()? },
+        14 => Body::Ack,
+        15 => {
+            let n = r.count(4)?;
+            Body::MemberRequest { buckets: (0..n).map(|_| r.u32()).collect::<Result<_, _>>()? }
+        }
+        16 => {
+            let full = match r.u8()? {
+                0 => false,
+                1 => true,
+                t => return Err(DecodeError::Tag(t)),
+            };
+            // smallest record: id 1 + addr 7 + generation 1 + refute 1 + status 1
+            let n = r.count(11)?;
+            let records = (0..n).map(|_| r.member()).collect::<Result<_, _>>()?;
+            Body::Members { full, records }
         }
         3 => {
             let level = r.u8()?;
@@ -754,8 +976,30 @@ mod tests {
         let id = VersionId { kh: 1 << 63, ts: 99, vh: 7 };
         let e = WireEntry { key: Bytes::from_static(b"k\r\n\0"), version: Version::put(5, 2, "v") };
         let t = WireEntry { key: Bytes::from_static(b""), version: Version::tombstone(6, 0) };
-        roundtrip(Body::Sync { root: 1, keys: 2, haves: vec![id] });
-        roundtrip(Body::SyncAck { root: 1, keys: 0, haves: vec![], wants: vec![3, 4] });
+        let hello =
+            Hello { generation: 1 << 40, refute: 3, digest: 9, members: 1000, clock: 5, flags: 1 };
+        roundtrip(Body::Sync { root: 1, keys: 2, hello, haves: vec![id] });
+        roundtrip(Body::SyncAck { root: 1, keys: 0, hello, haves: vec![], wants: vec![3, 4] });
+        let v4 = SocketAddr::from(([127, 0, 0, 9], 7000));
+        let v6 = SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], 7001));
+        roundtrip(Body::Ping { origin: None });
+        roundtrip(Body::Ping { origin: Some(v6) });
+        roundtrip(Body::PingReq { target: v4 });
+        roundtrip(Body::Ack);
+        roundtrip(Body::MemberRequest { buckets: vec![1, u32::MAX] });
+        let m = |id, addr, status| MemberRecord { id, addr, generation: 77, refute: 1, status };
+        roundtrip(Body::Members {
+            full: true,
+            records: vec![m(1, v4, Status::Alive), m(u32::MAX, v6, Status::Left)],
+        });
+        roundtrip(Body::Members { full: false, records: vec![] });
+        let rec = m(5, v6, Status::Suspect);
+        let mut w = Writer::default();
+        w.member(&rec);
+        assert_eq!(w.buf.len(), member_len(&rec));
+        let mut w = Writer::default();
+        w.hello(&hello);
+        assert_eq!(w.buf.len(), hello.len());
         roundtrip(Body::Tree { level: 2, nodes: vec![(5, [9; 16])] });
         roundtrip(Body::Tree { level: 0, nodes: vec![] });
         roundtrip(Body::TreeAck { level: 1, diffs: vec![(3, 0x8001)], counts: vec![] });

@@ -71,7 +71,8 @@ impl Ctx<'_> {
     /// Physical time for this batch's timestamps, read from the wall clock at most once per
     /// batch (the HLC still gives each write a distinct, increasing timestamp).
     pub(crate) fn now_ms(&mut self) -> u64 {
-        *self.client.batch_now.get_or_insert_with(now_ms)
+        let skew = self.shared.config.clock_skew_ms;
+        *self.client.batch_now.get_or_insert_with(|| now_ms().saturating_add_signed(skew))
     }
 }
 
@@ -187,18 +188,40 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
     })
 }
 
-/// Runs one request and appends its reply to `ctx.out`.
+/// Runs one request and appends its reply to `ctx.out`; records its calls, error reply and
+/// execution time in the server's per-command metrics.
 pub(crate) fn dispatch(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
-    let Some(spec) = lookup(req.arg(0)) else {
-        unknown_command(ctx.out, req);
-        return Flow::Continue;
+    let start = std::time::Instant::now();
+    let mark = ctx.out.len();
+    let spec = lookup(req.arg(0));
+    let flow = match spec {
+        Some(spec) => run(ctx, spec, req),
+        None => {
+            unknown_command(ctx.out, req);
+            Flow::Continue
+        }
     };
+    // unknown commands go to the slot past the table
+    let slot = spec.and_then(|s| ALL.iter().position(|a| std::ptr::eq(*a, s)));
+    let error = ctx.out.get(mark) == Some(&b'-');
+    ctx.shared.metrics.command(slot.unwrap_or(ALL.len()), start.elapsed(), error);
+    flow
+}
+
+/// Checks arity, authentication and the write gate, then calls the handler.
+fn run(ctx: &mut Ctx<'_>, spec: &'static Spec, req: &Request<'_>) -> Flow {
     if !spec.arity_ok(req.len()) {
         wrong_arity(ctx.out, spec.name);
         return Flow::Continue;
     }
     if !ctx.client.authenticated && !spec.no_auth {
         reply::error(ctx.out, b"NOAUTH Authentication required.");
+        return Flow::Continue;
+    }
+    if spec.flags.first() == Some(&"write") && !ctx.shared.replica.is_ready() {
+        // a restarted node catching up: its timestamps could still be below the ones it
+        // issued before the crash (Redis answers LOADING while it loads its dataset)
+        reply::error(ctx.out, b"LOADING gossipkv is catching up with its peers after a start");
         return Flow::Continue;
     }
     (spec.handler)(ctx, req)

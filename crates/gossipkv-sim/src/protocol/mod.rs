@@ -128,4 +128,13 @@ pub fn add_stats(a: &mut NodeStats, b: &NodeStats) {
     a.versions_applied += b.versions_applied;
     a.descents += b.descents;
     a.bulk_started += b.bulk_started;
+    a.member_pulls += b.member_pulls;
+    a.tombstones_purged += b.tombstones_purged;
+    a.horizon_resets += b.horizon_resets;
+    a.horizon_dropped += b.horizon_dropped;
+    a.away_refused += b.away_refused;
+    a.stale_tombstones_skipped += b.stale_tombstones_skipped;
+    a.ghost_refused += b.ghost_refused;
+    a.ghosts += b.ghosts;
+    a.away_cleared += b.away_cleared;
 }

@@ -1,0 +1,796 @@
+//! Who is in the cluster: membership as gossiped state, with SWIM-style failure detection.
+//!
+//! A node starts from its seed list (potential peers' addresses, some of which may never
+//! answer) and learns members as it hears from them: every `Sync` / `SyncAck` carries the
+//! sender's own record (id, address, generation, refutation counter). Changes of state
+//! (suspect, dead, left, refuted, restarted) spread as membership rumors, each piggy-backed on
+//! `retransmit_mult × ⌈log10(n+1)⌉` messages (memberlist's rule). New members spread by
+//! anti-entropy instead, so a cold start of n nodes does not rumor n² joins: every `Sync`
+//! carries a digest of the member table; a node whose digest differs sends the peer its
+//! digests of 64 buckets of the table (`MemberRequest`, by member id), and the peer answers
+//! with the records of the buckets that differ.
+//!
+//! # The record and its order (a join, like LWW)
+//!
+//! A member record is `(id, addr, generation, refute, status)`. Records of one id are ordered
+//! by `(generation, refute, status)` with `Alive < Suspect < Dead < Left`; merging keeps the
+//! larger, so every node ends with the same table whatever the delivery order (SWIM's
+//! incarnation rules). The generation changes on every restart (the driver passes the start
+//! time in milliseconds, which grows across restarts); `refute` is bumped by the member itself
+//! when it hears that it is suspected or declared dead, which overrides the rumor.
+//!
+//! # Failure detection
+//!
+//! The first peer a node contacts each round is also probed: if no message comes back from
+//! it before the next round, the node asks `indirect_probes` other members to ping it
+//! (`PingReq`) and pings it again itself; if nothing comes back by the round after, it is
+//! marked `Suspect` and the suspicion is rumored. A suspect that does not refute within
+//! `suspicion_mult × log10(n)` rounds becomes `Dead`. Gossip goes mostly to alive members; now
+//! and then (`retry_share` of rounds) one slot goes to a dead member or an unknown seed, so
+//! members that come back (a healed partition, a restart) are found again.
+//!
+//! Nothing here reads a clock or a global RNG: time and the RNG are arguments.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+
+use hashbrown::HashMap;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::lww::NodeId;
+use crate::rng::Rng;
+
+/// What a node believes about a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Status {
+    /// Answering.
+    Alive = 0,
+    /// Did not answer a direct and an indirect probe; may still refute.
+    Suspect = 1,
+    /// Suspected for longer than the suspicion timeout without refuting.
+    Dead = 2,
+    /// Left the cluster on purpose.
+    Left = 3,
+}
+
+impl Status {
+    /// The wire byte.
+    pub fn to_byte(self) -> u8 {
+        self as u8
+    }
+
+    /// From the wire byte.
+    pub fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Status::Alive,
+            1 => Status::Suspect,
+            2 => Status::Dead,
+            3 => Status::Left,
+            _ => return None,
+        })
+    }
+
+    /// Dead or left: not gossiped with (except now and then), not counted for quorum.
+    pub fn gone(self) -> bool {
+        matches!(self, Status::Dead | Status::Left)
+    }
+}
+
+/// One member's record as gossiped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemberRecord {
+    /// Node id.
+    pub id: NodeId,
+    /// Gossip address.
+    pub addr: SocketAddr,
+    /// Generation: changes (grows) on every restart.
+    pub generation: u64,
+    /// Refutation counter, bumped by the member to override a suspicion of itself.
+    pub refute: u32,
+    /// Status.
+    pub status: Status,
+}
+
+impl MemberRecord {
+    /// The order records of one id are merged by.
+    pub fn rank(&self) -> (u64, u32, Status) {
+        (self.generation, self.refute, self.status)
+    }
+
+    /// The record's contribution to the table digest. Only who exists in which generation
+    /// and whether it is gone count: suspicions and refutations are transient and travel as
+    /// rumors, so they do not make every digest differ for a while.
+    fn digest(&self) -> u64 {
+        xxh3_64(&self.digest_bytes())
+    }
+
+    fn digest_bytes(&self) -> [u8; 13] {
+        let mut b = [0u8; 13];
+        b[..4].copy_from_slice(&self.id.to_le_bytes());
+        b[4..12].copy_from_slice(&self.generation.to_le_bytes());
+        b[12] = u8::from(self.status.gone());
+        b
+    }
+}
+
+/// Buckets of the member table exchanged in a `MemberRequest`.
+pub const BUCKETS: usize = 64;
+
+/// The bucket of member `id`.
+pub fn bucket_of(id: NodeId) -> usize {
+    (xxh3_64(&id.to_le_bytes()) as usize) % BUCKETS
+}
+
+/// Tunables of membership and failure detection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MembershipConfig {
+    /// Members asked to ping a member that missed a direct probe.
+    pub indirect_probes: usize,
+    /// Suspicion timeout in rounds is `suspicion_mult × max(1, log10(n))`.
+    pub suspicion_mult: u32,
+    /// A membership change is piggy-backed `retransmit_mult × ⌈log10(n + 1)⌉` times.
+    pub retransmit_mult: u32,
+    /// Share of rounds in which one peer slot goes to a dead member or an unknown seed.
+    pub retry_share: f64,
+    /// Most member records kept (hostile or buggy peers cannot grow the table beyond it).
+    pub max_members: usize,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        Self {
+            indirect_probes: 3,
+            suspicion_mult: 4,
+            retransmit_mult: 4,
+            retry_share: 0.1,
+            max_members: 1 << 17,
+        }
+    }
+}
+
+/// Counters of membership events seen by this node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberStats {
+    /// Members learned.
+    pub joins: u64,
+    /// Members this node suspected after failed probes.
+    pub suspicions: u64,
+    /// Members this node declared dead.
+    pub deaths: u64,
+    /// Times this node refuted a suspicion or death of itself.
+    pub refutes: u64,
+    /// Direct probes that got no answer in time.
+    pub probe_misses: u64,
+    /// Records refused (table full, or claiming our own id from another address).
+    pub refused: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    rec: MemberRecord,
+    /// When the status last changed here (local ms).
+    since: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Probe {
+    target: NodeId,
+    addr: SocketAddr,
+    /// Indirect rounds done so far.
+    stage: u8,
+    deadline: u64,
+}
+
+/// Indirect probe rounds before a suspicion (each: a direct ping and `indirect_probes`
+/// relays). Two make false suspicions rare even at 30% loss (docs/protocol.md).
+const INDIRECT_ROUNDS: u8 = 2;
+
+/// A probe step the driver must send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeAction {
+    /// Ping `target` directly.
+    Ping {
+        /// Target's gossip address.
+        target: SocketAddr,
+    },
+    /// Ask `relay` to ping `target` for us.
+    PingReq {
+        /// Member relaying.
+        relay: SocketAddr,
+        /// Target's gossip address.
+        target: SocketAddr,
+    },
+    /// Tell the member at `to` what we now believe of it (suspect or dead), so that it
+    /// refutes at once if it is in fact up.
+    Notify {
+        /// The member's address.
+        to: SocketAddr,
+        /// Our record of it.
+        rec: MemberRecord,
+    },
+}
+
+/// One node's view of the cluster.
+#[derive(Debug)]
+pub struct Membership {
+    cfg: MembershipConfig,
+    me: MemberRecord,
+    members: BTreeMap<NodeId, Member>,
+    by_addr: HashMap<SocketAddr, NodeId>,
+    /// Ids in the order learned (sampling without a BTreeMap walk).
+    order: Vec<NodeId>,
+    seeds: Vec<SocketAddr>,
+    /// XOR of record digests per bucket.
+    buckets: [u64; BUCKETS],
+    /// Members per status (self excluded).
+    counts: [usize; 4],
+    rumors: VecDeque<(NodeId, u32)>,
+    probes: Vec<Probe>,
+    suspects: Vec<NodeId>,
+    stats: MemberStats,
+}
+
+impl Membership {
+    /// A view holding only ourselves, with `seeds` as potential peers.
+    pub fn new(
+        cfg: MembershipConfig,
+        id: NodeId,
+        addr: SocketAddr,
+        generation: u64,
+        seeds: Vec<SocketAddr>,
+    ) -> Self {
+        let me = MemberRecord { id, addr, generation, refute: 0, status: Status::Alive };
+        let mut seeds = seeds;
+        seeds.retain(|s| *s != addr);
+        Self {
+            cfg,
+            me,
+            members: BTreeMap::new(),
+            by_addr: HashMap::new(),
+            order: Vec::new(),
+            seeds,
+            buckets: {
+                let mut b = [0; BUCKETS];
+                b[bucket_of(id)] = me.digest();
+                b
+            },
+            counts: [0; 4],
+            rumors: VecDeque::new(),
+            probes: Vec::new(),
+            suspects: Vec::new(),
+            stats: MemberStats::default(),
+        }
+    }
+
+    /// Our own record.
+    pub fn me(&self) -> &MemberRecord {
+        &self.me
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &MemberStats {
+        &self.stats
+    }
+
+    /// Digest of the table (ourselves included), as sent in `Sync`.
+    pub fn digest(&self) -> u64 {
+        self.buckets.iter().fold(0, |a, b| a ^ b)
+    }
+
+    /// Low 32 bits of each bucket's digest (sent in a `MemberRequest`).
+    pub fn bucket_digests(&self) -> Vec<u32> {
+        self.buckets.iter().map(|b| *b as u32).collect()
+    }
+
+    /// The records (ourselves included) of every bucket whose digest differs from `theirs`
+    /// (a peer's `bucket_digests`); all records if `theirs` is malformed.
+    pub fn records_differing(&self, theirs: &[u32]) -> Vec<MemberRecord> {
+        let differs = |id: NodeId| {
+            let b = bucket_of(id);
+            theirs.get(b).is_none_or(|t| *t != self.buckets[b] as u32) || theirs.len() != BUCKETS
+        };
+        self.records().into_iter().filter(|r| differs(r.id)).collect()
+    }
+
+    fn flip(&mut self, rec: &MemberRecord) {
+        self.buckets[bucket_of(rec.id)] ^= rec.digest();
+    }
+
+    /// Members known, ourselves included.
+    pub fn len(&self) -> usize {
+        self.members.len() + 1
+    }
+
+    /// Always false: the table holds at least ourselves.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Members (self excluded) with the given status.
+    pub fn count(&self, s: Status) -> usize {
+        self.counts[s as usize]
+    }
+
+    /// The record of member `id`, if known (ourselves included).
+    pub fn get(&self, id: NodeId) -> Option<MemberRecord> {
+        if id == self.me.id {
+            return Some(self.me);
+        }
+        self.members.get(&id).map(|m| m.rec)
+    }
+
+    /// Every record, ourselves included, sorted by id.
+    pub fn records(&self) -> Vec<MemberRecord> {
+        let mut out: Vec<MemberRecord> = self.members.values().map(|m| m.rec).collect();
+        let at = out.partition_point(|r| r.id < self.me.id);
+        out.insert(at, self.me);
+        out
+    }
+
+    /// Whether a majority of the members not known to have left (ourselves included) is
+    /// believed up (alive or suspect).
+    pub fn has_quorum(&self) -> bool {
+        let up = 1 + self.count(Status::Alive) + self.count(Status::Suspect);
+        let total = up + self.count(Status::Dead);
+        2 * up > total
+    }
+
+    fn rounds_log(&self, base: f64) -> u32 {
+        let n = self.len() as f64 + 1.0;
+        (n.log(base).ceil() as u32).max(1)
+    }
+
+    /// Suspicion timeout in milliseconds for a round of `interval_ms`.
+    pub fn suspicion_ms(&self, interval_ms: u64) -> u64 {
+        let n = (self.len() as f64).max(10.0);
+        let rounds = (f64::from(self.cfg.suspicion_mult) * n.log10()).ceil() as u64;
+        rounds.max(2) * interval_ms
+    }
+
+    fn retransmits(&self) -> u32 {
+        self.cfg.retransmit_mult * self.rounds_log(10.0)
+    }
+
+    fn set_count(&mut self, s: Status, add: bool) {
+        let c = &mut self.counts[s as usize];
+        *c = if add { *c + 1 } else { c.saturating_sub(1) };
+    }
+
+    fn rumor(&mut self, id: NodeId) {
+        let n = self.retransmits();
+        if let Some(r) = self.rumors.iter_mut().find(|r| r.0 == id) {
+            r.1 = n;
+        } else {
+            self.rumors.push_back((id, n));
+        }
+    }
+
+    /// Merges one record learned from a peer. `spread`: rumor it on if it changed our view
+    /// (records from a full-table pull are not re-rumored). Returns whether the view changed.
+    pub fn apply(&mut self, rec: MemberRecord, now: u64, spread: bool) -> bool {
+        if rec.id == self.me.id {
+            return self.about_me(rec);
+        }
+        match self.members.get_mut(&rec.id) {
+            Some(m) => {
+                if rec.rank() <= m.rec.rank() {
+                    return false;
+                }
+                let old = m.rec;
+                m.rec = rec;
+                if old.status != rec.status {
+                    m.since = now;
+                }
+                self.flip(&old);
+                self.flip(&rec);
+                if old.addr != rec.addr {
+                    self.by_addr.remove(&old.addr);
+                    self.by_addr.insert(rec.addr, rec.id);
+                }
+                self.set_count(old.status, false);
+                self.set_count(rec.status, true);
+                if rec.status == Status::Suspect {
+                    self.suspects.push(rec.id);
+                }
+            }
+            None => {
+                if self.members.len() >= self.cfg.max_members {
+                    self.stats.refused += 1;
+                    return false;
+                }
+                self.members.insert(rec.id, Member { rec, since: now });
+                if let Some(old) = self.by_addr.insert(rec.addr, rec.id) {
+                    // the address now belongs to another id: the old one moved or is gone
+                    debug_assert_ne!(old, rec.id);
+                }
+                self.order.push(rec.id);
+                self.flip(&rec);
+                self.set_count(rec.status, true);
+                if rec.status == Status::Suspect {
+                    self.suspects.push(rec.id);
+                }
+                self.stats.joins += 1;
+                // joins spread by anti-entropy (bucket pulls), not as rumors
+                return true;
+            }
+        }
+        if spread {
+            self.rumor(rec.id);
+        }
+        true
+    }
+
+    /// A record about ourselves: refute any suspicion or death of this generation.
+    fn about_me(&mut self, rec: MemberRecord) -> bool {
+        if rec.addr != self.me.addr && rec.generation >= self.me.generation {
+            // someone else claims our id: keep ours, count it
+            self.stats.refused += 1;
+            return false;
+        }
+        if rec.generation == self.me.generation
+            && rec.status != Status::Alive
+            && rec.refute >= self.me.refute
+            && self.me.status == Status::Alive
+        {
+            self.me.refute = rec.refute + 1;
+            self.stats.refutes += 1;
+            self.rumor(self.me.id);
+            return true;
+        }
+        false
+    }
+
+    /// The sender of a `Sync` / `SyncAck` told us its own record.
+    pub fn hello(&mut self, rec: MemberRecord, now: u64) {
+        self.apply(rec, now, true);
+    }
+
+    /// Any message from `addr` shows it is up: its pending probes succeed.
+    pub fn heard(&mut self, addr: SocketAddr) {
+        self.probes.retain(|p| p.addr != addr);
+    }
+
+    /// Starts probing the member at `addr` (if it is one) with a deadline.
+    pub fn probe(&mut self, addr: SocketAddr, deadline: u64) {
+        let Some(&id) = self.by_addr.get(&addr) else { return };
+        if self.probes.iter().any(|p| p.target == id) {
+            return;
+        }
+        self.probes.push(Probe { target: id, addr, stage: 0, deadline });
+    }
+
+    /// Advances probes and suspicions to `now`: emits indirect probes for members that
+    /// missed a direct one, suspects members that missed both, declares dead the suspects
+    /// whose time is up. `next_deadline` is when the next round runs.
+    pub fn tick(
+        &mut self,
+        now: u64,
+        next_deadline: u64,
+        interval_ms: u64,
+        rng: &mut Rng,
+        out: &mut Vec<ProbeAction>,
+    ) {
+        let mut due = Vec::new();
+        self.probes.retain(|p| {
+            if p.deadline <= now {
+                due.push(*p);
+                false
+            } else {
+                true
+            }
+        });
+        for p in due {
+            if p.stage < INDIRECT_ROUNDS {
+                if p.stage == 0 {
+                    self.stats.probe_misses += 1;
+                }
+                out.push(ProbeAction::Ping { target: p.addr });
+                let relays = self.sample_up(rng, self.cfg.indirect_probes, Some(p.target));
+                out.extend(
+                    relays.into_iter().map(|relay| ProbeAction::PingReq { relay, target: p.addr }),
+                );
+                self.probes.push(Probe { stage: p.stage + 1, deadline: next_deadline, ..p });
+            } else if let Some(m) = self.members.get(&p.target).copied()
+                && m.rec.status == Status::Alive
+            {
+                self.stats.suspicions += 1;
+                let rec = MemberRecord { status: Status::Suspect, ..m.rec };
+                self.apply(rec, now, true);
+                out.push(ProbeAction::Notify { to: rec.addr, rec });
+            }
+        }
+        let timeout = self.suspicion_ms(interval_ms);
+        let mut suspects = std::mem::take(&mut self.suspects);
+        suspects.retain(|id| {
+            let Some(m) = self.members.get(id).copied() else { return false };
+            if m.rec.status != Status::Suspect {
+                return false;
+            }
+            if m.since + timeout <= now {
+                self.stats.deaths += 1;
+                let rec = MemberRecord { status: Status::Dead, ..m.rec };
+                self.apply(rec, now, true);
+                out.push(ProbeAction::Notify { to: rec.addr, rec });
+                return false;
+            }
+            true
+        });
+        suspects.sort_unstable();
+        suspects.dedup();
+        // apply() may have pushed new suspects meanwhile
+        suspects.append(&mut self.suspects);
+        self.suspects = suspects;
+    }
+
+    /// Up to `k` distinct addresses of members believed up (alive or suspect), excluding
+    /// `skip`.
+    fn sample_up(&self, rng: &mut Rng, k: usize, skip: Option<NodeId>) -> Vec<SocketAddr> {
+        let mut out = Vec::with_capacity(k);
+        let up = self.count(Status::Alive) + self.count(Status::Suspect);
+        if up == 0 || k == 0 {
+            return out;
+        }
+        let mut tries = 0;
+        while out.len() < k.min(up) && tries < 8 * k + 32 {
+            tries += 1;
+            let id = self.order[rng.below(self.order.len() as u64) as usize];
+            let Some(m) = self.members.get(&id) else { continue };
+            if m.rec.status.gone() || Some(id) == skip || out.contains(&m.rec.addr) {
+                continue;
+            }
+            out.push(m.rec.addr);
+        }
+        if out.len() < k.min(up) {
+            // few up among many gone: walk the table
+            for m in self.members.values() {
+                if out.len() >= k {
+                    break;
+                }
+                if !m.rec.status.gone() && Some(m.rec.id) != skip && !out.contains(&m.rec.addr) {
+                    out.push(m.rec.addr);
+                }
+            }
+        }
+        out
+    }
+
+    /// The peers to gossip with this round: up to `k` members believed up; seeds not yet
+    /// known as members and dead members fill empty slots, and take one slot in
+    /// `retry_share` of rounds.
+    pub fn pick(&mut self, rng: &mut Rng, k: usize) -> Vec<SocketAddr> {
+        let mut out = self.sample_up(rng, k, None);
+        let retry = rng.chance(self.cfg.retry_share);
+        if out.len() == k && retry && !out.is_empty() {
+            out.pop();
+        }
+        let want_others = k - out.len();
+        if want_others > 0 {
+            let mut pool: Vec<SocketAddr> =
+                self.seeds.iter().copied().filter(|s| !self.by_addr.contains_key(s)).collect();
+            pool.extend(
+                self.members.values().filter(|m| m.rec.status == Status::Dead).map(|m| m.rec.addr),
+            );
+            let mut idx = Vec::new();
+            rng.sample_indices(pool.len(), want_others, &mut idx);
+            out.extend(
+                idx.into_iter().map(|i| pool[i]).filter(|a| !out.contains(a)).collect::<Vec<_>>(),
+            );
+        }
+        out
+    }
+
+    /// Membership rumors to piggy-back on one message, each counted as one retransmission.
+    pub fn take_rumors(&mut self, max: usize) -> Vec<MemberRecord> {
+        let mut out = Vec::new();
+        let n = self.rumors.len();
+        for _ in 0..n {
+            if out.len() >= max {
+                break;
+            }
+            let Some((id, left)) = self.rumors.pop_front() else { break };
+            if let Some(rec) = self.get(id) {
+                out.push(rec);
+            }
+            if left > 1 {
+                self.rumors.push_back((id, left - 1));
+            }
+        }
+        out
+    }
+
+    /// Whether any membership rumor waits to be sent.
+    pub fn has_rumors(&self) -> bool {
+        !self.rumors.is_empty()
+    }
+
+    /// Leaves the cluster: our record becomes `Left` and is rumored.
+    pub fn leave(&mut self) {
+        let old = self.me;
+        self.me.status = Status::Left;
+        self.flip(&old);
+        let me = self.me;
+        self.flip(&me);
+        self.rumor(self.me.id);
+    }
+
+    /// The member id behind a gossip address, if known.
+    pub fn id_at(&self, addr: &SocketAddr) -> Option<NodeId> {
+        self.by_addr.get(addr).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(i: u32) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 10_000 + i as u16))
+    }
+
+    fn rec(id: NodeId, generation: u64, refute: u32, status: Status) -> MemberRecord {
+        MemberRecord { id, addr: addr(id), generation, refute, status }
+    }
+
+    fn view(id: NodeId) -> Membership {
+        Membership::new(MembershipConfig::default(), id, addr(id), 1, vec![])
+    }
+
+    #[test]
+    fn merge_keeps_the_larger_record_in_any_order() {
+        let recs = [
+            rec(2, 1, 0, Status::Alive),
+            rec(2, 1, 0, Status::Suspect),
+            rec(2, 1, 1, Status::Alive),
+            rec(2, 1, 1, Status::Dead),
+            rec(2, 2, 0, Status::Alive),
+        ];
+        let mut digests = Vec::new();
+        for perm in [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [2, 4, 0, 3, 1], [3, 3, 1, 4, 0]] {
+            let mut m = view(1);
+            for i in perm {
+                m.apply(recs[i], 0, true);
+            }
+            assert_eq!(m.get(2), Some(rec(2, 2, 0, Status::Alive)));
+            assert_eq!(m.count(Status::Alive), 1);
+            digests.push(m.digest());
+        }
+        assert!(digests.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn a_suspicion_of_ourselves_is_refuted() {
+        let mut m = view(1);
+        m.apply(rec(1, 1, 0, Status::Suspect), 0, true);
+        assert_eq!(m.me().refute, 1);
+        assert_eq!(m.me().status, Status::Alive);
+        assert_eq!(m.stats().refutes, 1);
+        // the refutation beats the suspicion at every other node
+        let mut other = view(2);
+        other.apply(rec(1, 1, 0, Status::Suspect), 0, true);
+        other.apply(*m.me(), 0, true);
+        assert_eq!(other.get(1).map(|r| r.status), Some(Status::Alive));
+        // an older generation's death does not concern us
+        m.apply(rec(1, 0, 9, Status::Dead), 0, true);
+        assert_eq!(m.me().refute, 1);
+    }
+
+    #[test]
+    fn unanswered_probes_lead_to_suspicion_then_death() {
+        let mut m = view(1);
+        for id in 2..=5 {
+            m.apply(rec(id, 1, 0, Status::Alive), 0, false);
+        }
+        let mut rng = Rng::new(7);
+        let mut out = Vec::new();
+        m.probe(addr(2), 100);
+        m.tick(100, 200, 100, &mut rng, &mut out);
+        assert!(out.contains(&ProbeAction::Ping { target: addr(2) }));
+        assert_eq!(out.iter().filter(|a| matches!(a, ProbeAction::PingReq { .. })).count(), 3);
+        assert!(out.iter().all(|a| *a != ProbeAction::PingReq { relay: addr(2), target: addr(2) }));
+        out.clear();
+        m.tick(200, 300, 100, &mut rng, &mut out);
+        assert_eq!(m.get(2).map(|r| r.status), Some(Status::Alive), "second indirect round");
+        assert!(out.contains(&ProbeAction::Ping { target: addr(2) }));
+        out.clear();
+        m.tick(300, 400, 100, &mut rng, &mut out);
+        assert_eq!(m.get(2).map(|r| r.status), Some(Status::Suspect));
+        assert!(matches!(out[..], [ProbeAction::Notify { to, .. }] if to == addr(2)));
+        out.clear();
+        assert!(m.has_quorum());
+        let t = 300 + m.suspicion_ms(100);
+        m.tick(t - 1, t, 100, &mut rng, &mut out);
+        assert_eq!(m.get(2).map(|r| r.status), Some(Status::Suspect));
+        m.tick(t, t + 100, 100, &mut rng, &mut out);
+        assert_eq!(m.get(2).map(|r| r.status), Some(Status::Dead));
+        // an answer in time clears a probe
+        m.probe(addr(3), t + 200);
+        m.heard(addr(3));
+        m.tick(t + 500, t + 600, 100, &mut rng, &mut out);
+        assert_eq!(m.get(3).map(|r| r.status), Some(Status::Alive));
+    }
+
+    #[test]
+    fn quorum_follows_the_dead() {
+        let mut m = view(1);
+        for id in 2..=5 {
+            m.apply(rec(id, 1, 0, Status::Alive), 0, false);
+        }
+        m.apply(rec(2, 1, 0, Status::Dead), 0, false);
+        m.apply(rec(3, 1, 0, Status::Dead), 0, false);
+        assert!(m.has_quorum(), "3 of 5 up");
+        m.apply(rec(4, 1, 0, Status::Dead), 0, false);
+        assert!(!m.has_quorum(), "2 of 5 up");
+        m.apply(rec(4, 1, 0, Status::Left), 0, false);
+        assert!(!m.has_quorum(), "2 of 4 up is no majority");
+        m.apply(rec(3, 2, 0, Status::Alive), 0, false);
+        assert!(m.has_quorum(), "a restart (new generation) is alive again");
+    }
+
+    #[test]
+    fn picks_prefer_alive_members_and_sometimes_retry_others() {
+        let seeds: Vec<SocketAddr> = (2..=20).map(addr).collect();
+        let mut m = Membership::new(MembershipConfig::default(), 1, addr(1), 1, seeds);
+        let mut rng = Rng::new(3);
+        // nothing known yet: seeds only
+        let p = m.pick(&mut rng, 3);
+        assert_eq!(p.len(), 3);
+        for id in 2..=10 {
+            m.apply(rec(id, 1, 0, Status::Alive), 0, false);
+        }
+        let (mut alive, mut other) = (0, 0);
+        for _ in 0..1000 {
+            for a in m.pick(&mut rng, 3) {
+                if m.id_at(&a).is_some() { alive += 1 } else { other += 1 }
+            }
+        }
+        assert_eq!(alive + other, 3000);
+        assert!(other > 40 && other < 200, "about 10% of rounds retry one unknown seed: {other}");
+    }
+
+    #[test]
+    fn rumors_are_retransmitted_a_bounded_number_of_times() {
+        let mut m = view(1);
+        m.apply(rec(2, 1, 0, Status::Alive), 0, true);
+        assert!(!m.has_rumors(), "a join spreads by anti-entropy");
+        m.apply(rec(2, 1, 0, Status::Suspect), 0, true);
+        let mut sent = 0;
+        while m.has_rumors() {
+            sent += m.take_rumors(8).len();
+            assert!(sent < 1000);
+        }
+        assert_eq!(sent as u32, m.retransmits());
+    }
+
+    #[test]
+    fn bucket_pulls_send_only_the_differing_buckets() {
+        let mut a = view(1);
+        let mut b = view(1);
+        for id in 2..200 {
+            a.apply(rec(id, 1, 0, Status::Alive), 0, false);
+            b.apply(rec(id, 1, 0, Status::Alive), 0, false);
+        }
+        assert_eq!(a.digest(), b.digest());
+        assert!(a.records_differing(&b.bucket_digests()).is_empty());
+        a.apply(rec(500, 1, 0, Status::Alive), 0, false);
+        let diff = a.records_differing(&b.bucket_digests());
+        assert!(diff.iter().any(|r| r.id == 500));
+        assert!(diff.len() < 20, "one bucket of about 200/64 records, got {}", diff.len());
+        for r in diff {
+            b.apply(r, 0, false);
+        }
+        assert_eq!(a.digest(), b.digest());
+        // a malformed request gets everything
+        assert_eq!(a.records_differing(&[1, 2]).len(), a.len());
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let cfg = MembershipConfig { max_members: 10, ..MembershipConfig::default() };
+        let mut m = Membership::new(cfg, 0, addr(0), 1, vec![]);
+        for id in 1..100 {
+            m.apply(rec(id, 1, 0, Status::Alive), 0, true);
+        }
+        assert_eq!(m.len(), 11);
+        assert_eq!(m.stats().refused, 89);
+    }
+}

@@ -1,0 +1,104 @@
+//! `gossipkv node`'s settings as a user gives them: flags over GOSSIPKV_* variables over a TOML
+//! file over the defaults, checked at start (`--print-config` shows the result and exits).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn gossipkv(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gossipkv"));
+    cmd.args(args);
+    // only the variables a test sets
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GOSSIPKV_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("runs")
+}
+
+struct File(PathBuf);
+
+impl File {
+    fn new(name: &str, text: &str) -> Self {
+        let path =
+            std::env::temp_dir().join(format!("gossipkv-cli-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).expect("write");
+        Self(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn line<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or("")
+}
+
+#[test]
+fn flags_beat_environment_beat_file_beat_defaults() {
+    let f = File::new("prec", "fanout = 3\ninterval_ms = 400\nmtu = 1200\nfresh = true\n");
+    let out = gossipkv(
+        &["node", "--config", f.path(), "--fanout", "7", "--print-config"],
+        &[("GOSSIPKV_FANOUT", "6"), ("GOSSIPKV_INTERVAL_MS", "500"), ("GOSSIPKV_ID", "9")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(line(&text, "fanout"), "fanout = 7  # --fanout", "{text}");
+    assert_eq!(line(&text, "interval_ms"), "interval_ms = 500  # GOSSIPKV_INTERVAL_MS");
+    assert_eq!(line(&text, "mtu"), "mtu = 1200  # config file");
+    assert_eq!(line(&text, "id"), "id = 9  # GOSSIPKV_ID");
+    assert_eq!(line(&text, "fresh"), "fresh = true  # config file");
+    assert_eq!(line(&text, "tree_depth"), "tree_depth = 3  # default");
+
+    // the file can also be named by GOSSIPKV_CONFIG, and a switch can come from the environment
+    let out = gossipkv(
+        &["node", "--print-config"],
+        &[("GOSSIPKV_CONFIG", f.path()), ("GOSSIPKV_NO_MEMBERSHIP", "true")],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(line(&text, "fanout"), "fanout = 3  # config file", "{text}");
+    assert_eq!(line(&text, "no_membership"), "no_membership = true  # GOSSIPKV_NO_MEMBERSHIP");
+}
+
+#[test]
+fn bad_settings_stop_the_start_and_name_the_setting() {
+    let f = File::new("bad", "fanout = 3\ntree_depht = 4\n");
+    let out = gossipkv(&["node", "--config", f.path()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown setting `tree_depht`"), "{err}");
+
+    let out = gossipkv(&["node", "--print-config"], &[("GOSSIPKV_DROP_RATE", "2")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("gossipkv: environment variable GOSSIPKV_DROP_RATE:"), "{err}");
+
+    let out = gossipkv(&["node", "--mtu", "10"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mtu"));
+}
+
+#[test]
+fn help_names_each_variable_and_default() {
+    let out = gossipkv(&["node", "--help"], &[]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "--config <FILE>",
+        "[env: GOSSIPKV_CONFIG=]",
+        "--metrics <HOST:PORT>",
+        "[env: GOSSIPKV_FANOUT=]",
+        "[default: 5]",
+        "[default: 1400]",
+        "--print-config",
+    ] {
+        assert!(help.contains(want), "{want} missing from:\n{help}");
+    }
+}
