@@ -1,6 +1,7 @@
 //! How deletes outrun the purge horizon on lossy links (docs/protocol.md, "Deletes", rules 6
 //! and 7): hot tombstones are pushed whole next to each `Sync`, and a node that purged (or
-//! skipped) a tombstone refuses the key's older values and sends the tombstone back.
+//! skipped) a tombstone refuses the key's older values and sends the tombstone back; and how a
+//! node frozen past half the horizon still finds itself away (rule 1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -111,4 +112,26 @@ fn a_fresh_delete_is_pushed_whole_and_a_fresh_value_is_only_advertised() {
     b.handle_timeout(NOW + 1_200);
     let onward = entries_sent_to(&mut b, addr(1));
     assert!(onward.iter().any(|e| &e.key[..] == b"gone" && e.version.is_tombstone()), "{onward:?}");
+}
+
+/// A node frozen (SIGSTOP, a VM pause) for longer than half the grace runs no round while
+/// frozen. When it resumes, the first thing it handles may be a `Sync` from a peer that sees a
+/// majority, queued in its socket meanwhile; that contact must not count as "in touch" before
+/// the node has noticed the gap, or it never finds itself away and never resets, and gossips
+/// entries whose tombstones the others purged meanwhile.
+#[test]
+fn a_node_resumed_after_half_the_grace_finds_itself_away_whatever_it_handles_first() {
+    use gossipkv_core::gossip::Hello;
+
+    let (_, mut a) = node(1, vec![addr(2)]);
+    a.enable_membership(addr(1), 1, NOW);
+    a.handle_timeout(NOW);
+    assert!(!a.is_away());
+    let resumed = NOW + GRACE / 2 + 3_000;
+    let hello = Hello { generation: 1, members: 2, flags: Hello::QUORUM, ..Hello::default() };
+    let sync = Body::Sync { root: 0, keys: 0, hello, haves: Vec::new() };
+    let msg = Message { from: 2, exchange: 5, body: sync };
+    a.handle_datagram(resumed, addr(2), Bytes::from(encode(&msg)));
+    a.handle_timeout(resumed);
+    assert!(a.is_away(), "frozen for {} ms with a {GRACE} ms grace, yet not away", resumed - NOW);
 }

@@ -480,6 +480,9 @@ impl Node {
         if rumors {
             self.send_member_rumors(from, now);
         }
+        // a node resumed after a freeze may handle a queued message before its first round:
+        // notice the gap before this contact counts as being in touch
+        self.check_away(now);
         if !self.away && h.flags & Hello::QUORUM != 0 {
             // in touch with a node that sees a majority: we are not cut off
             self.last_quorum = now;
@@ -524,6 +527,17 @@ impl Node {
         self.send_all(to, dgrams);
     }
 
+    /// Marks this node away when it has been out of touch with a majority for more than half
+    /// the purge horizon (membership on, purging on).
+    fn check_away(&mut self, now: u64) {
+        if let Some(grace) = self.horizon()
+            && self.members.is_some()
+            && now.saturating_sub(self.last_quorum) > grace / 2
+        {
+            self.away = true;
+        }
+    }
+
     /// Comes back from being away: drops every entry older than the purge horizon (a
     /// tombstone for it may have been purged elsewhere), then pulls the peer's store in bulk.
     fn horizon_reset(&mut self, now: u64, peer: SocketAddr, exchange: u32) {
@@ -563,11 +577,9 @@ impl Node {
                 ProbeAction::Notify { to, rec } => self.send_members(to, false, &[rec]),
             }
         }
+        self.check_away(now);
         let m = self.members.as_mut()?;
         if let Some(grace) = horizon {
-            if now.saturating_sub(self.last_quorum) > grace / 2 {
-                self.away = true;
-            }
             // Away, but our own view has a majority up again and for 5 rounds no peer that
             // sees a majority (and so may have purged) answered: the whole cluster was split
             // without a majority anywhere, so nobody purged meanwhile. Stop being away.
