@@ -206,10 +206,25 @@ pub fn start(
 /// and for gossip, and a control file the driver polls: docs/reliability.md).
 pub fn start_with_faults(
     bound: Bound,
+    spec: NodeSpec,
+    seed: u64,
+    shutdown: watch::Receiver<bool>,
+    faults: Faults,
+) -> RunningNode {
+    start_on(bound, spec, seed, shutdown, faults, None)
+}
+
+/// [`start_with_faults`] with the gossip driver on the runtime `gossip` (`None`: the calling
+/// one, like the RESP server). A runtime of its own keeps gossip work (a replica merging a
+/// burst of versions, a catch-up chunk: milliseconds at a time under write load) from
+/// holding up client connections, which stay on the calling runtime.
+pub fn start_on(
+    bound: Bound,
     mut spec: NodeSpec,
     seed: u64,
     shutdown: watch::Receiver<bool>,
     faults: Faults,
+    gossip: Option<&tokio::runtime::Handle>,
 ) -> RunningNode {
     spec.server.clock_skew_ms = faults.clock_skew_ms;
     let replica = Arc::new(Replica::new(spec.id, spec.clock, spec.store));
@@ -252,15 +267,31 @@ pub fn start_with_faults(
         gate_writes: spec.gate_writes,
         faults,
     };
-    let gossip = tokio::spawn(gossipkv_net::run(
-        Arc::clone(&replica),
-        net,
-        bound.udp,
-        bound.stream,
-        ring,
-        Arc::clone(&status),
-        stopped(shutdown),
-    ));
+    let driver = |udp, stream| {
+        gossipkv_net::run(
+            Arc::clone(&replica),
+            net,
+            udp,
+            stream,
+            ring,
+            Arc::clone(&status),
+            stopped(shutdown),
+        )
+    };
+    let gossip = match gossip {
+        None => tokio::spawn(driver(bound.udp, bound.stream)),
+        Some(rt) => {
+            // re-register the sockets with the gossip runtime's reactor
+            let (udp, stream) = (bound.udp.into_std(), bound.stream.into_std());
+            let _enter = rt.enter();
+            let sockets =
+                udp.and_then(|u| Ok((UdpSocket::from_std(u)?, TcpListener::from_std(stream?)?)));
+            match sockets {
+                Ok((udp, stream)) => rt.spawn(driver(udp, stream)),
+                Err(e) => rt.spawn(async move { Err(e) }),
+            }
+        }
+    };
     RunningNode {
         id: spec.id,
         resp_addr: bound.resp_addr,
