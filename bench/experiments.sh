@@ -33,6 +33,8 @@ run demers demers --trials "$DEMERS_TRIALS" \
   --plot docs/img/demers-table1.svg --plot-spread docs/img/demers-spread.svg
 run demers-sequential demers --trials "$DEMERS_TRIALS" --judge sequential
 run demers-no-reset demers --trials "$DEMERS_TRIALS" --no-reset
+# the paper's Table 2 (blind, coin) by the same code: the control for Table 1's t_ave column
+run demers-blind-coin demers --trials "$DEMERS_TRIALS" --removal blind-coin
 
 # 2. Push-pull rounds against fanout and loss, beside theory and gossipkv's protocol
 run push-pull push-pull --trials "$PP_TRIALS" --protocol-seeds "$PROTOCOL_SEEDS" --quiet \

@@ -818,6 +818,7 @@ pub fn run(args: &ChaosArgs) -> Result<Report, ChaosError> {
                 "dropped_injected_stream",
                 "horizon_resets",
                 "tombstones_purged",
+                "ghost_refused",
                 "bulk_catchups",
             ] {
                 *messages.entry(k.to_string()).or_default() += num(&info, k).unwrap_or(0);

@@ -753,6 +753,17 @@ impl Store {
     /// `tombstones_only`, every key otherwise (a node back from beyond the purge horizon).
     /// Returns how many keys were removed.
     pub fn purge(&self, before: Timestamp, tombstones_only: bool) -> usize {
+        self.purge_with(before, tombstones_only, |_, _| {})
+    }
+
+    /// [`Store::purge`], calling `removed(key, winner)` for each key removed (under its
+    /// shard's lock: keep it short).
+    pub fn purge_with(
+        &self,
+        before: Timestamp,
+        tombstones_only: bool,
+        mut removed: impl FnMut(&[u8], VersionRef<'_>),
+    ) -> usize {
         let mut purged = 0;
         for s in self.shards.iter() {
             let mut shard = s.write();
@@ -760,6 +771,7 @@ impl Store {
             while pos < shard.entries.len() as u32 {
                 let e = &shard.entries[pos as usize];
                 if (!tombstones_only || e.meta & TOMBSTONE != 0) && e.ts < before {
+                    removed(e.key(), e.version());
                     let kh = key_hash(e.key());
                     shard.remove_at(pos, kh, self.cfg.tree.leaves_log2());
                     purged += 1;

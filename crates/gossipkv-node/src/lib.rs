@@ -181,6 +181,9 @@ impl InfoSource for GossipInfo {
         s.field("member_pulls", st.member_pulls);
         s.field("tombstones_purged", st.tombstones_purged);
         s.field("horizon_resets", st.horizon_resets);
+        s.field("tombstone_ghosts", st.ghosts);
+        s.field("ghost_refused", st.ghost_refused);
+        s.field("stale_tombstones_skipped", st.stale_tombstones_skipped);
         s.field("away_refused", st.away_refused);
         s.field("digest_root", format!("{:016x}", self.replica.store().root_hash()));
         s.field("keys", store.live_keys);

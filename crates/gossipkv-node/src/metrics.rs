@@ -752,6 +752,16 @@ impl Collector for Collect {
             st.horizon_resets,
         )?;
         o.counter("horizon_dropped", "Entries dropped by horizon resets.", st.horizon_dropped)?;
+        o.gauge(
+            "tombstone_ghosts",
+            "Purged tombstones remembered (key hash and timestamp) for one more grace period.",
+            st.ghosts,
+        )?;
+        o.counter(
+            "ghost_refused",
+            "Versions refused because a newer tombstone was purged here; each answered with it.",
+            st.ghost_refused,
+        )?;
         o.counter("away_refused", "Exchanges refused because the peer was away.", st.away_refused)?;
 
         // members

@@ -175,6 +175,37 @@ pub struct NodeStats {
     pub stale_tombstones_skipped: u64,
     /// Times this node stopped being away without a reset (no majority anywhere meanwhile).
     pub away_cleared: u64,
+    /// Versions refused because a tombstone at least as new was purged here (a ghost), each
+    /// answered with that tombstone so the sender deletes the key too.
+    pub ghost_refused: u64,
+    /// Purged tombstones remembered as ghosts right now.
+    pub ghosts: u64,
+}
+
+/// What a node remembers of a tombstone it purged (or skipped), for one more grace period:
+/// enough to refuse the older values of the key a lagging peer may still hold, and to send
+/// that peer the tombstone back. 24 bytes of map payload (with its key hash) instead of a
+/// whole entry.
+#[derive(Clone, Copy, Debug)]
+struct Ghost {
+    ts: u64,
+    origin: NodeId,
+    /// A second hash of the key, so a 64-bit key-hash collision cannot delete another key.
+    check: u32,
+}
+
+/// Ghosts are forgotten this many graces after their tombstone's timestamp (one grace after
+/// the tombstone itself was purged).
+const GHOST_GRACES: u64 = 2;
+
+/// How many times longer than other rumors a node pushes the deletes it issued itself.
+const LOCAL_DELETE_LIFE: u64 = 3;
+
+/// Bytes of hot deletes pushed to each peer per round.
+const DELETE_PUSH_BYTES: usize = 2 * 1400;
+
+fn ghost_check(key: &[u8]) -> u32 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(key, 0x0067_686f_7374) as u32
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -221,6 +252,9 @@ pub struct Node {
     next_tick: u64,
     hot: VecDeque<Hot>,
     hot_cursor: usize,
+    /// Hot deletes, pushed whole (see [`Node::pick_deletes`]).
+    hot_dels: VecDeque<Hot>,
+    dels_cursor: usize,
     /// Keys asked for and not yet received: deadline, and whether a rumor named them (only
     /// those are advertised on in turn; what anti-entropy repairs is old news).
     pending_wants: HashMap<u64, (u64, bool)>,
@@ -252,6 +286,8 @@ pub struct Node {
     away_quorum_since: Option<u64>,
     /// No purging, skipping or withholding of old tombstones before this time.
     purge_after: u64,
+    /// Tombstones purged or skipped here within the last two grace periods, by key hash.
+    ghosts: HashMap<u64, Ghost>,
 }
 
 impl Node {
@@ -272,6 +308,8 @@ impl Node {
             next_tick: first_tick,
             hot: VecDeque::new(),
             hot_cursor: 0,
+            hot_dels: VecDeque::new(),
+            dels_cursor: 0,
             pending_wants: HashMap::new(),
             inflight_leaves: HashMap::new(),
             wanted_leaves: HashMap::new(),
@@ -291,6 +329,7 @@ impl Node {
             now: first_tick,
             away_quorum_since: None,
             purge_after: 0,
+            ghosts: HashMap::new(),
         }
     }
 
@@ -441,6 +480,9 @@ impl Node {
         if rumors {
             self.send_member_rumors(from, now);
         }
+        // a node resumed after a freeze may handle a queued message before its first round:
+        // notice the gap before this contact counts as being in touch
+        self.check_away(now);
         if !self.away && h.flags & Hello::QUORUM != 0 {
             // in touch with a node that sees a majority: we are not cut off
             self.last_quorum = now;
@@ -485,6 +527,17 @@ impl Node {
         self.send_all(to, dgrams);
     }
 
+    /// Marks this node away when it has been out of touch with a majority for more than half
+    /// the purge horizon (membership on, purging on).
+    fn check_away(&mut self, now: u64) {
+        if let Some(grace) = self.horizon()
+            && self.members.is_some()
+            && now.saturating_sub(self.last_quorum) > grace / 2
+        {
+            self.away = true;
+        }
+    }
+
     /// Comes back from being away: drops every entry older than the purge horizon (a
     /// tombstone for it may have been purged elsewhere), then pulls the peer's store in bulk.
     fn horizon_reset(&mut self, now: u64, peer: SocketAddr, exchange: u32) {
@@ -524,11 +577,9 @@ impl Node {
                 ProbeAction::Notify { to, rec } => self.send_members(to, false, &[rec]),
             }
         }
+        self.check_away(now);
         let m = self.members.as_mut()?;
         if let Some(grace) = horizon {
-            if now.saturating_sub(self.last_quorum) > grace / 2 {
-                self.away = true;
-            }
             // Away, but our own view has a majority up again and for 5 rounds no peer that
             // sees a majority (and so may have purged) answered: the whole cluster was split
             // without a majority anywhere, so nobody purged meanwhile. Stop being away.
@@ -551,8 +602,17 @@ impl Node {
                 // purge every 8 rounds: a pass walks the whole store
                 if self.stats.rounds.is_multiple_of(8) && now >= self.purge_after {
                     let before = hlc_pack(now.saturating_sub(grace), 0);
-                    let n = self.replica.store().purge(before, true);
+                    let ghosts = &mut self.ghosts;
+                    let n = self.replica.store().purge_with(before, true, |key, v| {
+                        let g = Ghost { ts: v.ts, origin: v.origin, check: ghost_check(key) };
+                        ghosts.insert(key_hash(key), g);
+                    });
                     self.stats.tombstones_purged += n as u64;
+                    // a ghost lives one more grace period after its tombstone was purged
+                    let forget =
+                        hlc_pack(now.saturating_sub(grace.saturating_mul(GHOST_GRACES)), 0);
+                    self.ghosts.retain(|_, g| g.ts >= forget);
+                    self.stats.ghosts = self.ghosts.len() as u64;
                 }
             }
         }
@@ -586,7 +646,7 @@ impl Node {
 
     /// Rumors currently advertised.
     pub fn hot_len(&self) -> usize {
-        self.hot.len()
+        self.hot.len() + self.hot_dels.len()
     }
 
     /// Replaces the potential peers.
@@ -613,6 +673,7 @@ impl Node {
     /// Forgets all protocol state (a crash): the caller clears the replica.
     pub fn reset(&mut self, now: u64) {
         self.hot.clear();
+        self.hot_dels.clear();
         self.pending_wants.clear();
         self.inflight_leaves.clear();
         self.wanted_leaves.clear();
@@ -623,6 +684,7 @@ impl Node {
         self.next_tick = now;
         self.last_quorum = now;
         self.away = false;
+        self.ghosts.clear();
     }
 
     /// A client PUT at this node: writes the replica and spreads the new version.
@@ -647,14 +709,39 @@ impl Node {
     /// Spreads the version named `id` (already in the replica) as a rumor. Drivers that learn
     /// of writes on another thread send just the 20-byte id, computed there.
     pub fn note_rumor(&mut self, id: VersionId, now: u64) {
-        self.make_hot(id, now);
+        self.make_hot(id, now, true);
     }
 
-    fn make_hot(&mut self, id: VersionId, now: u64) {
-        let expires = now + self.cfg.interval_ms * u64::from(self.cfg.rumor_rounds);
-        self.hot.push_back(Hot { id, expires });
-        while self.hot.len() > self.cfg.max_hot {
-            self.hot.pop_front();
+    /// Makes a version a rumor: `local` when this node issued it. A local delete lives
+    /// `LOCAL_DELETE_LIFE` times longer: until it has left its origin, the origin is its only
+    /// holder, and a lossy link there must not leave it unspread for a whole grace period.
+    fn make_hot(&mut self, id: VersionId, now: u64, local: bool) {
+        let life = self.cfg.interval_ms * u64::from(self.cfg.rumor_rounds);
+        let delete = self.replica.store().with_versions_by_hash(id.kh, |it| {
+            it.next().is_some_and(|w| {
+                w.value.is_none() && w.ts == id.ts && version_hash(id.kh, w) as u32 == id.vh
+            })
+        });
+        let (list, cursor) = if delete {
+            (&mut self.hot_dels, &mut self.dels_cursor)
+        } else {
+            (&mut self.hot, &mut self.hot_cursor)
+        };
+        let expires = now + if delete && local { life * LOCAL_DELETE_LIFE } else { life };
+        list.push_back(Hot { id, expires });
+        while list.len() > self.cfg.max_hot {
+            list.pop_front();
+            *cursor = cursor.saturating_sub(1);
+        }
+    }
+
+    /// Drops expired rumors from the front, keeping the round-robin cursor on the same rumor.
+    /// (Local deletes live longer, so a later rumor may wait behind one: it then lives a
+    /// little longer than its time, never shorter.)
+    fn expire_hot(list: &mut VecDeque<Hot>, cursor: &mut usize, now: u64) {
+        while list.front().is_some_and(|h| h.expires <= now) {
+            list.pop_front();
+            *cursor = cursor.saturating_sub(1);
         }
     }
 
@@ -671,8 +758,8 @@ impl Node {
             self.next_tick + self.cfg.interval_ms
         };
         self.stats.rounds += 1;
-        self.hot.retain(|h| h.expires > now);
-        self.hot_cursor = 0;
+        Self::expire_hot(&mut self.hot, &mut self.hot_cursor, now);
+        Self::expire_hot(&mut self.hot_dels, &mut self.dels_cursor, now);
         self.pending_wants.retain(|_, p| p.0 > now);
         self.inflight_leaves.retain(|_, d| *d > now);
         self.wanted_leaves.retain(|_, d| *d > now);
@@ -712,12 +799,14 @@ impl Node {
             prefix.varint(keys);
             prefix.hello(&hello);
             let haves = self.pick_rumors(&prefix.buf, exchange, 0);
+            let pushed = self.pick_deletes();
             let mut w = Writer::with_capacity(self.cfg.mtu);
             w.header(1, self.id(), exchange);
             w.buf.extend_from_slice(&prefix.buf);
             w.varint(haves.len() as u64);
             haves.iter().for_each(|id| w.id(id));
             self.send(peer, Transport::Datagram, w.buf);
+            self.send_entries(peer, exchange, &pushed);
             if self.members.as_ref().is_some_and(|m| m.has_rumors()) {
                 self.send_member_rumors(peer, now);
             }
@@ -741,6 +830,37 @@ impl Node {
             }
             out.push(self.hot[self.hot_cursor].id);
             self.hot_cursor += 1;
+        }
+        out
+    }
+
+    /// The next hot deletes to push whole to one peer (round robin, about `DELETE_PUSH_BYTES`
+    /// of them). A tombstone is about as small as its id, and pushing it is one message where
+    /// advertising it takes three (id, want, entries); and deletes are not queued behind
+    /// values for the room of a `Sync`. A lossy link then rarely misses a delete, which
+    /// matters because a delete missed for longer than the purge grace would bring the key
+    /// back.
+    fn pick_deletes(&mut self) -> Vec<WireEntry> {
+        let cutoff = self.send_cutoff();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..self.hot_dels.len() {
+            if bytes >= DELETE_PUSH_BYTES {
+                break;
+            }
+            if self.dels_cursor >= self.hot_dels.len() {
+                self.dels_cursor = 0;
+            }
+            let id = self.hot_dels[self.dels_cursor].id;
+            self.dels_cursor += 1;
+            let Some((key, versions)) = self.replica.store().get_by_hash(id.kh) else { continue };
+            let Some(w) = versions.first() else { continue };
+            let current = w.ts == id.ts && version_hash(id.kh, w.as_ref()) as u32 == id.vh;
+            if !current || !w.is_tombstone() || Self::withheld(cutoff, w.as_ref()) {
+                continue;
+            }
+            bytes += versions.iter().map(|v| entry_len(&key, v)).sum::<usize>();
+            out.extend(versions.into_iter().map(|version| WireEntry { key: key.clone(), version }));
         }
         out
     }
@@ -848,7 +968,9 @@ impl Node {
             }
             Body::WantLeaf { leaf, fps } => self.on_want_leaf(from, exchange, leaf, &fps),
             Body::Want { keys } => self.send_versions_of(from, exchange, &keys),
-            Body::Entries { entries } => self.merge_entries(now, &entries, true),
+            Body::Entries { entries } => {
+                self.merge_entries(now, Some((from, exchange)), &entries, true)
+            }
             Body::BulkRequest { cursor } => self.on_bulk_request(from, exchange, cursor),
             Body::BulkChunk { next, entries } => self.on_bulk_chunk(now, from, next, &entries),
         }
@@ -1435,16 +1557,46 @@ impl Node {
         self.send_entries(from, exchange, &entries);
     }
 
-    fn merge_entries(&mut self, now: u64, entries: &[WireEntry], spread: bool) {
+    /// Merges received entries. `from` (sender, exchange) gets back the tombstones of ghosts
+    /// that refused some of them.
+    fn merge_entries(
+        &mut self,
+        now: u64,
+        from: Option<(SocketAddr, u32)>,
+        entries: &[WireEntry],
+        spread: bool,
+    ) {
         // a tombstone past the purge horizon for a key we do not hold would only be purged
         // again: taking it back from a peer that has not purged yet would make it bounce
         let cutoff = self.purge_horizon().map(|g| hlc_pack(now.saturating_sub(g), 0));
         let mut skipped: Vec<(u64, u64)> = Vec::new();
+        let mut answer: Vec<WireEntry> = Vec::new();
         for e in entries {
             let kh = key_hash(&e.key);
             self.stats.versions_received += 1;
             if self.cfg.record_receptions {
                 self.receptions.push((kh, version_hash(kh, e.version.as_ref()) as u32));
+            }
+            if let Some(g) = self.ghosts.get(&kh).copied()
+                && g.check == ghost_check(&e.key)
+            {
+                if e.version.ts > g.ts {
+                    // written again after the delete: the key lives
+                    self.ghosts.remove(&kh);
+                } else {
+                    // no newer than a tombstone purged here: the sender lags (it missed the
+                    // delete for longer than the grace). Refuse it, and send the tombstone
+                    // back so that the sender deletes the key too.
+                    self.pending_wants.remove(&kh);
+                    if e.version.value.is_some() && !skipped.iter().any(|&(k, _)| k == kh) {
+                        self.stats.ghost_refused += 1;
+                        if answer.last().is_none_or(|a| a.key != e.key) {
+                            let version = Version::tombstone(g.ts, g.origin);
+                            answer.push(WireEntry { key: e.key.clone(), version });
+                        }
+                    }
+                    continue;
+                }
             }
             if let Some(cutoff) = cutoff
                 && e.version.value.is_none()
@@ -1454,20 +1606,33 @@ impl Node {
                 self.pending_wants.remove(&kh);
                 self.stats.stale_tombstones_skipped += 1;
                 skipped.push((kh, e.version.ts));
+                let g = Ghost {
+                    ts: e.version.ts,
+                    origin: e.version.origin,
+                    check: ghost_check(&e.key),
+                };
+                self.ghosts.insert(kh, g);
                 continue;
             }
             // a value tied with (or older than) a tombstone just skipped would win without it
             if skipped.iter().any(|&(k, ts)| k == kh && e.version.ts <= ts) {
                 continue;
             }
-            let rumor = self.pending_wants.remove(&kh).is_some_and(|p| p.1);
+            // a rumor we asked for, or a delete (pushed whole by rumor mongering)
+            let rumor =
+                self.pending_wants.remove(&kh).is_some_and(|p| p.1) || e.version.value.is_none();
             if self.replica.merge_remote(&e.key, e.version.as_ref(), now).changed() {
                 self.stats.versions_applied += 1;
                 if spread && rumor {
                     let vh = version_hash(kh, e.version.as_ref()) as u32;
-                    self.make_hot(VersionId { kh, ts: e.version.ts, vh }, now);
+                    self.make_hot(VersionId { kh, ts: e.version.ts, vh }, now, false);
                 }
             }
+        }
+        if let Some((to, exchange)) = from
+            && !answer.is_empty()
+        {
+            self.send_entries(to, exchange, &answer);
         }
     }
 
@@ -1520,7 +1685,7 @@ impl Node {
             self.stats.rejected += 1;
             return;
         }
-        self.merge_entries(now, entries, false);
+        self.merge_entries(now, Some((from, 0)), entries, false);
         if next == 0 || next <= b.cursor {
             self.bulk = None;
             self.bulk_resume = 0;

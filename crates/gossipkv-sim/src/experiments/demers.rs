@@ -19,6 +19,10 @@
 //! the defaults are the reading under which the simulation reproduces the paper's residue and
 //! traffic (docs/experiments.md shows the alternatives beside it).
 //!
+//! [`Removal::BlindCoin`] runs the paper's Table 2 instead (blind and coin: lose interest with
+//! probability 1/k after every contact), a control for the `t_ave` column: see
+//! [`implied_new_site_arrival`] and docs/experiments.md.
+//!
 //! Measured per trial, as the paper's columns: residue `s` (share of sites still susceptible
 //! at the end), traffic `m` (update messages sent ÷ n), `t_ave` (mean cycle at which a site
 //! first received the update, over the sites that received it, the injecting site excluded)
@@ -31,7 +35,8 @@ use serde::Serialize;
 
 use super::stats::{Summary, derive_seed, par_map};
 
-/// One row of the paper's Table 1 ("feedback, counter", push, n = 1,000).
+/// One row of the paper's Table 1 ("feedback, counter") or Table 2 ("blind, coin"); push,
+/// n = 1,000.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct PaperRow {
     /// The counter `k`.
@@ -46,7 +51,9 @@ pub struct PaperRow {
     pub t_last: f64,
 }
 
-/// Table 1 of Demers et al. 1987, as published (push, feedback, counter, n = 1,000).
+/// Table 1 of Demers et al. 1987, as published (push, feedback, counter, n = 1,000); checked
+/// against the CSL-89-1 version's scan (p. 10) and the PODC '87 errata, which retitle the table
+/// "Performance of an epidemic on 1000 sites using feedback and counters".
 pub const PAPER_TABLE1: [PaperRow; 5] = [
     PaperRow { k: 1, residue: 0.18, traffic: 1.7, t_ave: 11.0, t_last: 16.8 },
     PaperRow { k: 2, residue: 0.037, traffic: 3.3, t_ave: 12.1, t_last: 16.9 },
@@ -55,9 +62,37 @@ pub const PAPER_TABLE1: [PaperRow; 5] = [
     PaperRow { k: 5, residue: 0.0012, traffic: 6.7, t_ave: 12.8, t_last: 17.7 },
 ];
 
-/// The paper's row for counter `k`, if Table 1 has one.
-pub fn paper_row(k: u32) -> Option<PaperRow> {
-    PAPER_TABLE1.iter().copied().find(|r| r.k == k)
+/// Table 2 of Demers et al. 1987, as published (push, blind, coin: after every contact the
+/// sender loses interest with probability 1/k; n = 1,000). Checked against the CSL-89-1
+/// scan, p. 10, like Table 1.
+pub const PAPER_TABLE2: [PaperRow; 5] = [
+    PaperRow { k: 1, residue: 0.96, traffic: 0.04, t_ave: 19.0, t_last: 38.0 },
+    PaperRow { k: 2, residue: 0.20, traffic: 1.6, t_ave: 17.0, t_last: 33.0 },
+    PaperRow { k: 3, residue: 0.060, traffic: 2.8, t_ave: 15.0, t_last: 32.0 },
+    PaperRow { k: 4, residue: 0.021, traffic: 3.9, t_ave: 14.1, t_last: 32.0 },
+    PaperRow { k: 5, residue: 0.008, traffic: 4.9, t_ave: 13.8, t_last: 32.0 },
+];
+
+/// The paper's row for counter `k` under `removal`, if its table has one.
+pub fn paper_row(removal: Removal, k: u32) -> Option<PaperRow> {
+    let table = match removal {
+        Removal::FeedbackCounter => &PAPER_TABLE1,
+        Removal::BlindCoin => &PAPER_TABLE2,
+    };
+    table.iter().copied().find(|r| r.k == k)
+}
+
+/// The mean arrival cycle that the sites reached at `row.k` but not at `prev.k` would need
+/// for both rows' `t_ave` to hold: `((1 − s)·t_ave − (1 − s')·t_ave') / (s' − s)`, primes for
+/// `prev`. It rests on one premise: a more persistent epidemic (larger k) does not deliver
+/// to the sites it shares with a less persistent one later, which holds when
+/// every early contact is necessary and the counter only acts on unnecessary ones (our
+/// spread curves, docs/experiments.md). A consistent table has this at or below `row.t_last`
+/// (no site arrives after the last one); `None` if the residue did not fall.
+pub fn implied_new_site_arrival(prev: &PaperRow, row: &PaperRow) -> Option<f64> {
+    let gained = prev.residue - row.residue;
+    (gained > 0.0)
+        .then(|| ((1.0 - row.residue) * row.t_ave - (1.0 - prev.residue) * prev.t_ave) / gained)
 }
 
 /// When a contact counts as unnecessary.
@@ -73,6 +108,18 @@ pub enum Judge {
     Sequential,
 }
 
+/// How an infective site loses interest (the paper's "Blind vs. Feedback" and "Counter vs.
+/// Coin" variations).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Removal {
+    /// Feedback and counter: removed after `k` unnecessary contacts (Table 1; the default).
+    FeedbackCounter,
+    /// Blind and coin: after every contact, necessary or not, removed with probability
+    /// `1/k` (Table 2).
+    BlindCoin,
+}
+
 /// One Demers experiment: a set of counters, each run for `trials` independent epidemics.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DemersConfig {
@@ -84,6 +131,8 @@ pub struct DemersConfig {
     pub trials: usize,
     /// Master seed; trial `t` of counter `k` uses a seed derived from `(seed, k, t)`.
     pub seed: u64,
+    /// How a site loses interest (Table 1: feedback and counter; Table 2: blind and coin).
+    pub removal: Removal,
     /// When a contact is unnecessary.
     pub judge: Judge,
     /// Whether a necessary contact resets the sender's count of unnecessary ones (the
@@ -102,6 +151,7 @@ impl Default for DemersConfig {
             ks: (1..=5).collect(),
             trials: 10_000,
             seed: 1,
+            removal: Removal::FeedbackCounter,
             judge: Judge::Synchronous,
             reset_on_necessary: true,
             threads: 0,
@@ -157,6 +207,20 @@ const REMOVED: u8 = 2;
 
 /// Runs one epidemic of push rumor mongering with feedback and counter `k` on `n` sites.
 pub fn trial(n: usize, k: u32, judge: Judge, reset_on_necessary: bool, rng: &mut Rng) -> Trial {
+    run_trial(n, k, Removal::FeedbackCounter, judge, reset_on_necessary, rng)
+}
+
+/// Runs one epidemic of push rumor mongering on `n` sites, sites losing interest as `removal`
+/// says with parameter `k`. With [`Removal::FeedbackCounter`] it draws exactly what
+/// [`trial`] draws.
+pub fn run_trial(
+    n: usize,
+    k: u32,
+    removal: Removal,
+    judge: Judge,
+    reset_on_necessary: bool,
+    rng: &mut Rng,
+) -> Trial {
     assert!(n >= 2 && k >= 1, "n >= 2 and k >= 1");
     let mut state = vec![SUSCEPTIBLE; n];
     let mut unnecessary = vec![0u32; n];
@@ -195,7 +259,12 @@ pub fn trial(n: usize, k: u32, judge: Judge, reset_on_necessary: bool, rng: &mut
                 sum_t += u64::from(cycle);
                 t_last = cycle;
             }
-            if necessary {
+            if removal == Removal::BlindCoin {
+                // blind: the recipient's answer is ignored; coin: lose interest w.p. 1/k
+                if rng.below(u64::from(k)) == 0 {
+                    unnecessary[s] = k;
+                }
+            } else if necessary {
                 if reset_on_necessary {
                     unnecessary[s] = 0;
                 }
@@ -244,12 +313,12 @@ pub struct DemersRow {
     /// Cycles until quiescence (no infective site) over trials.
     pub cycles: Summary,
     /// Trials whose traffic broke the counter's lower bound `(k + 1)·m − 1` messages for `m`
-    /// sites that know the update (must be 0).
+    /// sites that know the update (must be 0; not checked for blind and coin).
     pub bound_violations: usize,
     /// Mean share of sites that know the update at the end of each cycle (index 0: the
     /// injection), a trial that already ended counting with its final share.
     pub knowing_share_by_cycle: Vec<f64>,
-    /// Table 1's row, if the paper has one for this `k`.
+    /// The paper's row (Table 1, or Table 2 for blind and coin), if it has one for this `k`.
     pub paper: Option<PaperRow>,
 }
 
@@ -274,14 +343,18 @@ pub fn run(cfg: &DemersConfig) -> Result<DemersReport, String> {
     for &k in &cfg.ks {
         let trials = par_map(cfg.trials, cfg.threads, |t| {
             let mut rng = Rng::new(derive_seed(cfg.seed, &[0xde3e5, u64::from(k), t as u64]));
-            trial(cfg.nodes, k, cfg.judge, cfg.reset_on_necessary, &mut rng)
+            run_trial(cfg.nodes, k, cfg.removal, cfg.judge, cfg.reset_on_necessary, &mut rng)
         });
         let col =
             |f: &dyn Fn(&Trial) -> f64| Summary::of(&trials.iter().map(f).collect::<Vec<_>>());
-        let bound_violations = trials
-            .iter()
-            .filter(|t| t.messages + 1 < u64::from(k + 1) * u64::from(t.knowing))
-            .count();
+        // the counter's bound; a coin has none (a site may stop after one necessary contact)
+        let bound_violations = match cfg.removal {
+            Removal::FeedbackCounter => trials
+                .iter()
+                .filter(|t| t.messages + 1 < u64::from(k + 1) * u64::from(t.knowing))
+                .count(),
+            Removal::BlindCoin => 0,
+        };
         let longest = trials.iter().map(|t| t.knowing_by_cycle.len()).max().unwrap_or(1);
         let knowing_share_by_cycle = (0..longest)
             .map(|c| {
@@ -304,7 +377,7 @@ pub fn run(cfg: &DemersConfig) -> Result<DemersReport, String> {
             cycles: col(&|t| f64::from(t.cycles)),
             bound_violations,
             knowing_share_by_cycle,
-            paper: if cfg.nodes == 1000 { paper_row(k) } else { None },
+            paper: if cfg.nodes == 1000 { paper_row(cfg.removal, k) } else { None },
         });
     }
     Ok(DemersReport {
@@ -328,9 +401,13 @@ fn sig(x: f64, digits: i32) -> String {
 /// paper's value beside each column.
 pub fn table(r: &DemersReport) -> String {
     let c = &r.config;
+    let title = match c.removal {
+        Removal::FeedbackCounter => "Table 1: push rumor mongering, feedback, counter",
+        Removal::BlindCoin => "Table 2: push rumor mongering, blind, coin",
+    };
     let mut out = format!(
-        "Demers et al. 1987, Table 1: push rumor mongering, feedback, counter; n = {}, {} trials \
-         per k, seed {}, judge {}, counter reset on a necessary contact: {}\n\
+        "Demers et al. 1987, {title}; n = {}, {} trials per k, seed {}, judge {}, counter reset \
+         on a necessary contact: {}\n\
          ours: mean ± std over trials; paper: as published\n\n",
         c.nodes,
         c.trials,
@@ -353,7 +430,7 @@ pub fn table(r: &DemersReport) -> String {
             p(|p| sig(p.residue, 2)),
             row.traffic.mean,
             row.traffic.std,
-            p(|p| format!("{:.1}", p.traffic)),
+            p(|p| sig(p.traffic, 2)),
             row.t_ave.mean,
             row.t_ave.std,
             p(|p| format!("{:.1}", p.t_ave)),
@@ -388,5 +465,29 @@ mod tests {
             assert!(t.messages + 1 >= 3 * u64::from(t.knowing));
             assert!(t.t_last <= t.cycles);
         }
+    }
+
+    #[test]
+    fn blind_coin_with_k_1_is_a_chain() {
+        // every site pushes once and stops: one message per site that knows, delivered one
+        // cycle after another, until a push lands on a site that already knew
+        let mut rng = Rng::new(5);
+        for _ in 0..50 {
+            let t = run_trial(200, 1, Removal::BlindCoin, Judge::Synchronous, true, &mut rng);
+            assert_eq!(t.messages, u64::from(t.knowing));
+            assert_eq!(t.t_last, t.knowing - 1);
+            assert_eq!(t.cycles, t.knowing);
+            let chain_mean = f64::from(t.knowing) / 2.0; // mean of 1..=knowing-1
+            assert!((t.t_ave - chain_mean).abs() < 1e-9 || t.knowing == 1);
+        }
+    }
+
+    #[test]
+    fn implied_arrival_of_the_new_sites() {
+        let prev = PaperRow { k: 1, residue: 0.5, traffic: 1.0, t_ave: 10.0, t_last: 15.0 };
+        let row = PaperRow { k: 2, residue: 0.0, traffic: 2.0, t_ave: 11.0, t_last: 15.0 };
+        // half the sites at 10 on average, so the other half must average 12
+        assert_eq!(implied_new_site_arrival(&prev, &row), Some(12.0));
+        assert_eq!(implied_new_site_arrival(&row, &prev), None);
     }
 }

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use demers::{DemersConfig, DemersReport, DemersRow, Judge};
+use demers::{DemersConfig, DemersReport, DemersRow, Judge, Removal};
 use push_pull::{Exchange, PushPullConfig};
 
 /// Flags of `gossipkv experiment`: which experiment to run.
@@ -78,6 +78,10 @@ pub struct DemersArgs {
     /// contacts taken in site order
     #[arg(long, value_enum, default_value_t = Judge::Synchronous)]
     pub judge: Judge,
+    /// How a site loses interest: feedback-counter = after k unnecessary contacts (Table 1);
+    /// blind-coin = with probability 1/k after every contact (Table 2, printed beside it)
+    #[arg(long, value_enum, default_value_t = Removal::FeedbackCounter)]
+    pub removal: Removal,
     /// The counter only ever grows (default: a necessary contact resets it, as the paper's
     /// traffic bound describes)
     #[arg(long)]
@@ -245,6 +249,7 @@ fn demers_main(a: DemersArgs) -> Result<ExitCode, String> {
         ks: a.k,
         trials: a.trials,
         seed: a.seed,
+        removal: a.removal,
         judge: a.judge,
         reset_on_necessary: !a.no_reset,
         threads: a.threads,

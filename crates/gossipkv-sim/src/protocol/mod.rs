@@ -134,5 +134,7 @@ pub fn add_stats(a: &mut NodeStats, b: &NodeStats) {
     a.horizon_dropped += b.horizon_dropped;
     a.away_refused += b.away_refused;
     a.stale_tombstones_skipped += b.stale_tombstones_skipped;
+    a.ghost_refused += b.ghost_refused;
+    a.ghosts += b.ghosts;
     a.away_cleared += b.away_cleared;
 }
