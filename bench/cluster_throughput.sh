@@ -25,6 +25,8 @@
 #   NODES (3)             cluster size (NODES=1: a lone node, for comparison)
 #   SETTLE_S (30)         max seconds to wait for the replicas to agree after the load
 #   SKIP_BUILD=1          use the already-built target/release/gossipkv
+#   BIN                   benchmark this gossipkv binary instead (e.g. an older build; implies
+#                         SKIP_BUILD)
 # Output ends with machine-readable lines:
 #   median label=node0|redis pipeline=.. test=.. rps=.. p50_ms=.. p99_ms=..
 #   compare pipeline=.. test=.. rps_ratio=.. p50_ratio=.. p99_ratio=..   (node / redis)
@@ -55,10 +57,10 @@ for tool in redis-server redis-cli redis-benchmark; do
 done
 
 cd "$ROOT"
-if [[ -z "${SKIP_BUILD:-}" ]]; then
+if [[ -z "${SKIP_BUILD:-}" && -z "${BIN:-}" ]]; then
   cargo build --release -q -p gossipkv
 fi
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/gossipkv"
+BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/gossipkv}"
 [[ -x "$BIN" ]] || { echo "missing $BIN" >&2; exit 1; }
 
 WORKDIR="$(mktemp -d)"

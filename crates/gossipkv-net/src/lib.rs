@@ -1,8 +1,10 @@
 //! Where gossip bytes hit the wire: a tokio driver of the sans-IO [`Node`].
 //!
-//! One task per node owns the `Node` (no lock around it) and loops on four inputs: a UDP
-//! datagram, a message that arrived on the stream listener, a local write reported by the
-//! RESP server, and the node's timer. After each input it drains [`Node::poll_transmit`]:
+//! One task per node owns the `Node` (no lock around it) and loops on three inputs: a UDP
+//! datagram, a message that arrived on the stream listener, and the node's timer. Local writes
+//! the RESP server makes wait in a [`RumorRing`] that the driver empties into the node before
+//! it handles each input: rumors only leave with a gossip round or an answer to a peer, so a
+//! write never has to wake the driver. After each input it drains [`Node::poll_transmit`]:
 //! datagrams go out on the UDP socket, stream messages on a short-lived TCP connection to the
 //! peer's gossip address (same port number as its UDP socket). There is no protocol logic
 //! here: this file only moves bytes and reads the clock.
@@ -27,6 +29,7 @@
 //! MTU of `mtu - auth::OVERHEAD`, so sealed datagrams still fit in `mtu`. Without a keyring
 //! bytes pass through untouched, as before.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +57,58 @@ pub const MAX_STREAM_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// Largest datagram read (anything larger than the MTU is refused by the node anyway).
 const RECV_BUFFER: usize = 64 * 1024;
+
+/// The local writes waiting to be advertised as rumors: the RESP server pushes each write's
+/// 20-byte id, the gossip driver takes them all before it handles its next input (a datagram,
+/// a stream message, its timer). Only the newest `capacity` ids are kept, which with
+/// `capacity` = [`GossipConfig::max_hot`] is exactly what the node's own rumor list would
+/// keep; an older id pushed out is counted in [`NetCounters::rumors_dropped`] (anti-entropy
+/// still spreads that write).
+///
+/// Pushing never wakes the driver: with a channel, every client write scheduled the driver
+/// task (often on the other worker thread: a futex wake-up) only to append to a list that is
+/// read at the next round.
+#[derive(Debug)]
+pub struct RumorRing {
+    ids: Mutex<VecDeque<VersionId>>,
+    capacity: usize,
+}
+
+impl RumorRing {
+    /// A ring that keeps the newest `capacity` ids (at least one).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self { ids: Mutex::new(VecDeque::with_capacity(capacity)), capacity }
+    }
+
+    /// Queues `id`. Returns `false` when the ring was full and the oldest id was dropped.
+    pub fn push(&self, id: VersionId) -> bool {
+        let mut ids = self.ids.lock();
+        let room = ids.len() < self.capacity;
+        if !room {
+            ids.pop_front();
+        }
+        ids.push_back(id);
+        room
+    }
+
+    /// Ids queued now.
+    pub fn len(&self) -> usize {
+        self.ids.lock().len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Moves every queued id into `out` (emptied first), oldest first, without allocating
+    /// when `out` has room: the lock is held for a swap only.
+    pub fn take_all(&self, out: &mut VecDeque<VersionId>) {
+        out.clear();
+        std::mem::swap(&mut *self.ids.lock(), out);
+    }
+}
 
 /// How one node's gossip runs.
 #[derive(Clone, Debug)]
@@ -354,15 +409,23 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(sock.into())
 }
 
-/// Runs one node's gossip until `shutdown` resolves. `writes` carries the ids of the local
-/// writes the RESP server made (so they spread as rumors); it is drained whole at each wake-up
-/// so a write burst never builds a backlog behind the driver.
+/// One input of the driver loop.
+enum Input {
+    Shutdown,
+    Datagram(io::Result<(usize, SocketAddr)>),
+    Stream(SocketAddr, Bytes),
+    Timer,
+}
+
+/// Runs one node's gossip until `shutdown` resolves. `writes` holds the ids of the local
+/// writes the RESP server made (so they spread as rumors); it is emptied into the node before
+/// each input is handled.
 pub async fn run(
     replica: Arc<Replica>,
     cfg: NetConfig,
     udp: UdpSocket,
     stream: TcpListener,
-    mut writes: mpsc::Receiver<VersionId>,
+    writes: Arc<RumorRing>,
     status: Arc<GossipStatus>,
     shutdown: impl std::future::Future,
 ) -> io::Result<()> {
@@ -407,44 +470,62 @@ pub async fn run(
     let (stream_tx, mut stream_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
     let acceptor = tokio::spawn(accept_streams(stream, stream_tx, Arc::clone(&status)));
     let mut buf = vec![0u8; RECV_BUFFER];
+    let mut rumors = VecDeque::new();
     tokio::pin!(shutdown);
+    // one timer for the driver's life, moved when the node's deadline moves
+    let mut deadline = node.next_timeout();
+    let timer = tokio::time::sleep(Duration::from_millis(deadline.saturating_sub(clock())));
+    tokio::pin!(timer);
     let mut leaving = false;
     loop {
-        let wait = node.next_timeout().saturating_sub(clock());
-        tokio::select! {
+        if node.next_timeout() != deadline {
+            deadline = node.next_timeout();
+            let wait = Duration::from_millis(deadline.saturating_sub(clock()));
+            timer.as_mut().reset(tokio::time::Instant::now() + wait);
+        }
+        let input = tokio::select! {
             // a clean stop: tell members we leave (sent below), then stop
-            _ = &mut shutdown, if !leaving => {
-                node.leave(clock());
+            _ = &mut shutdown, if !leaving => Input::Shutdown,
+            r = udp.recv_from(&mut buf) => Input::Datagram(r),
+            Some((from, raw)) = stream_rx.recv() => Input::Stream(from, raw),
+            () = &mut timer => Input::Timer,
+        };
+        let now = clock();
+        writes.take_all(&mut rumors);
+        for id in rumors.drain(..) {
+            node.note_rumor(id, now);
+        }
+        match input {
+            Input::Shutdown => {
+                node.leave(now);
                 leaving = true;
             }
-            r = udp.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    if !faults.drop_recv(from, &status) {
-                        let raw = Bytes::copy_from_slice(&buf[..n]);
-                        if let Some(msg) = open(&mut auth, Transport::Datagram, from, raw, &status) {
-                            node.handle_datagram(clock(), from, msg);
-                        }
+            Input::Datagram(Ok((n, from))) => {
+                if !faults.drop_recv(from, &status) {
+                    let raw = Bytes::copy_from_slice(&buf[..n]);
+                    if let Some(msg) = open(&mut auth, Transport::Datagram, from, raw, &status) {
+                        node.handle_datagram(now, from, msg);
                     }
                 }
-                Err(e) => {
-                    // e.g. ICMP port unreachable surfacing on Linux: a peer is down
-                    debug!(error = %e, "udp receive error");
-                    status.net.io_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            },
-            Some((from, raw)) = stream_rx.recv() => {
+            }
+            Input::Datagram(Err(e)) => {
+                // e.g. ICMP port unreachable surfacing on Linux: a peer is down
+                debug!(error = %e, "udp receive error");
+                status.net.io_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Input::Stream(from, raw) => {
                 if let Some(msg) = open(&mut auth, Transport::Stream, from, raw, &status) {
-                    node.handle_datagram(clock(), from, msg);
+                    node.handle_datagram(now, from, msg);
                 }
             }
-            Some(id) = writes.recv() => {
-                let now = clock();
-                node.note_rumor(id, now);
-                while let Ok(id) = writes.try_recv() {
-                    node.note_rumor(id, now);
+            Input::Timer => {
+                node.handle_timeout(now);
+                if node.next_timeout() == deadline {
+                    // not due yet by the node's clock (a skewed or coarse one): look again soon
+                    let wait = Duration::from_millis(deadline.saturating_sub(clock()).max(1));
+                    timer.as_mut().reset(tokio::time::Instant::now() + wait);
                 }
             }
-            () = tokio::time::sleep(Duration::from_millis(wait)) => node.handle_timeout(clock()),
         }
         while let Some(mut t) = node.poll_transmit() {
             if let Some(a) = auth.as_mut() {
@@ -653,6 +734,41 @@ async fn read_stream(
             warn!("gossip driver gone; dropping stream message");
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod ring_tests {
+    use gossipkv_core::VersionRef;
+
+    use super::*;
+
+    fn id(i: u64) -> VersionId {
+        VersionId::of(
+            &i.to_le_bytes(),
+            VersionRef { ts: Default::default(), origin: 0, value: None },
+        )
+    }
+
+    #[test]
+    fn ring_keeps_the_newest_and_says_when_it_drops() {
+        let ring = RumorRing::new(3);
+        assert!(ring.is_empty());
+        assert!((0..3).all(|i| ring.push(id(i))));
+        assert!(!ring.push(id(3)), "full: the oldest goes");
+        assert!(!ring.push(id(4)));
+        assert_eq!(ring.len(), 3);
+        let mut out = VecDeque::from([id(99)]);
+        ring.take_all(&mut out);
+        assert_eq!(Vec::from(out.clone()), vec![id(2), id(3), id(4)]);
+        assert!(ring.is_empty());
+        // room again, and a second take leaves `out` empty
+        assert!(ring.push(id(5)));
+        ring.take_all(&mut out);
+        assert_eq!(Vec::from(out.clone()), vec![id(5)]);
+        ring.take_all(&mut out);
+        assert!(out.is_empty());
+        assert!(RumorRing::new(0).push(id(0)), "capacity is at least one");
     }
 }
 

@@ -14,7 +14,7 @@ use gossipkv_core::{ClockKind, StoreConfig};
 use gossipkv_server::ServerConfig;
 use tokio::sync::watch;
 
-use crate::{NodeSpec, RunningNode, bind, signal, start, start_with_faults};
+use crate::{NodeSpec, RunningNode, bind, signal, start_on};
 
 /// Timestamp source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -73,6 +73,13 @@ pub struct GossipFlags {
     /// 0 keeps tombstones forever. HLC only.
     #[arg(long, env = "GOSSIPKV_TOMBSTONE_GRACE_MS", default_value_t = 3_600_000)]
     pub tombstone_grace_ms: u64,
+    /// CPU priority (nice, 0 to 19) of the gossip thread. Gossip runs on a thread of its own
+    /// so its bursts of work (a replica merging thousands of versions, a catch-up chunk)
+    /// never hold up client connections; a higher nice also makes it yield the cores to them
+    /// when the machine is busy (docs/benchmarks.md). 0 keeps the process's priority.
+    #[arg(long, env = "GOSSIPKV_GOSSIP_NICE", default_value_t = DEFAULT_GOSSIP_NICE,
+        value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub gossip_nice: i32,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub auth: AuthFlags,
@@ -245,7 +252,8 @@ pub struct NodeArgs {
     /// Require clients to AUTH with this password.
     #[arg(long, env = "GOSSIPKV_REQUIREPASS", hide_env_values = true)]
     pub requirepass: Option<String>,
-    /// tokio worker threads (1 = a single-threaded runtime, Redis's model).
+    /// tokio worker threads for client connections (1 = a single-threaded runtime, Redis's
+    /// model); gossip runs on a thread of its own.
     #[arg(long, env = "GOSSIPKV_THREADS", default_value_t = ServerConfig::DEFAULT_WORKER_THREADS,
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub threads: usize,
@@ -303,8 +311,10 @@ pub struct ClusterArgs {
     /// cluster is connected); 0 = all.
     #[arg(long, default_value_t = 0)]
     pub peers_per_node: usize,
-    /// tokio worker threads for the whole cluster.
-    #[arg(long, default_value_t = 2)]
+    /// tokio worker threads for the client connections of all nodes (1 = a single-threaded
+    /// runtime, Redis's model); the nodes' gossip runs on a thread of its own.
+    #[arg(long, default_value_t = 1,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub threads: usize,
     /// Print only the summary line, not the table of nodes.
     #[arg(long)]
@@ -319,6 +329,29 @@ pub struct ClusterArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub gossip_flags: GossipFlags,
+}
+
+/// Default of `--gossip-nice`.
+pub const DEFAULT_GOSSIP_NICE: i32 = 10;
+
+/// The runtime every gossip driver of the process runs on: one worker thread of its own
+/// (named `gossipkv-gossip`), its priority lowered by `nice` (best effort: a failure is
+/// logged and the thread keeps the process's priority). Client connections stay on the
+/// runtime of [`runtime`].
+fn gossip_runtime(nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("gossipkv-gossip")
+        .on_thread_start(move || {
+            if nice != 0 {
+                // Linux: `who` 0 with PRIO_PROCESS is the calling thread, not the process
+                if let Err(e) = rustix::process::setpriority_process(None, nice) {
+                    tracing::warn!(nice, error = %e, "cannot lower the gossip thread's priority");
+                }
+            }
+        })
+        .enable_all()
+        .build()
 }
 
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
@@ -365,6 +398,11 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
+    let gossip_rt = match gossip_runtime(args.gossip_flags.gossip_nice) {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the gossip runtime: {e}")),
+    };
+    let gossip_handle = gossip_rt.handle().clone();
     let seed = args.seed.unwrap_or(u64::from(args.id).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     rt.block_on(async move {
         let bound = match bind(args.listen, args.gossip).await {
@@ -379,7 +417,8 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
             },
         };
         let (stop_tx, stop_rx) = watch::channel(false);
-        let node = start_with_faults(bound, spec, seed, stop_rx, args.chaos.faults());
+        let node =
+            start_on(bound, spec, seed, stop_rx, args.chaos.faults(), Some(&gossip_handle));
         println!(
             "gossipkv node {} serving RESP on {} and gossiping on {} with {} potential peers",
             node.id,
@@ -461,6 +500,11 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
+    let gossip_rt = match gossip_runtime(args.gossip_flags.gossip_nice) {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the gossip runtime: {e}")),
+    };
+    let gossip_handle = gossip_rt.handle().clone();
     rt.block_on(async move {
         let host = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let mut bound = Vec::with_capacity(args.nodes);
@@ -504,11 +548,13 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
                     // a brand-new cluster: nothing to catch up with
                     gate_writes: false,
                 };
-                start(
+                start_on(
                     b,
                     spec,
                     args.seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
                     stop_rx.clone(),
+                    gossipkv_net::Faults::default(),
+                    Some(&gossip_handle),
                 )
             })
             .collect();

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use gossipkv_core::gossip::auth::{Keyring, Reject};
 use gossipkv_core::gossip::{GossipConfig, VersionId};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, VersionRef};
-use gossipkv_net::{Faults, GossipStatus, NetConfig};
+use gossipkv_net::{Faults, GossipStatus, NetConfig, RumorRing};
 use gossipkv_server::{InfoSection, InfoSource, ServerConfig, ServerContext, WriteObserver};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Everything that describes one node.
@@ -93,21 +93,20 @@ pub struct RunningNode {
     pub gossip: JoinHandle<io::Result<()>>,
 }
 
-/// Hands each local write to the gossip driver as a 20-byte rumor id over a bounded queue.
-/// The id is computed on the connection's thread; a full queue drops the rumor (counted):
-/// the write is already in the replica and anti-entropy will spread it, so client load can
-/// never build an unbounded backlog in front of gossip.
+/// Hands each local write to the gossip driver as a 20-byte rumor id in a [`RumorRing`].
+/// The id is computed on the connection's thread; the ring keeps the newest ids (as many as
+/// the node's rumor list holds) and counts the older ones it pushes out: the write is already
+/// in the replica and anti-entropy will spread it, so client load can never build a backlog
+/// in front of gossip. Pushing does not wake the driver, which takes the ids before it
+/// handles its next input.
 struct RumorQueue {
-    tx: mpsc::Sender<VersionId>,
+    ring: Arc<RumorRing>,
     status: Arc<GossipStatus>,
 }
 
-/// Rumors queued between the RESP server and the gossip driver at most.
-pub const RUMOR_QUEUE: usize = 16 * 1024;
-
 impl WriteObserver for RumorQueue {
     fn on_local_write(&self, key: &[u8], version: VersionRef<'_>) {
-        if self.tx.try_send(VersionId::of(key, version)).is_err() {
+        if !self.ring.push(VersionId::of(key, version)) {
             self.status.net.rumors_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
@@ -210,16 +209,31 @@ pub fn start(
 /// and for gossip, and a control file the driver polls: docs/reliability.md).
 pub fn start_with_faults(
     bound: Bound,
-    mut spec: NodeSpec,
+    spec: NodeSpec,
     seed: u64,
     shutdown: watch::Receiver<bool>,
     faults: Faults,
 ) -> RunningNode {
+    start_on(bound, spec, seed, shutdown, faults, None)
+}
+
+/// [`start_with_faults`] with the gossip driver on the runtime `gossip` (`None`: the calling
+/// one, like the RESP server). A runtime of its own keeps gossip work (a replica merging a
+/// burst of versions, a catch-up chunk: milliseconds at a time under write load) from
+/// holding up client connections, which stay on the calling runtime.
+pub fn start_on(
+    bound: Bound,
+    mut spec: NodeSpec,
+    seed: u64,
+    shutdown: watch::Receiver<bool>,
+    faults: Faults,
+    gossip: Option<&tokio::runtime::Handle>,
+) -> RunningNode {
     spec.server.clock_skew_ms = faults.clock_skew_ms;
     let replica = Arc::new(Replica::new(spec.id, spec.clock, spec.store));
     let status = Arc::new(GossipStatus::default());
-    let (tx, rx) = mpsc::channel::<VersionId>(RUMOR_QUEUE);
-    let observer = RumorQueue { tx, status: Arc::clone(&status) };
+    let ring = Arc::new(RumorRing::new(spec.gossip.max_hot));
+    let observer = RumorQueue { ring: Arc::clone(&ring), status: Arc::clone(&status) };
     let info = GossipInfo {
         replica: Arc::clone(&replica),
         status: Arc::clone(&status),
@@ -256,15 +270,31 @@ pub fn start_with_faults(
         gate_writes: spec.gate_writes,
         faults,
     };
-    let gossip = tokio::spawn(gossipkv_net::run(
-        Arc::clone(&replica),
-        net,
-        bound.udp,
-        bound.stream,
-        rx,
-        Arc::clone(&status),
-        stopped(shutdown),
-    ));
+    let driver = |udp, stream| {
+        gossipkv_net::run(
+            Arc::clone(&replica),
+            net,
+            udp,
+            stream,
+            ring,
+            Arc::clone(&status),
+            stopped(shutdown),
+        )
+    };
+    let gossip = match gossip {
+        None => tokio::spawn(driver(bound.udp, bound.stream)),
+        Some(rt) => {
+            // re-register the sockets with the gossip runtime's reactor
+            let (udp, stream) = (bound.udp.into_std(), bound.stream.into_std());
+            let _enter = rt.enter();
+            let sockets =
+                udp.and_then(|u| Ok((UdpSocket::from_std(u)?, TcpListener::from_std(stream?)?)));
+            match sockets {
+                Ok((udp, stream)) => rt.spawn(driver(udp, stream)),
+                Err(e) => rt.spawn(async move { Err(e) }),
+            }
+        }
+    };
     RunningNode {
         id: spec.id,
         resp_addr: bound.resp_addr,

@@ -713,7 +713,7 @@ impl Collector for Collect {
         )?;
         o.counter(
             "gossip_rumors_dropped",
-            "Local writes not advertised as rumors because the queue was full.",
+            "Local writes not advertised as rumors: pushed out of the rumor ring by newer writes before the gossip task took them.",
             net.rumors_dropped.load(Relaxed),
         )?;
         let mut rejected = vec![

@@ -9,7 +9,8 @@ use gossipkv_core::ClockKind;
 use gossipkv_core::StoreConfig;
 use gossipkv_core::digest::TreeShape;
 use gossipkv_core::gossip::GossipConfig;
-use gossipkv_node::{NodeSpec, RunningNode, bind, start};
+use gossipkv_net::Faults;
+use gossipkv_node::{NodeSpec, RunningNode, bind, start_on};
 use gossipkv_server::ServerConfig;
 use redis::{Commands, Connection, Value};
 use tokio::sync::watch;
@@ -18,10 +19,32 @@ struct Cluster {
     rt: tokio::runtime::Runtime,
     nodes: Vec<RunningNode>,
     stop: watch::Sender<bool>,
+    /// Where the gossip drivers run when not on `rt` (dropped after the nodes stopped).
+    gossip_rt: Option<tokio::runtime::Runtime>,
 }
 
 impl Cluster {
     fn start(n: usize, drop_rate: f64, clock: ClockKind, interval_ms: u64) -> Self {
+        Self::start_with(n, drop_rate, clock, interval_ms, false)
+    }
+
+    /// `gossip_thread`: the drivers on a one-worker runtime of their own, as `gossipkv node`
+    /// and `gossipkv cluster` run them.
+    fn start_with(
+        n: usize,
+        drop_rate: f64,
+        clock: ClockKind,
+        interval_ms: u64,
+        gossip_thread: bool,
+    ) -> Self {
+        let gossip_rt = gossip_thread.then(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("gossip runtime")
+        });
+        let gossip_handle = gossip_rt.as_ref().map(|r| r.handle().clone());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -55,11 +78,13 @@ impl Cluster {
                         membership: true,
                         gate_writes: false,
                     };
-                    start(b, spec, 42 + i as u64, stop_rx.clone())
+                    let seed = 42 + i as u64;
+                    let faults = Faults::default();
+                    start_on(b, spec, seed, stop_rx.clone(), faults, gossip_handle.as_ref())
                 })
                 .collect()
         });
-        Self { rt, nodes, stop }
+        Self { rt, nodes, stop, gossip_rt }
     }
 
     fn con(&self, i: usize) -> Connection {
@@ -92,7 +117,27 @@ impl Drop for Cluster {
                 let _ = tokio::time::timeout(Duration::from_secs(5), n.gossip).await;
             }
         });
+        drop(self.gossip_rt.take());
     }
+}
+
+#[test]
+fn gossip_on_its_own_runtime_spreads_writes_and_stops_cleanly() -> redis::RedisResult<()> {
+    let c = Cluster::start_with(3, 0.0, ClockKind::Hlc, 100, true);
+    for i in 0..3 {
+        let mut con = c.con(i);
+        let _: () = con.set(format!("from-{i}"), i)?;
+    }
+    c.wait_all("every node's write at every node", |con| {
+        let size: usize = redis::cmd("DBSIZE").query(con).unwrap_or(0);
+        size == 3
+    });
+    let mut con = c.con(2);
+    let v: i64 = con.get("from-0")?;
+    assert_eq!(v, 0);
+    let info: String = redis::cmd("INFO").arg("gossip").query(&mut con)?;
+    assert!(info.contains("rounds:"), "{info}");
+    Ok(())
 }
 
 #[test]
