@@ -35,7 +35,7 @@ use bytes::Bytes;
 use gossipkv_core::clock::hlc_pack;
 use gossipkv_core::digest::{TreeShape, key_hash, short_hash, version_hash};
 use gossipkv_core::gossip::wire::{
-    self, Body, LeafId, Message, VersionId, WireEntry, entry_len, member_len,
+    self, Body, LeafId, LeafSection, Message, VersionId, WireEntry, entry_len, member_len,
 };
 use gossipkv_core::gossip::{GossipConfig, MemberRecord, Node, Status, Transmit, Transport};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, Version};
@@ -234,12 +234,6 @@ enum Leaf {
 }
 
 #[derive(Arbitrary, Debug)]
-enum Range {
-    Whole,
-    Any(u64, u64),
-}
-
-#[derive(Arbitrary, Debug)]
 enum Key {
     Known(u8),
     Any(Vec<u8>),
@@ -298,9 +292,9 @@ enum ArbBody {
     Tree { level: u8, nodes: Vec<(u16, [u16; 16])> },
     TreeAck { level: u8, diffs: Vec<(u16, u16)>, counts: Vec<u16> },
     LeafRequest { leaves: Vec<u16> },
-    Leaf { leaf: Leaf, range: Range, ids: Vec<ArbLeafId> },
+    Leaf { sections: Vec<(Leaf, Vec<ArbLeafId>)> },
     Want { keys: Vec<Kh> },
-    WantLeaf { leaf: Leaf, fps: Vec<Result<Kh, u32>> },
+    WantLeaf { wants: Vec<(Leaf, Vec<Result<Kh, u32>>)> },
     Entries { entries: Vec<ArbEntry> },
     BulkRequest { cursor: u16 },
     BulkChunk { next: u16, entries: Vec<ArbEntry> },
@@ -449,34 +443,35 @@ impl World {
             ArbBody::LeafRequest { leaves } => {
                 Body::LeafRequest { leaves: leaves.iter().map(|l| u32::from(*l)).collect() }
             }
-            ArbBody::Leaf { leaf, range, ids } => {
-                let leaf = self.leaf(leaf);
-                let (lo, hi) = match *range {
-                    Range::Whole => {
-                        let shift = 64 - self.tree.leaves_log2();
-                        let lo = u64::from(leaf).checked_shl(shift).unwrap_or(0);
-                        (lo, lo | (u64::MAX >> (64 - shift)))
-                    }
-                    Range::Any(lo, hi) => (lo, hi),
-                };
-                let ids = ids
+            ArbBody::Leaf { sections } => Body::Leaf {
+                sections: sections
                     .iter()
-                    .map(|x| LeafId {
-                        fp: short_hash(x.kh.get(), salt),
-                        ts: self.ts(x.ts),
-                        vfp: x.vfp,
+                    .map(|(leaf, ids)| LeafSection {
+                        leaf: self.leaf(leaf),
+                        ids: ids
+                            .iter()
+                            .map(|x| LeafId {
+                                fp: short_hash(x.kh.get(), salt),
+                                ts: self.ts(x.ts),
+                                vfp: x.vfp,
+                            })
+                            .collect(),
                     })
-                    .collect();
-                Body::Leaf { leaf, lo, hi, ids }
-            }
+                    .collect(),
+            },
             ArbBody::Want { keys } => Body::Want { keys: keys.iter().map(|k| k.get()).collect() },
-            ArbBody::WantLeaf { leaf, fps } => Body::WantLeaf {
-                leaf: self.leaf(leaf),
-                fps: fps
+            ArbBody::WantLeaf { wants } => Body::WantLeaf {
+                wants: wants
                     .iter()
-                    .map(|f| match f {
-                        Ok(k) => short_hash(k.get(), salt),
-                        Err(x) => *x,
+                    .map(|(leaf, fps)| {
+                        let fps = fps
+                            .iter()
+                            .map(|f| match f {
+                                Ok(k) => short_hash(k.get(), salt),
+                                Err(x) => *x,
+                            })
+                            .collect();
+                        (self.leaf(leaf), fps)
                     })
                     .collect(),
             },

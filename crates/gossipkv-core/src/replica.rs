@@ -102,6 +102,24 @@ impl Replica {
         self.store.merge(key, v)
     }
 
+    /// [`Replica::merge_remote`] (the same refusal of inadmissible timestamps) with the key
+    /// hash and version hash already computed
+    /// (`kh = key_hash(key)`, `vh = version_hash(kh, v)`).
+    pub fn merge_remote_hashed(
+        &self,
+        kh: u64,
+        vh: u64,
+        key: &[u8],
+        v: VersionRef<'_>,
+        phys_ms: u64,
+    ) -> MergeOutcome {
+        if !self.clock.admissible(v.ts, phys_ms) {
+            return MergeOutcome::Ignored;
+        }
+        self.clock.observe(v.ts, phys_ms);
+        self.store.merge_hashed(kh, vh, key, v)
+    }
+
     /// The highest timestamp issued or observed here.
     pub fn last_timestamp(&self) -> Timestamp {
         self.clock.last()

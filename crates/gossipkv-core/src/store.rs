@@ -6,19 +6,21 @@
 //! hundred nanoseconds, so a merge is atomic per key and there is no global lock on any path.
 //! No lock is held across anything but in-memory work (no I/O, no await).
 //!
-//! **Layout (memory per key).** A shard keeps its entries densely numbered in fixed-size
-//! chunks of 1,024 (so growing never copies or transiently doubles them) and an index
-//! `HashTable<u32>` of positions (5 bytes a slot), rather than a table of entries (which would
-//! leave up to half of its 40-byte slots empty after a resize). An entry (40 bytes) holds the
-//! winning version inline: key and value bytes in one allocation, timestamp, origin, flags, the
-//! next entry of the same digest leaf and 32 bits of the key hash (so the index resizes without
-//! re-reading keys). Concurrent values beyond the winner are rare and live in a side map.
+//! **Layout (memory per key).** A shard keeps its entries in fixed-size chunks of 1,024 (so
+//! growing never copies or transiently doubles them), used as a pool of blocks of 8, and an
+//! index `HashTable<u32>` of positions (5 bytes a slot), rather than a table of entries (which
+//! would leave up to half of its 48-byte slots empty after a resize). An entry (48 bytes) holds
+//! the winning version inline: key and value bytes in one allocation, timestamp, origin, flags,
+//! the key's 64-bit stable hash and the winner's version hash (so the index resizes, lookups by
+//! hash compare, and gossip names keys and versions without re-reading or re-hashing keys or
+//! values). Concurrent values beyond the winner are rare and live in a side map.
 //! docs/store.md has the measured bytes per key.
 //!
 //! **Digest.** Each shard owns a contiguous range of the tree's leaves (shards never exceed
 //! leaves). Every change XORs version hashes in and out of its leaf hash and the shard's total,
-//! O(1) per change; inner nodes are XORs computed on demand from those. Entries of one leaf are
-//! chained through `Entry::next`, so a leaf is iterated without scanning the shard.
+//! O(1) per change; inner nodes are XORs computed on demand from those. Each leaf owns a chain
+//! of blocks of entries, so a leaf is iterated without scanning the shard, reading runs of 8
+//! contiguous entries.
 
 use std::collections::BTreeMap;
 
@@ -29,7 +31,6 @@ use parking_lot::RwLock;
 use crate::digest::{TREE_ARITY, TreeShape, key_hash, version_hash};
 use crate::lww::{MergeOutcome, Timestamp, Version, VersionRef, decide};
 
-const NONE: u32 = u32::MAX;
 const TOMBSTONE: u32 = 1 << 31;
 const HAS_EXTRAS: u32 = 1 << 30;
 const KLEN_MASK: u32 = HAS_EXTRAS - 1;
@@ -71,30 +72,30 @@ struct Entry {
     origin: u32,
     /// Key length, plus the `TOMBSTONE` and `HAS_EXTRAS` flag bits.
     meta: u32,
-    /// Next entry of the same digest leaf, or `NONE`.
-    next: u32,
-    /// [`index_bits`] of the key's hash, so the index resizes without re-reading keys (this
-    /// field fills what would otherwise be padding: an entry is 40 bytes either way).
-    ibits: u32,
+    /// The key's stable hash ([`key_hash`]): the index resizes, lookups by hash compare and
+    /// leaf iteration hands it out without re-reading or re-hashing the key.
+    kh: u64,
+    /// The winner's [`version_hash`], so digest updates and gossip summaries never re-read
+    /// the value.
+    vh: u64,
 }
 
 impl Entry {
-    fn new(kh: u64, key: &[u8], v: VersionRef<'_>) -> Self {
-        let mut e = Entry {
-            data: Box::new([]),
-            ts: 0,
-            origin: 0,
-            meta: 0,
-            next: NONE,
-            ibits: index_bits(kh),
-        };
-        e.set(key, v);
+    /// An unused slot of a block (allocates nothing).
+    fn placeholder() -> Self {
+        Entry { data: Box::new([]), ts: 0, origin: 0, meta: 0, kh: 0, vh: 0 }
+    }
+
+    fn new(kh: u64, key: &[u8], v: VersionRef<'_>, vh: u64) -> Self {
+        let mut e = Entry { data: Box::new([]), ts: 0, origin: 0, meta: 0, kh, vh };
+        e.set(key, v, vh);
         e
     }
 
-    /// Makes `v` this entry's version; `key` is the entry's key (or, for a new entry, the key
-    /// it gets).
-    fn set(&mut self, key: &[u8], v: VersionRef<'_>) {
+    /// Makes `v` (whose version hash is `vh`) this entry's version; `key` is the entry's key
+    /// (or, for a new entry, the key it gets).
+    fn set(&mut self, key: &[u8], v: VersionRef<'_>, vh: u64) {
+        self.vh = vh;
         let value = v.value.unwrap_or(&[]);
         if self.data.len() == key.len() + value.len() {
             // Same key, value of the same length (the common overwrite): reuse the allocation.
@@ -138,51 +139,148 @@ impl Entry {
     }
 }
 
-/// log2 of the number of entries in a full chunk of [`Entries`].
+/// log2 of the entries in a chunk of [`Entries`].
 const CHUNK_LOG2: u32 = 10;
-/// Entries in a full chunk (40 KiB of entries).
+/// Entries in a full chunk (48 KiB of entries).
 const CHUNK: usize = 1 << CHUNK_LOG2;
+/// log2 of the entries in a block: a leaf's entries live in blocks of this many.
+const BLOCK_LOG2: u32 = 3;
+/// Entries in a block (384 bytes).
+const BLOCK: usize = 1 << BLOCK_LOG2;
+/// No block.
+const NONE: u32 = u32::MAX;
 
-/// A shard's entries, numbered densely `0..len`, stored in chunks of [`CHUNK`] entries: all
-/// chunks but the last are full. Only the first chunk grows like a `Vec` (so that small stores,
-/// e.g. thousands of simulated nodes, stay small); every later chunk is allocated at its full
-/// size once. Growing therefore never copies more than one chunk, never holds old and new
-/// storage at once (a `Vec` doubling from 16 MB to 32 MB holds 48 MB while it copies, under the
-/// shard's write lock) and never leaves freed blocks for the allocator to hold on to.
-#[derive(Debug, Default)]
+/// A shard's entries, numbered `0..` in chunks of [`CHUNK`] (as a pool of blocks of [`BLOCK`]
+/// consecutive entries), grouped by digest leaf: each leaf owns a chain of blocks, newest
+/// first, and every block of the chain but the newest is full. So iterating a leaf (gossip's
+/// reconciliation, SCAN) reads runs of [`BLOCK`] entries in order, one dependent load per
+/// block, instead of one per entry.
+///
+/// Chunks are allocated once at their full size (only the first grows like a `Vec`, so that
+/// small stores, e.g. thousands of simulated nodes, stay small): growing never copies more
+/// than one chunk, never holds old and new storage at once and never leaves freed blocks for
+/// the allocator to hold on to. A leaf wastes the unused slots of its newest block (fewer
+/// than [`BLOCK`]); emptied blocks are reused.
+#[derive(Debug)]
 struct Entries {
     chunks: Vec<Vec<Entry>>,
+    /// Slots allocated (whole blocks).
+    slots: usize,
+    /// For each block: the next (older) block of its leaf, or `NONE`.
+    next: Vec<u32>,
+    /// Emptied blocks, for reuse.
+    free: Vec<u32>,
+    /// Newest block of each leaf this shard owns, or `NONE`.
+    heads: Box<[u32]>,
+    /// Keys per leaf.
+    counts: Box<[u32]>,
+    /// Keys in the shard.
     len: usize,
 }
 
 impl Entries {
+    fn new(leaves: usize) -> Self {
+        Self {
+            chunks: Vec::new(),
+            slots: 0,
+            next: Vec::new(),
+            free: Vec::new(),
+            heads: vec![NONE; leaves].into_boxed_slice(),
+            counts: vec![0; leaves].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
     #[inline]
     fn len(&self) -> usize {
         self.len
     }
 
-    fn push(&mut self, e: Entry) {
-        match self.chunks.last_mut() {
-            Some(last) if last.len() < CHUNK => last.push(e),
-            _ => {
-                let mut chunk =
-                    if self.chunks.is_empty() { Vec::new() } else { Vec::with_capacity(CHUNK) };
-                chunk.push(e);
-                self.chunks.push(chunk);
+    fn alloc_block(&mut self) -> u32 {
+        if let Some(b) = self.free.pop() {
+            return b;
+        }
+        for _ in 0..BLOCK {
+            match self.chunks.last_mut() {
+                Some(last) if last.len() < CHUNK => last.push(Entry::placeholder()),
+                _ => {
+                    let mut chunk =
+                        if self.chunks.is_empty() { Vec::new() } else { Vec::with_capacity(CHUNK) };
+                    chunk.push(Entry::placeholder());
+                    self.chunks.push(chunk);
+                }
             }
         }
-        self.len += 1;
+        let b = (self.slots >> BLOCK_LOG2) as u32;
+        self.slots += BLOCK;
+        self.next.push(NONE);
+        b
     }
 
-    /// Removes entry `pos`, moving the last entry into its place (like `Vec::swap_remove`).
-    fn swap_remove(&mut self, pos: usize) -> Option<Entry> {
-        let last_chunk = self.chunks.last_mut()?;
-        let last = last_chunk.pop()?;
-        if last_chunk.is_empty() {
-            self.chunks.pop();
+    /// Appends `e` as the newest entry of `leaf`; returns its position.
+    fn push(&mut self, leaf: usize, e: Entry) -> u32 {
+        // (the slot holds a placeholder, which owns nothing: it is overwritten without being
+        // read, so a cold slot costs a store, not a load miss)
+        let count = self.counts[leaf] as usize;
+        let slot = count % BLOCK;
+        if slot == 0 {
+            let b = self.alloc_block();
+            self.next[b as usize] = self.heads[leaf];
+            self.heads[leaf] = b;
         }
+        let pos = (self.heads[leaf] << BLOCK_LOG2) | slot as u32;
+        std::mem::forget(std::mem::replace(&mut self[pos as usize], e));
+        self.counts[leaf] += 1;
+        self.len += 1;
+        pos
+    }
+
+    /// Positions of `leaf`'s entries, newest first.
+    fn newest_first(&self, leaf: usize) -> LeafPositions<'_> {
+        let count = self.counts[leaf] as usize;
+        let fill = if count == 0 { 0 } else { (count - 1) % BLOCK + 1 };
+        LeafPositions { next: &self.next, block: self.heads[leaf], left: fill }
+    }
+
+    /// Drops the newest entry of `leaf` (it must be a placeholder by now), freeing its block
+    /// if that empties it.
+    fn pop(&mut self, leaf: usize) {
+        self.counts[leaf] -= 1;
         self.len -= 1;
-        if pos == self.len { Some(last) } else { Some(std::mem::replace(&mut self[pos], last)) }
+        if (self.counts[leaf] as usize).is_multiple_of(BLOCK) {
+            let b = self.heads[leaf];
+            self.heads[leaf] = self.next[b as usize];
+            self.next[b as usize] = NONE;
+            self.free.push(b);
+        }
+    }
+}
+
+/// The positions of one leaf's entries, newest first.
+struct LeafPositions<'a> {
+    next: &'a [u32],
+    block: u32,
+    /// Entries of `block` not yet returned.
+    left: usize,
+}
+
+impl Iterator for LeafPositions<'_> {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        if self.left == 0 {
+            if self.block == NONE {
+                return None;
+            }
+            self.block = self.next[self.block as usize];
+            if self.block == NONE {
+                return None;
+            }
+            self.left = BLOCK;
+        }
+        self.left -= 1;
+        Some((self.block << BLOCK_LOG2) | self.left as u32)
     }
 }
 
@@ -202,17 +300,17 @@ impl std::ops::IndexMut<usize> for Entries {
     }
 }
 
+/// Two leaves' `(key hash, position)` lists, reused across [`Shard::leaf_equals`] calls.
+type LeafScratch = (Vec<(u64, u32)>, Vec<(u64, u32)>);
+
 #[derive(Debug)]
 struct Shard {
     index: HashTable<u32>,
+    /// The entries of each leaf this shard owns.
     entries: Entries,
     /// Concurrent values other than the winner, best first, by entry position.
     extras: HashMap<u32, Vec<Version>>,
-    /// First entry of each leaf this shard owns.
-    heads: Box<[u32]>,
     leaf_hash: Box<[u64]>,
-    /// Keys per leaf.
-    leaf_keys: Box<[u32]>,
     total_hash: u64,
     tombstones: usize,
 }
@@ -238,8 +336,8 @@ fn index_bits(kh: u64) -> u32 {
 }
 
 /// The hash hashbrown sees: the index bits spread over 64 bits (hashbrown picks the bucket
-/// from the low bits and the tag byte from the top 7). Computed from an entry's cached
-/// `ibits` when the index resizes, so keys are neither re-read nor re-hashed.
+/// from the low bits and the tag byte from the top 7). Computed from an entry's cached key
+/// hash when the index resizes, so keys are neither re-read nor re-hashed.
 #[inline]
 fn index_hash(ibits: u32) -> u64 {
     u64::from(ibits).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -249,11 +347,9 @@ impl Shard {
     fn new(leaves: usize) -> Self {
         Self {
             index: HashTable::new(),
-            entries: Entries::default(),
+            entries: Entries::new(leaves),
             extras: HashMap::new(),
-            heads: vec![NONE; leaves].into_boxed_slice(),
             leaf_hash: vec![0; leaves].into_boxed_slice(),
-            leaf_keys: vec![0; leaves].into_boxed_slice(),
             total_hash: 0,
             tombstones: 0,
         }
@@ -261,8 +357,33 @@ impl Shard {
 
     fn find(&self, kh: u64, key: &[u8]) -> Option<u32> {
         self.index
-            .find(index_hash(index_bits(kh)), |&i| self.entries[i as usize].key() == key)
+            .find(index_hash(index_bits(kh)), |&i| {
+                let e = &self.entries[i as usize];
+                e.kh == kh && e.key() == key
+            })
             .copied()
+    }
+
+    /// Whether local leaf `la` of `a` and local leaf `lb` of `b` hold the same keys with the
+    /// same kept versions, compared byte for byte: both sorted by key hash (in `scratch`),
+    /// then entry by entry.
+    fn leaf_equals(a: &Shard, la: usize, b: &Shard, lb: usize, scratch: &mut LeafScratch) -> bool {
+        if a.entries.counts[la] != b.entries.counts[lb] || a.leaf_hash[la] != b.leaf_hash[lb] {
+            return false;
+        }
+        let (xs, ys) = scratch;
+        for (sh, l, v) in [(a, la, &mut *xs), (b, lb, &mut *ys)] {
+            v.clear();
+            v.extend(sh.entries.newest_first(l).map(|p| (sh.entries[p as usize].kh, p)));
+            v.sort_unstable();
+        }
+        xs.iter().zip(ys.iter()).all(|(&(ka, pa), &(kb, pb))| {
+            let (ea, eb) = (&a.entries[pa as usize], &b.entries[pb as usize]);
+            ka == kb
+                && (ea.ts, ea.origin, ea.meta, ea.vh) == (eb.ts, eb.origin, eb.meta, eb.vh)
+                && ea.data == eb.data
+                && (!ea.has_extras() || a.extras.get(&pa) == b.extras.get(&pb))
+        })
     }
 
     fn xor_leaf(&mut self, local_leaf: usize, h: u64) {
@@ -271,36 +392,32 @@ impl Shard {
     }
 
     /// Kept versions of entry `pos`, best first.
-    fn kept(&self, pos: u32) -> impl ExactSizeIterator<Item = VersionRef<'_>> {
+    fn kept(&self, pos: u32) -> Kept<'_> {
         let e = &self.entries[pos as usize];
         let extras: &[Version] =
             if e.has_extras() { self.extras.get(&pos).map_or(&[], Vec::as_slice) } else { &[] };
-        Kept { first: Some(e.version()), rest: extras.iter() }
+        Kept { first: Some(e.version()), vh: e.vh, kh: e.kh, rest: extras.iter() }
     }
 
+    /// Joins `incoming` (whose key hash is `kh` and version hash `vh`) into `key`'s versions.
     fn merge(
         &mut self,
-        kh: u64,
+        (kh, vh): (u64, u64),
         local_leaf: usize,
         key: &[u8],
         incoming: VersionRef<'_>,
         limit: usize,
     ) -> MergeOutcome {
         let Some(pos) = self.find(kh, key) else {
-            let pos = self.entries.len() as u32;
-            let mut e = Entry::new(kh, key, incoming);
-            e.next = self.heads[local_leaf];
-            self.heads[local_leaf] = pos;
-            self.leaf_keys[local_leaf] += 1;
-            self.entries.push(e);
+            let pos = self.entries.push(local_leaf, Entry::new(kh, key, incoming, vh));
             let entries = &self.entries;
             self.index.insert_unique(index_hash(index_bits(kh)), pos, |&i| {
-                index_hash(entries[i as usize].ibits)
+                index_hash(index_bits(entries[i as usize].kh))
             });
             if incoming.value.is_none() {
                 self.tombstones += 1;
             }
-            self.xor_leaf(local_leaf, version_hash(kh, incoming));
+            self.xor_leaf(local_leaf, vh);
             return MergeOutcome::Inserted;
         };
         let (outcome, at) = decide(self.kept(pos), incoming, limit);
@@ -308,30 +425,33 @@ impl Shard {
             MergeOutcome::Ignored | MergeOutcome::Inserted => {}
             MergeOutcome::Replaced => {
                 let mut delta = 0;
-                for v in self.kept(pos) {
-                    delta ^= version_hash(kh, v);
+                for (_, h) in self.kept(pos).hashed() {
+                    delta ^= h;
                 }
-                delta ^= version_hash(kh, incoming);
+                delta ^= vh;
                 let e = &mut self.entries[pos as usize];
                 let was_tomb = e.meta & TOMBSTONE != 0;
                 if e.has_extras() {
                     self.extras.remove(&pos);
                 }
                 e.set_has_extras(false);
-                e.set(key, incoming);
+                e.set(key, incoming, vh);
                 self.tombstones =
                     self.tombstones + usize::from(incoming.value.is_none()) - usize::from(was_tomb);
                 self.xor_leaf(local_leaf, delta);
             }
             MergeOutcome::Concurrent => {
-                let mut delta = version_hash(kh, incoming);
+                let mut delta = vh;
                 let e = &mut self.entries[pos as usize];
                 let extras = self.extras.entry(pos).or_default();
+                // concurrent values are few: grow one at a time (a Vec's first growth would
+                // reserve four 48-byte versions for what is usually one)
+                extras.reserve_exact(1);
                 if at == 0 {
                     let old = e.version().to_owned();
                     let was_tomb = e.meta & TOMBSTONE != 0;
                     extras.insert(0, old);
-                    e.set(key, incoming);
+                    e.set(key, incoming, vh);
                     self.tombstones = self.tombstones + usize::from(incoming.value.is_none())
                         - usize::from(was_tomb);
                 } else {
@@ -353,70 +473,78 @@ impl Shard {
         outcome
     }
 
-    /// Removes entry `pos` with everything it keeps, moving the last entry into its place.
-    fn remove_at(&mut self, pos: u32, kh: u64, leaves_log2: u32) {
-        let local_leaf = self.local_leaf_of(kh, leaves_log2);
-        let mut delta = 0;
-        for v in self.kept(pos) {
-            delta ^= version_hash(kh, v);
-        }
-        self.xor_leaf(local_leaf, delta);
-        if self.entries[pos as usize].meta & TOMBSTONE != 0 {
-            self.tombstones -= 1;
-        }
-        self.unlink(local_leaf, pos, self.entries[pos as usize].next);
-        self.leaf_keys[local_leaf] -= 1;
-        if let Ok(slot) = self.index.find_entry(index_hash(index_bits(kh)), |&i| i == pos) {
-            slot.remove();
-        }
-        self.extras.remove(&pos);
-        let last = (self.entries.len() - 1) as u32;
-        self.entries.swap_remove(pos as usize);
-        if pos != last {
-            // The former last entry now sits at `pos`: repoint everything that named `last`.
-            let moved = &self.entries[pos as usize];
-            let mkh = key_hash(moved.key());
-            let mleaf = self.local_leaf_of(mkh, leaves_log2);
-            self.unlink(mleaf, last, pos);
-            if let Some(slot) = self.index.find_mut(index_hash(index_bits(mkh)), |&i| i == last) {
-                *slot = pos;
+    /// Removes, in one local leaf, every entry `doomed` picks, with everything it keeps;
+    /// the others keep their order. Returns how many were removed.
+    fn remove_where(&mut self, leaf: usize, mut doomed: impl FnMut(&Entry) -> bool) -> usize {
+        let mut order: Vec<u32> = self.entries.newest_first(leaf).collect();
+        order.reverse();
+        let mut removed = 0;
+        let mut to = 0;
+        for from in 0..order.len() {
+            let pos = order[from];
+            if doomed(&self.entries[pos as usize]) {
+                removed += 1;
+                let e = &self.entries[pos as usize];
+                let (kh, tomb) = (e.kh, e.meta & TOMBSTONE != 0);
+                let mut delta = 0;
+                for (_, h) in self.kept(pos).hashed() {
+                    delta ^= h;
+                }
+                self.xor_leaf(leaf, delta);
+                if tomb {
+                    self.tombstones -= 1;
+                }
+                if let Ok(slot) = self.index.find_entry(index_hash(index_bits(kh)), |&i| i == pos) {
+                    slot.remove();
+                }
+                self.extras.remove(&pos);
+                self.entries[pos as usize] = Entry::placeholder();
+                continue;
             }
-            if let Some(x) = self.extras.remove(&last) {
-                self.extras.insert(pos, x);
+            if from != to {
+                // move it down to the slot vacated before it (oldest first, so the order
+                // holds), and repoint the index and the side map
+                let new = order[to];
+                let e = std::mem::replace(&mut self.entries[pos as usize], Entry::placeholder());
+                let kh = e.kh;
+                self.entries[new as usize] = e;
+                if let Some(slot) = self.index.find_mut(index_hash(index_bits(kh)), |&i| i == pos) {
+                    *slot = new;
+                }
+                if let Some(x) = self.extras.remove(&pos) {
+                    self.extras.insert(new, x);
+                }
             }
+            to += 1;
         }
-    }
-
-    /// The leaf (local to this shard) of a key hash that belongs to this shard, given the
-    /// tree's `leaves_log2`.
-    fn local_leaf_of(&self, kh: u64, leaves_log2: u32) -> usize {
-        // Leaves of a shard are contiguous and their count is a power of two.
-        let leaf = (kh >> (64 - leaves_log2)) as usize;
-        leaf & (self.heads.len() - 1)
-    }
-
-    /// Replaces the link that points at `target` in `leaf`'s chain with `replacement`.
-    fn unlink(&mut self, leaf: usize, target: u32, replacement: u32) {
-        if self.heads[leaf] == target {
-            self.heads[leaf] = replacement;
-            return;
+        for _ in 0..removed {
+            self.entries.pop(leaf);
         }
-        let mut cur = self.heads[leaf];
-        while cur != NONE {
-            let next = self.entries[cur as usize].next;
-            if next == target {
-                self.entries[cur as usize].next = replacement;
-                return;
-            }
-            cur = next;
-        }
+        removed
     }
 }
 
-/// The kept versions of one entry, winner first, without allocating.
-struct Kept<'a> {
+/// The kept versions of one key, winner first, borrowed from the store (no allocation;
+/// `Clone` to go over them again).
+#[derive(Clone, Debug)]
+pub struct Kept<'a> {
     first: Option<VersionRef<'a>>,
+    /// The winner's version hash (cached in the entry).
+    vh: u64,
+    kh: u64,
     rest: std::slice::Iter<'a, Version>,
+}
+
+impl<'a> Kept<'a> {
+    /// The versions with their [`version_hash`]es: the winner's is cached in the store, a
+    /// concurrent value's is computed.
+    pub fn hashed(self) -> impl Iterator<Item = (VersionRef<'a>, u64)> {
+        let Kept { first, vh, kh, rest } = self;
+        first
+            .map(|v| (v, vh))
+            .into_iter()
+            .chain(rest.map(move |v| (v.as_ref(), version_hash(kh, v.as_ref()))))
+    }
 }
 
 impl<'a> Iterator for Kept<'a> {
@@ -538,10 +666,9 @@ impl Store {
     pub fn get_by_hash(&self, kh: u64) -> Option<(Bytes, Vec<Version>)> {
         let (s, _) = self.locate(kh);
         let shard = self.shards[s].read();
-        let pos = *shard.index.find(index_hash(index_bits(kh)), |&i| {
-            let e = &shard.entries[i as usize];
-            e.ibits == index_bits(kh) && key_hash(e.key()) == kh
-        })?;
+        let pos = *shard
+            .index
+            .find(index_hash(index_bits(kh)), |&i| shard.entries[i as usize].kh == kh)?;
         let key = Bytes::copy_from_slice(shard.entries[pos as usize].key());
         Some((key, shard.kept(pos).map(|v| v.to_owned()).collect()))
     }
@@ -555,14 +682,73 @@ impl Store {
     ) -> R {
         let (s, _) = self.locate(kh);
         let shard = self.shards[s].read();
-        let found = shard.index.find(index_hash(index_bits(kh)), |&i| {
-            let e = &shard.entries[i as usize];
-            e.ibits == index_bits(kh) && key_hash(e.key()) == kh
-        });
+        let found =
+            shard.index.find(index_hash(index_bits(kh)), |&i| shard.entries[i as usize].kh == kh);
         match found {
             Some(&pos) => f(&mut shard.kept(pos)),
             None => f(&mut std::iter::empty()),
         }
+    }
+
+    /// Calls `f` with the key whose stable hash is `kh` and its kept versions (`None` if
+    /// absent), under the shard's read lock, without copying.
+    pub fn with_key_by_hash<R>(
+        &self,
+        kh: u64,
+        f: impl FnOnce(Option<(&[u8], Kept<'_>)>) -> R,
+    ) -> R {
+        let (s, _) = self.locate(kh);
+        let shard = self.shards[s].read();
+        let found =
+            shard.index.find(index_hash(index_bits(kh)), |&i| shard.entries[i as usize].kh == kh);
+        match found {
+            Some(&pos) => f(Some((shard.entries[pos as usize].key(), shard.kept(pos)))),
+            None => f(None),
+        }
+    }
+
+    /// Whether `leaf` holds exactly the same keys with exactly the same kept versions (keys
+    /// and values compared byte for byte) in this store and in `other`, which must have the
+    /// same tree. O(keys in the leaf).
+    pub fn leaf_equals(&self, other: &Store, leaf: usize) -> bool {
+        if std::ptr::eq(self, other) {
+            return true;
+        }
+        if self.cfg.tree != other.cfg.tree {
+            return false;
+        }
+        let (s, l) = self.shard_of_leaf(leaf);
+        let (os, ol) = other.shard_of_leaf(leaf);
+        let (a, b) = (self.shards[s].read(), other.shards[os].read());
+        Shard::leaf_equals(&a, l, &b, ol, &mut (Vec::new(), Vec::new()))
+    }
+
+    /// Whether both stores hold exactly the same keys with exactly the same kept versions
+    /// (keys and values compared byte for byte); `other` must have the same tree. Reads both
+    /// stores leaf by leaf, in order, taking each pair of shard locks once: the simulator's
+    /// final check.
+    pub fn equals(&self, other: &Store) -> bool {
+        if std::ptr::eq(self, other) {
+            return true;
+        }
+        if self.cfg.tree != other.cfg.tree {
+            return false;
+        }
+        let leaves = self.cfg.tree.leaves();
+        let mut scratch = (Vec::new(), Vec::new());
+        let mut leaf = 0;
+        while leaf < leaves {
+            let (s, l) = self.shard_of_leaf(leaf);
+            let (os, ol) = other.shard_of_leaf(leaf);
+            let (a, b) = (self.shards[s].read(), other.shards[os].read());
+            // the leaves both shards hold from here on
+            let n = (a.leaf_hash.len() - l).min(b.leaf_hash.len() - ol);
+            if !(0..n).all(|i| Shard::leaf_equals(&a, l + i, &b, ol + i, &mut scratch)) {
+                return false;
+            }
+            leaf += n;
+        }
+        true
     }
 
     /// Whether the kept versions of `key` are exactly `expected` (winner first); lets an
@@ -580,8 +766,15 @@ impl Store {
     /// Joins one version of `key` into the store, atomically for that key.
     pub fn merge(&self, key: &[u8], v: VersionRef<'_>) -> MergeOutcome {
         let kh = key_hash(key);
+        self.merge_hashed(kh, version_hash(kh, v), key, v)
+    }
+
+    /// [`Store::merge`] for a caller that already computed `kh = key_hash(key)` and
+    /// `vh = version_hash(kh, v)` (gossip does, for its own bookkeeping).
+    pub fn merge_hashed(&self, kh: u64, vh: u64, key: &[u8], v: VersionRef<'_>) -> MergeOutcome {
+        debug_assert_eq!((kh, vh), (key_hash(key), version_hash(kh, v)));
         let (s, leaf) = self.locate(kh);
-        self.shards[s].write().merge(kh, leaf, key, v, self.cfg.max_concurrent)
+        self.shards[s].write().merge((kh, vh), leaf, key, v, self.cfg.max_concurrent)
     }
 
     /// Merges a batch and appends to `changed` the index (within the batch) of every version
@@ -621,9 +814,11 @@ impl Store {
         let mut bytes = std::mem::size_of::<Self>();
         for s in self.shards.iter() {
             let s = s.read();
-            // chunk pages are resident only where written: count entries, not capacity
-            bytes += s.entries.len() * entry;
+            // chunk pages are resident only where written: count allocated blocks' slots
+            // (every slot of a block is written when the block is taken), not capacity
+            bytes += s.entries.slots * entry;
             bytes += s.entries.chunks.capacity() * std::mem::size_of::<Vec<Entry>>();
+            bytes += (s.entries.next.capacity() + s.entries.free.capacity()) * 4;
             // hashbrown: buckets a power of two at most 7/8 full, 4-byte slot + 1 control byte
             let cap = s.index.capacity();
             if cap > 0 {
@@ -632,7 +827,8 @@ impl Store {
             for chunk in &s.entries.chunks {
                 bytes += chunk.iter().map(|e| size_class(e.data.len())).sum::<usize>();
             }
-            bytes += s.heads.len() * (4 + 8 + 4);
+            // per leaf: newest block, key count, leaf hash
+            bytes += s.entries.heads.len() * (4 + 4 + 8);
             bytes += s.extras.capacity() * (4 + std::mem::size_of::<Vec<Version>>() + 1);
             for vs in s.extras.values() {
                 bytes += vs.capacity() * version;
@@ -676,7 +872,7 @@ impl Store {
     /// Number of keys (tombstones included) in one leaf.
     pub fn leaf_len(&self, leaf: usize) -> u32 {
         let (s, l) = self.shard_of_leaf(leaf);
-        self.shards[s].read().leaf_keys[l]
+        self.shards[s].read().entries.counts[l]
     }
 
     /// Hash of the tree node `index` at `level` (0 = root): XOR of its leaves' hashes.
@@ -702,25 +898,62 @@ impl Store {
     /// Hashes of the 16 children of node `index` at `level`.
     pub fn children_hashes(&self, level: u32, index: usize) -> [u64; TREE_ARITY] {
         let mut out = [0; TREE_ARITY];
-        for (c, h) in out.iter_mut().enumerate() {
-            *h = self.node_hash(level + 1, index * TREE_ARITY + c);
+        let range = self.cfg.tree.leaf_range(level, index);
+        let per_shard = self.cfg.tree.leaves() >> self.cfg.shards_log2;
+        if range.len() > per_shard {
+            for (c, h) in out.iter_mut().enumerate() {
+                *h = self.node_hash(level + 1, index * TREE_ARITY + c);
+            }
+        } else {
+            // all in one shard: one lock, 16 runs of leaf hashes
+            let (s, l) = self.shard_of_leaf(range.start);
+            let span = range.len() / TREE_ARITY;
+            let shard = self.shards[s].read();
+            for (c, h) in out.iter_mut().enumerate() {
+                let start = l + c * span;
+                *h = shard.leaf_hash[start..start + span].iter().fold(0, |a, x| a ^ x);
+            }
         }
         out
     }
 
-    /// Calls `f(key, kept versions)` for every key in `leaf`, under the shard's read lock.
+    /// Key counts of the 16 children of node `index` at `level`, which must be the level
+    /// just above the leaves.
+    pub fn children_leaf_lens(&self, level: u32, index: usize) -> [u32; TREE_ARITY] {
+        let mut out = [0; TREE_ARITY];
+        let range = self.cfg.tree.leaf_range(level, index);
+        let (s, l) = self.shard_of_leaf(range.start);
+        let (s_last, _) = self.shard_of_leaf(range.end - 1);
+        if range.len() != TREE_ARITY || s != s_last {
+            for (c, n) in out.iter_mut().enumerate() {
+                *n = self.leaf_len(range.start + c);
+            }
+        } else {
+            let shard = self.shards[s].read();
+            out.copy_from_slice(&shard.entries.counts[l..l + TREE_ARITY]);
+        }
+        out
+    }
+
+    /// Calls `f(key, kept versions)` for every key in `leaf`, newest key first, under the
+    /// shard's read lock.
     pub fn for_each_in_leaf(
         &self,
         leaf: usize,
         mut f: impl FnMut(&[u8], &mut dyn Iterator<Item = VersionRef<'_>>),
     ) {
+        self.for_each_in_leaf_hashed(leaf, |_, key, mut versions| f(key, &mut versions));
+    }
+
+    /// Calls `f(key hash, key, kept versions)` for every key in `leaf`, newest key first,
+    /// under the shard's read lock. The key hash comes from the entry: nothing is re-hashed,
+    /// and the key's bytes are read only if `f` reads them.
+    pub fn for_each_in_leaf_hashed(&self, leaf: usize, mut f: impl FnMut(u64, &[u8], Kept<'_>)) {
         let (s, l) = self.shard_of_leaf(leaf);
         let shard = self.shards[s].read();
-        let mut cur = shard.heads[l];
-        while cur != NONE {
-            let e = &shard.entries[cur as usize];
-            f(e.key(), &mut shard.kept(cur));
-            cur = e.next;
+        for pos in shard.entries.newest_first(l) {
+            let e = &shard.entries[pos as usize];
+            f(e.kh, e.key(), shard.kept(pos));
         }
     }
 
@@ -767,17 +1000,14 @@ impl Store {
         let mut purged = 0;
         for s in self.shards.iter() {
             let mut shard = s.write();
-            let mut pos = 0;
-            while pos < shard.entries.len() as u32 {
-                let e = &shard.entries[pos as usize];
-                if (!tombstones_only || e.meta & TOMBSTONE != 0) && e.ts < before {
-                    removed(e.key(), e.version());
-                    let kh = key_hash(e.key());
-                    shard.remove_at(pos, kh, self.cfg.tree.leaves_log2());
-                    purged += 1;
-                } else {
-                    pos += 1;
-                }
+            for leaf in 0..shard.entries.heads.len() {
+                purged += shard.remove_where(leaf, |e| {
+                    let doomed = (!tombstones_only || e.meta & TOMBSTONE != 0) && e.ts < before;
+                    if doomed {
+                        removed(e.key(), e.version());
+                    }
+                    doomed
+                });
             }
         }
         purged
@@ -797,9 +1027,14 @@ impl Store {
         let mut out = BTreeMap::new();
         for s in self.shards.iter() {
             let s = s.read();
-            for pos in 0..s.entries.len() as u32 {
-                let key = Bytes::copy_from_slice(s.entries[pos as usize].key());
-                out.insert(key, s.kept(pos).map(|v| v.to_owned()).collect());
+            for leaf in 0..s.entries.heads.len() {
+                for pos in s.entries.newest_first(leaf) {
+                    let e = &s.entries[pos as usize];
+                    out.insert(
+                        Bytes::copy_from_slice(e.key()),
+                        s.kept(pos).map(|v| v.to_owned()).collect(),
+                    );
+                }
             }
         }
         out
@@ -850,11 +1085,15 @@ mod tests {
             let value = format!("v:{i:030}");
             s.merge(key.as_bytes(), put(1, 0, &value).as_ref());
         }
-        // docs/store.md: 40 (entry) + 5.7 to 11.4 (index) + 48 (16 + 32 bytes) per key
-        let per_key = (s.memory_estimate() - empty) as f64 / 20_000.0;
-        assert!((93.0..=101.0).contains(&per_key), "{per_key} bytes per key");
+        // docs/store.md: 48 per entry slot (whole blocks of 8 per leaf: at 20,000 keys in
+        // 4,096 leaves most slots are the free ones of a leaf's only block) + 5.7 to 11.4
+        // (index) + 48 (16 + 32 bytes) per key, + a 4-byte link per block
+        let slots: usize = s.shards.iter().map(|sh| sh.read().entries.slots).sum();
+        let entries = (slots * std::mem::size_of::<Entry>()) as f64 / 20_000.0;
+        let per_key = (s.memory_estimate() - empty) as f64 / 20_000.0 - entries;
+        assert!((53.0..=62.0).contains(&per_key), "{per_key} bytes per key beside the entries");
         s.merge(b"k:00000000000000", put(1, 1, "tie").as_ref());
-        assert!(s.memory_estimate() > empty + 20_000 * 93);
+        assert!(s.memory_estimate() > empty + 20_000 * 101);
     }
 
     #[test]
@@ -886,7 +1125,7 @@ mod tests {
     }
 
     #[test]
-    fn swap_remove_keeps_index_and_leaf_chains_consistent() {
+    fn purge_keeps_index_and_leaf_blocks_consistent() {
         let s =
             Store::new(StoreConfig { shards_log2: 0, tree: TreeShape::new(1), max_concurrent: 4 });
         for i in 0..200u32 {
@@ -916,9 +1155,141 @@ mod tests {
     }
 
     #[test]
-    fn entry_is_40_bytes() {
+    fn entry_is_48_bytes() {
         // docs/store.md's bytes-per-key breakdown relies on this.
-        assert_eq!(std::mem::size_of::<Entry>(), 40);
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+    }
+
+    #[test]
+    fn children_hashes_and_counts_match_node_by_node() {
+        for (shards_log2, depth) in [(0, 2), (2, 2), (6, 3), (8, 2), (0, 3)] {
+            let cfg = StoreConfig { shards_log2, tree: TreeShape::new(depth), max_concurrent: 2 };
+            let s = Store::new(cfg);
+            for i in 0..3000u32 {
+                s.merge(format!("k{i}").as_bytes(), put(u64::from(i), 1, "v").as_ref());
+            }
+            let t = s.tree();
+            for level in 0..depth {
+                for idx in 0..t.nodes_at(level) {
+                    let hs = s.children_hashes(level, idx);
+                    for (c, h) in hs.iter().enumerate() {
+                        assert_eq!(*h, s.node_hash(level + 1, idx * TREE_ARITY + c));
+                    }
+                    if level + 1 == depth {
+                        let lens = s.children_leaf_lens(level, idx);
+                        for (c, n) in lens.iter().enumerate() {
+                            assert_eq!(*n, s.leaf_len(idx * TREE_ARITY + c));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stores_compare_equal_exactly() {
+        let cfg = StoreConfig { shards_log2: 1, tree: TreeShape::new(2), max_concurrent: 3 };
+        let (a, b) = (Store::new(cfg), Store::new(cfg));
+        for i in 0..2000u32 {
+            let k = format!("k{i}");
+            a.merge(k.as_bytes(), put(u64::from(i), 1, "v").as_ref());
+            if i % 7 == 0 {
+                a.merge(k.as_bytes(), put(u64::from(i), 2, "w").as_ref());
+            }
+        }
+        for i in (0..2000u32).rev() {
+            let k = format!("k{i}");
+            if i % 7 == 0 {
+                b.merge(k.as_bytes(), put(u64::from(i), 2, "w").as_ref());
+            }
+            b.merge(k.as_bytes(), put(u64::from(i), 1, "v").as_ref());
+        }
+        assert!(a.equals(&b) && b.equals(&a));
+        // one concurrent value more on one side
+        b.merge(b"k14", put(14, 3, "x").as_ref());
+        assert!(!a.equals(&b));
+        a.merge(b"k14", put(14, 3, "x").as_ref());
+        assert!(a.equals(&b));
+        // a key only one side has
+        a.merge(b"extra", put(1, 1, "v").as_ref());
+        assert!(!a.equals(&b) && !b.equals(&a));
+        let other_tree = Store::new(StoreConfig { tree: TreeShape::new(1), ..cfg });
+        assert!(!Store::new(cfg).equals(&other_tree));
+        assert!(Store::new(cfg).equals(&Store::new(cfg)));
+    }
+
+    #[test]
+    fn leaf_iteration_is_newest_first_and_purge_keeps_the_order() {
+        let s =
+            Store::new(StoreConfig { shards_log2: 0, tree: TreeShape::new(1), max_concurrent: 3 });
+        let keys: Vec<String> = (0..500).map(|i| format!("key{i}")).collect();
+        for (i, k) in keys.iter().enumerate() {
+            let ts = i as u64 + 1;
+            if i % 4 == 0 {
+                s.merge(k.as_bytes(), Version::tombstone(ts, 1).as_ref());
+            } else {
+                s.merge(k.as_bytes(), put(ts, 1, "v").as_ref());
+                if i % 3 == 0 {
+                    s.merge(k.as_bytes(), put(ts, 2, "w").as_ref());
+                }
+            }
+        }
+        let order = |s: &Store| -> Vec<Vec<Vec<u8>>> {
+            (0..s.tree().leaves())
+                .map(|l| {
+                    let mut v = Vec::new();
+                    s.for_each_in_leaf(l, |k, _| v.push(k.to_vec()));
+                    v
+                })
+                .collect()
+        };
+        let expected = |purged: bool| -> Vec<Vec<Vec<u8>>> {
+            let mut by_leaf = vec![Vec::new(); s.tree().leaves()];
+            for (i, k) in keys.iter().enumerate().rev() {
+                if purged && i % 4 == 0 {
+                    continue;
+                }
+                by_leaf[s.tree().leaf_of(key_hash(k.as_bytes()))].push(k.as_bytes().to_vec());
+            }
+            by_leaf
+        };
+        assert_eq!(order(&s), expected(false));
+        let before = s.root_hash();
+        assert_eq!(s.purge_tombstones(u64::MAX), 125);
+        assert_eq!(order(&s), expected(true));
+        assert_ne!(s.root_hash(), before);
+        for (i, k) in keys.iter().enumerate() {
+            let n = s.versions(k.as_bytes()).len();
+            assert_eq!(
+                n,
+                if i % 4 == 0 {
+                    0
+                } else if i % 3 == 0 {
+                    2
+                } else {
+                    1
+                },
+                "{k}"
+            );
+            assert_eq!(s.get_by_hash(key_hash(k.as_bytes())).is_some(), i % 4 != 0, "{k}");
+        }
+        // freed blocks are reused, and the digest matches a store built without the tombstones
+        let t = Store::new(s.config());
+        for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 4 != 0) {
+            t.merge(k.as_bytes(), put(i as u64 + 1, 1, "v").as_ref());
+            if i % 3 == 0 {
+                t.merge(k.as_bytes(), put(i as u64 + 1, 2, "w").as_ref());
+            }
+        }
+        assert_eq!(s.root_hash(), t.root_hash());
+        for l in 0..s.tree().leaves() {
+            assert!(s.leaf_equals(&t, l), "leaf {l}");
+        }
+        for k in keys.iter().step_by(4) {
+            s.merge(k.as_bytes(), put(1000, 3, "again").as_ref());
+        }
+        assert_eq!(s.len(), 500);
+        assert!((0..s.tree().leaves()).any(|l| !s.leaf_equals(&t, l)));
     }
 
     #[test]

@@ -20,8 +20,8 @@ use bytes::Bytes;
 use gossipkv_core::Version;
 use gossipkv_core::digest::TREE_ARITY;
 use gossipkv_core::gossip::wire::{
-    self, Body, DecodeError, Hello, KIND_NAMES, KINDS, LeafId, MAGIC, Message, Packer, VersionId,
-    WIRE_VERSION, WireEntry,
+    self, Body, DecodeError, Hello, KIND_NAMES, KINDS, LeafId, LeafSection, MAGIC, Message, Packer,
+    VersionId, WIRE_VERSION, WireEntry,
 };
 use gossipkv_core::gossip::{MemberRecord, Status};
 use proptest::prelude::*;
@@ -137,14 +137,11 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u8>(), list((num32(), any::<u16>()), 8), list(num32(), 16))
             .prop_map(|(level, diffs, counts)| Body::TreeAck { level, diffs, counts }),
         list(num32(), 10).prop_map(|leaves| Body::LeafRequest { leaves }),
-        (num32(), num64(), num64(), leaf_ids()).prop_map(|(leaf, lo, hi, ids)| Body::Leaf {
-            leaf,
-            lo,
-            hi,
-            ids
+        list((num32(), leaf_ids()), 4).prop_map(|s| Body::Leaf {
+            sections: s.into_iter().map(|(leaf, ids)| LeafSection { leaf, ids }).collect()
         }),
         list(num64(), 10).prop_map(|keys| Body::Want { keys }),
-        (num32(), list(any::<u32>(), 10)).prop_map(|(leaf, fps)| Body::WantLeaf { leaf, fps }),
+        list((num32(), list(any::<u32>(), 10)), 4).prop_map(|wants| Body::WantLeaf { wants }),
         entries().prop_map(|entries| Body::Entries { entries }),
         num32().prop_map(|cursor| Body::BulkRequest { cursor }),
         (num32(), entries()).prop_map(|(next, entries)| Body::BulkChunk { next, entries }),

@@ -148,9 +148,12 @@ pub struct SimArgs {
     /// Rounds a fresh version is advertised as a rumor [default: the core's, 3]
     #[arg(long)]
     pub rumor_rounds: Option<u32>,
-    /// Digest-tree leaves reconciled per exchange [default: the core's, 16]
+    /// Digest-tree leaves reconciled per exchange [default: the core's]
     #[arg(long)]
     pub leaves_per_exchange: Option<usize>,
+    /// Most bytes of leaf summaries one exchange sends [default: the core's]
+    #[arg(long)]
+    pub summary_bytes: Option<usize>,
     /// Fixed peer lists instead of membership (no discovery, no failure detection)
     #[arg(long)]
     pub no_membership: bool,
@@ -205,6 +208,9 @@ impl SimArgs {
         }
         if let Some(l) = self.leaves_per_exchange {
             c.gossip.leaves_per_exchange = l;
+        }
+        if let Some(b) = self.summary_bytes {
+            c.gossip.summary_bytes_per_exchange = b;
         }
         if let Some(l) = self.loss {
             c.loss = l;
@@ -327,8 +333,13 @@ pub fn main(args: SimArgs) -> ExitCode {
             p.bytes_sent as f64 / 1e6
         ));
     };
-    let report: Report = match crate::sim::run(&cfg, &mut on_progress) {
-        Ok(r) => r,
+    let report: Report = match crate::sim::run_keeping_nodes(&cfg, &mut on_progress) {
+        Ok((r, nodes)) => {
+            // the process exits right after printing: freeing gigabytes of replicas first
+            // would only delay that (the OS takes the memory back at once)
+            std::mem::forget(nodes);
+            r
+        }
         Err(e) => {
             pb.finish_and_clear();
             eprintln!("gossipkv sim: {e}");

@@ -3,8 +3,7 @@
 //! Every node `i` has the virtual gossip address `127.a.b.c:7000` with `a.b.c` the 24 bits of
 //! `i`; it is never used for real I/O, only to name peers the way a real node does.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, VecDeque, btree_map};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -47,51 +46,53 @@ pub(crate) enum Event {
     Heal,
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    t: u64,
-    seq: u64,
-    ev: Event,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.t, self.seq) == (other.t, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    /// Reversed, so the `BinaryHeap` pops the earliest `(time, sequence)` first: ties in time
-    /// are broken by scheduling order, which makes the run deterministic.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.t, other.seq).cmp(&(self.t, self.seq))
-    }
-}
-
-/// The one event queue of a run.
+/// The one event queue of a run: one FIFO bucket per virtual millisecond that has events.
+///
+/// Events pop in `(time, scheduling order)` order, which makes the run deterministic: ties in
+/// time are broken by the order in which they were scheduled, because a bucket is appended
+/// to in scheduling order. (A bucket per millisecond instead of a binary heap of every event:
+/// a push is an append, a pop takes from the front, and the ordered map only holds the few
+/// thousand milliseconds that have events.)
 #[derive(Debug, Default)]
 pub(crate) struct Queue {
-    heap: BinaryHeap<Scheduled>,
-    seq: u64,
+    buckets: BTreeMap<u64, VecDeque<Event>>,
+    /// Emptied buckets, kept for reuse (their capacity).
+    spare: Vec<VecDeque<Event>>,
 }
 
 impl Queue {
     pub(crate) fn push(&mut self, t: u64, ev: Event) {
-        self.seq += 1;
-        self.heap.push(Scheduled { t, seq: self.seq, ev });
+        match self.buckets.entry(t) {
+            btree_map::Entry::Occupied(mut b) => b.get_mut().push_back(ev),
+            btree_map::Entry::Vacant(v) => {
+                let mut b = self.spare.pop().unwrap_or_default();
+                b.push_back(ev);
+                v.insert(b);
+            }
+        }
     }
 
     pub(crate) fn peek_time(&self) -> Option<u64> {
-        self.heap.peek().map(|s| s.t)
+        self.buckets.first_key_value().map(|(t, _)| *t)
+    }
+
+    /// The earliest event, without removing it.
+    pub(crate) fn peek(&self) -> Option<(u64, &Event)> {
+        let (t, b) = self.buckets.first_key_value()?;
+        b.front().map(|ev| (*t, ev))
     }
 
     pub(crate) fn pop(&mut self) -> Option<(u64, Event)> {
-        self.heap.pop().map(|s| (s.t, s.ev))
+        let mut first = self.buckets.first_entry()?;
+        let t = *first.key();
+        let ev = first.get_mut().pop_front();
+        if first.get().is_empty() {
+            let b = first.remove();
+            if self.spare.len() < 64 && b.capacity() <= 4096 {
+                self.spare.push(b);
+            }
+        }
+        ev.map(|ev| (t, ev))
     }
 }
 

@@ -28,7 +28,7 @@ use crate::config::{ClockChoice, InjectedBug, Protocol, SimConfig};
 use crate::hostile::{self, Hostile};
 use crate::net::{Event, Partition, Queue, addr, index};
 use crate::oracle::{KeySpace, Oracle};
-use crate::protocol::{NaiveNode, ProtoNode, add_stats};
+use crate::protocol::{NaiveNode, Outgoing, ProtoNode, add_stats};
 use crate::report::{MembersCheck, Report, Series, Timings};
 use crate::workload::{self, Workload, WorkloadSpec, value_bytes};
 
@@ -93,7 +93,7 @@ fn sample_sorted(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
 }
 
 #[derive(Debug)]
-struct Slot {
+pub(crate) struct Slot {
     node: ProtoNode,
     up: bool,
     inc: u32,
@@ -122,6 +122,175 @@ struct Counters {
     unknown_destination: u64,
 }
 
+/// A timer or a delivery to run at one node, and what the node emitted doing it.
+#[derive(Debug)]
+struct Task {
+    t: u64,
+    node: u32,
+    /// The node's gossip timer (else a delivery).
+    timer: bool,
+    /// For a delivery, until it runs: sender, whether on the stream, and payload.
+    msg: Option<(u32, bool, Bytes)>,
+    out: Vec<Outgoing>,
+    receptions: Vec<(u64, u32)>,
+    /// A delivery the node's envelope refused (the reason's index).
+    rejected: Option<usize>,
+    /// A hostile sender's delivery the node accepted.
+    accepted: bool,
+}
+
+impl Task {
+    fn new(t: u64, node: u32, msg: Option<(u32, bool, Bytes)>) -> Self {
+        Self {
+            t,
+            node,
+            timer: msg.is_none(),
+            msg,
+            out: Vec::new(),
+            receptions: Vec::new(),
+            rejected: None,
+            accepted: false,
+        }
+    }
+
+    /// Rough cost, to balance the two halves of a batch.
+    fn weight(&self) -> u64 {
+        256 + self.msg.as_ref().map_or(0, |(_, _, p)| p.len() as u64)
+    }
+}
+
+/// Timers and deliveries that run together: events of a few consecutive milliseconds, none of
+/// which can cause another one of them (see [`Sim::run_until`]). Each concerns one node and
+/// touches only that node's state, so the nodes' work runs on both cores: the nodes are cut
+/// into ranges of about equal bytes, which the two threads take from a shared queue, each
+/// node's tasks in their scheduling order on one thread; the output
+/// (the network's random draws, new events, counters) is then applied in scheduling order.
+/// A run is therefore the same, byte for byte, as running the events one by one.
+#[derive(Debug, Default)]
+struct Batch {
+    tasks: Vec<Task>,
+    weights: Vec<u64>,
+}
+
+impl Batch {
+    /// Batches smaller than this run on one thread (the result is the same).
+    const MIN_PARALLEL_WEIGHT: u64 = 64 * 1024;
+    /// Node ranges a batch is cut into: enough for the two threads to even out.
+    const PARTS: u64 = 16;
+
+    fn push(&mut self, task: Task) {
+        self.tasks.push(task);
+    }
+
+    /// Node ranges for the two threads to share: boundaries `0 = c0 < c1 < ... = n` of about
+    /// [`Batch::PARTS`] ranges of equal work (just `[0, n]` if the batch is small: one thread).
+    fn cuts(&mut self, n: usize) -> Vec<usize> {
+        let total: u64 = self.tasks.iter().map(Task::weight).sum();
+        if total < Self::MIN_PARALLEL_WEIGHT || n < 2 {
+            return vec![0, n];
+        }
+        self.weights.clear();
+        self.weights.resize(n, 0);
+        for t in &self.tasks {
+            self.weights[t.node as usize] += t.weight();
+        }
+        let share = total.div_ceil(Self::PARTS);
+        let mut cuts = vec![0];
+        let mut acc = 0;
+        for (i, w) in self.weights.iter().enumerate() {
+            acc += w;
+            if acc >= share && i + 1 < n {
+                cuts.push(i + 1);
+                acc = 0;
+            }
+        }
+        cuts.push(n);
+        cuts
+    }
+}
+
+/// Adds receptions to a copy count.
+fn count_copies(copies: &mut HashMap<(u64, u32), u32>, receptions: &[(u64, u32)]) {
+    for &id in receptions {
+        *copies.entry(id).or_insert(0) += 1;
+    }
+}
+
+/// Takes what node `i` (in `slot`) queued to send, sealed with its envelope if it has one.
+fn poll_sealed(slot: &mut Slot, i: usize, outs: &mut Vec<Outgoing>) {
+    while let Some(mut out) = slot.node.poll_transmit() {
+        if let Some(a) = slot.auth.as_mut() {
+            let stream = out.transport == Transport::Stream;
+            match a.seal(out.transport, &hostile::aad(stream, addr(i)), &out.payload) {
+                Ok(sealed) => out.payload = Bytes::from(sealed),
+                Err(_) => continue,
+            }
+        }
+        outs.push(out);
+    }
+}
+
+/// How a batch's tasks run at the nodes.
+#[derive(Clone, Copy)]
+struct Run {
+    /// Nodes in the cluster (senders past the last are hostile).
+    nodes: usize,
+    bug: Option<InjectedBug>,
+    /// Keep each task's receptions for the oracle (only while some write is lost).
+    keep_receptions: bool,
+}
+
+impl Run {
+    /// Runs `tasks` (in order) at the nodes of `slots`, whose first is node `offset`, and
+    /// counts their receptions into `copies`.
+    fn tasks<'t>(
+        self,
+        slots: &mut [Slot],
+        offset: usize,
+        tasks: impl Iterator<Item = &'t mut Task>,
+        copies: &mut HashMap<(u64, u32), u32>,
+    ) {
+        for task in tasks {
+            let i = task.node as usize;
+            let slot = &mut slots[i - offset];
+            match task.msg.take() {
+                None => slot.node.handle_timeout(task.t),
+                Some((from, stream, payload)) => {
+                    let from = from as usize;
+                    let payload = match slot.auth.as_mut() {
+                        None => payload,
+                        Some(a) => {
+                            let aad = hostile::aad(stream, addr(from));
+                            match a.open(hostile::transport(stream), &aad, &payload) {
+                                Ok(p) => p,
+                                Err(e) => {
+                                    task.rejected = Some(e.reason().index());
+                                    continue;
+                                }
+                            }
+                        }
+                    };
+                    // without auth, "accepted" means it decodes as a message
+                    task.accepted = from >= self.nodes
+                        && (slot.auth.is_some() || wire::decode(&payload).is_ok());
+                    let payload = match self.bug {
+                        Some(InjectedBug::HideAway) => hide_away(payload),
+                        Some(bug) if i == 0 => inject_bug(bug, slot.node.replica(), payload),
+                        _ => payload,
+                    };
+                    slot.node.handle_datagram(task.t, addr(from), payload);
+                }
+            }
+            let receptions = slot.node.drain_receptions();
+            count_copies(copies, &receptions);
+            if self.keep_receptions {
+                task.receptions = receptions;
+            }
+            poll_sealed(slot, i, &mut task.out);
+        }
+    }
+}
+
 struct Sim<'a> {
     cfg: &'a SimConfig,
     gcfg: GossipConfig,
@@ -135,7 +304,9 @@ struct Sim<'a> {
     workload: Workload,
     keys: KeySpace,
     oracle: Oracle,
-    copies: HashMap<(u64, u32), u32>,
+    /// Receptions per `(key hash, version hash)`, counted by each of the two threads that
+    /// run batches (sums: the split does not change the totals).
+    copies: [HashMap<(u64, u32), u32>; 2],
     c: Counters,
     stale_sample: Vec<u32>,
     hostile: Option<Hostile>,
@@ -196,17 +367,10 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Sends everything node `i` has queued through the virtual network.
-    fn flush(&mut self, i: usize, now: u64) {
+    /// Sends what node `i` emitted at `now` through the virtual network.
+    fn send_out(&mut self, i: usize, now: u64, outs: &mut Vec<Outgoing>) {
         let cfg = self.cfg;
-        while let Some(mut out) = self.slots[i].node.poll_transmit() {
-            if let Some(a) = self.slots[i].auth.as_mut() {
-                let stream = out.transport == Transport::Stream;
-                match a.seal(out.transport, &hostile::aad(stream, addr(i)), &out.payload) {
-                    Ok(sealed) => out.payload = Bytes::from(sealed),
-                    Err(_) => continue,
-                }
-            }
+        for out in outs.drain(..) {
             let Some(to) = index(&out.to).filter(|&j| j < cfg.nodes) else {
                 // a seed that never existed: the datagram is sent, and lost
                 self.c.unknown_destination += 1;
@@ -259,13 +423,28 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Accounts the versions node `i` received (copies, revived writes).
+    fn account(&mut self, i: usize, receptions: &[(u64, u32)]) {
+        count_copies(&mut self.copies[0], receptions);
+        self.revive(i, receptions);
+    }
+
+    /// Tells the oracle what node `i` received, if some write is lost (a reception revives it).
+    fn revive(&mut self, i: usize, receptions: &[(u64, u32)]) {
+        if self.oracle.has_lost() {
+            for &(kh, vh) in receptions {
+                self.oracle.on_reception(kh, vh, i);
+            }
+        }
+    }
+
     /// After any call into node `i`: account receptions, then send its output.
     fn after_call(&mut self, i: usize, now: u64) {
-        for (kh, vh) in self.slots[i].node.drain_receptions() {
-            *self.copies.entry((kh, vh)).or_insert(0) += 1;
-            self.oracle.on_reception(kh, vh, i);
-        }
-        self.flush(i, now);
+        let receptions = self.slots[i].node.drain_receptions();
+        self.account(i, &receptions);
+        let mut outs = Vec::new();
+        poll_sealed(&mut self.slots[i], i, &mut outs);
+        self.send_out(i, now, &mut outs);
     }
 
     fn schedule_timer(&mut self, i: usize) {
@@ -273,62 +452,13 @@ impl<'a> Sim<'a> {
         self.queue.push(s.node.next_timeout(), Event::Timer { node: i as u32, inc: s.inc });
     }
 
-    fn handle(&mut self, now: u64, ev: Event) {
+    /// Handles a barrier event (anything but a timer or a delivery), alone.
+    fn handle_barrier(&mut self, now: u64, ev: Event) {
         match ev {
-            Event::Timer { node, inc } => {
-                let i = node as usize;
-                if !self.slots[i].up || self.slots[i].inc != inc {
-                    return;
-                }
-                self.slots[i].node.handle_timeout(now);
-                self.after_call(i, now);
-                self.schedule_timer(i);
-            }
-            Event::Deliver { from, to, stream, payload } => {
-                let (from, to) = (from as usize, to as usize);
-                if !self.slots[to].up {
-                    self.c.dropped_down += 1;
-                    return;
-                }
-                if self.partition.cut(from, to) {
-                    self.c.dropped_partition += 1;
-                    return;
-                }
-                let hostile = from >= self.cfg.nodes;
-                if !hostile && let Some(h) = self.hostile.as_mut() {
-                    // overheard on arrival, so a replay can only come after the original
-                    h.overhear(to as u32, stream, &payload);
-                }
-                let payload = match self.slots[to].auth.as_mut() {
-                    None => payload,
-                    Some(a) => {
-                        match a.open(
-                            hostile::transport(stream),
-                            &hostile::aad(stream, addr(from)),
-                            &payload,
-                        ) {
-                            Ok(p) => p,
-                            Err(e) => {
-                                self.auth_rejected[e.reason().index()] += 1;
-                                return;
-                            }
-                        }
-                    }
-                };
-                // without auth, "accepted" means it decodes as a message
-                if hostile
-                    && let Some(h) = self.hostile.as_mut()
-                    && (self.slots[to].auth.is_some() || wire::decode(&payload).is_ok())
-                {
-                    h.accepted += 1;
-                }
-                let payload = match self.cfg.bug {
-                    Some(InjectedBug::HideAway) => hide_away(payload),
-                    Some(bug) if to == 0 => inject_bug(bug, self.slots[to].node.replica(), payload),
-                    _ => payload,
-                };
-                self.slots[to].node.handle_datagram(now, addr(from), payload);
-                self.after_call(to, now);
+            Event::Timer { .. } | Event::Deliver { .. } => {
+                let mut batch = Batch::default();
+                self.admit(&mut batch, now, ev);
+                self.run_batch(&mut batch);
             }
             Event::Write { op } => self.write(now, op as usize),
             Event::Attack { h } => self.attack(now, h),
@@ -357,6 +487,124 @@ impl<'a> Sim<'a> {
             }
             Event::Heal => self.partition.heal(),
         }
+    }
+
+    /// Runs every event due by `cp`: timers and deliveries in batches (see [`Batch`]), the
+    /// other events one by one, all in `(time, scheduling order)` order.
+    fn run_until(&mut self, cp: u64, batch: &mut Batch) {
+        // No event of a batch can cause another within `window` ms: deliveries take at least
+        // `latency_ms`, and a timer's next one is `interval_ms` later.
+        let window = self.cfg.latency_ms.min(self.gcfg.interval_ms).max(1);
+        while let Some(t0) = self.queue.peek_time() {
+            if t0 > cp {
+                break;
+            }
+            let end = (t0 + window - 1).min(cp);
+            while let Some((t, ev)) = self.queue.peek() {
+                if t > end || !matches!(ev, Event::Timer { .. } | Event::Deliver { .. }) {
+                    break;
+                }
+                let Some((t, ev)) = self.queue.pop() else { break };
+                self.admit(batch, t, ev);
+            }
+            if batch.tasks.is_empty() {
+                if let Some((t, ev)) = self.queue.pop() {
+                    self.handle_barrier(t, ev);
+                }
+            } else {
+                self.run_batch(batch);
+            }
+        }
+    }
+
+    /// Turns a timer or delivery into a task of `batch`, or drops it (as the sequential
+    /// loop would: stale timers, deliveries to down nodes or across a partition).
+    fn admit(&mut self, batch: &mut Batch, t: u64, ev: Event) {
+        match ev {
+            Event::Timer { node, inc } => {
+                let i = node as usize;
+                if self.slots[i].up && self.slots[i].inc == inc {
+                    batch.push(Task::new(t, node, None));
+                }
+            }
+            Event::Deliver { from, to, stream, payload } => {
+                if !self.slots[to as usize].up {
+                    self.c.dropped_down += 1;
+                } else if self.partition.cut(from as usize, to as usize) {
+                    self.c.dropped_partition += 1;
+                } else {
+                    if (from as usize) < self.cfg.nodes
+                        && let Some(h) = self.hostile.as_mut()
+                    {
+                        // overheard on arrival, so a replay can only come after the original
+                        h.overhear(to, stream, &payload);
+                    }
+                    batch.push(Task::new(t, to, Some((from, stream, payload))));
+                }
+            }
+            _ => unreachable!("only timers and deliveries are batched"),
+        }
+    }
+
+    /// Runs a batch: the nodes' work on both cores (each node's tasks in order, on one
+    /// thread), then every task's output in the order the tasks were scheduled, exactly as
+    /// if they had run one by one.
+    fn run_batch(&mut self, batch: &mut Batch) {
+        let n = self.slots.len();
+        let run = Run {
+            nodes: self.cfg.nodes,
+            bug: self.cfg.bug,
+            keep_receptions: self.oracle.has_lost(),
+        };
+        let cuts = batch.cuts(n);
+        let [copies_a, copies_b] = &mut self.copies;
+        if cuts.len() <= 2 {
+            run.tasks(&mut self.slots, 0, batch.tasks.iter_mut(), copies_a);
+        } else {
+            // node ranges (contiguous, so each is a disjoint `&mut` of the slots) with their
+            // tasks in order; both threads take ranges from a shared queue until none is left
+            let mut groups: Vec<Vec<&mut Task>> = cuts[1..].iter().map(|_| Vec::new()).collect();
+            for t in batch.tasks.iter_mut() {
+                let g = cuts[1..].partition_point(|&c| c <= t.node as usize);
+                groups[g].push(t);
+            }
+            let mut parts = Vec::with_capacity(groups.len());
+            let mut rest = &mut self.slots[..];
+            for (w, tasks) in cuts.windows(2).zip(groups) {
+                let (part, tail) = rest.split_at_mut(w[1] - w[0]);
+                rest = tail;
+                parts.push((w[0], part, tasks));
+            }
+            let queue = std::sync::Mutex::new(parts.into_iter());
+            let work = |copies: &mut HashMap<(u64, u32), u32>| loop {
+                let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                let Some((offset, slots, tasks)) = next else { break };
+                run.tasks(slots, offset, tasks.into_iter(), copies);
+            };
+            std::thread::scope(|s| {
+                s.spawn(|| work(copies_b));
+                work(copies_a);
+            });
+        }
+        let mut tasks = std::mem::take(&mut batch.tasks);
+        for task in &mut tasks {
+            let i = task.node as usize;
+            if let Some(r) = task.rejected.take() {
+                self.auth_rejected[r] += 1;
+            }
+            if std::mem::take(&mut task.accepted)
+                && let Some(h) = self.hostile.as_mut()
+            {
+                h.accepted += 1;
+            }
+            self.revive(i, &task.receptions);
+            self.send_out(i, task.t, &mut task.out);
+            if task.timer {
+                self.schedule_timer(i);
+            }
+        }
+        tasks.clear();
+        batch.tasks = tasks;
     }
 
     fn write(&mut self, now: u64, op: usize) {
@@ -474,25 +722,37 @@ impl<'a> Sim<'a> {
         } else {
             self.oracle.expected(&self.keys, &self.stale_sample)
         };
-        let (mut converged, mut up, mut stale) = (0usize, 0usize, 0u64);
         let held = expected.iter().filter(|e| !e.is_empty()).count() as u64;
-        for s in &self.slots {
-            if !s.up {
-                stale += held;
-                continue;
-            }
-            up += 1;
-            let store = s.node.replica().store();
-            if store.root_hash() == root {
-                converged += 1;
-                continue;
-            }
-            for (k, exp) in self.stale_sample.iter().zip(&expected) {
-                if !store.versions_equal(self.keys.get(*k as usize), exp) {
-                    stale += 1;
+        let (keys, sample) = (&self.keys, &self.stale_sample);
+        // (converged, up, stale pairs) over some nodes; read-only, so both halves of the
+        // nodes are counted on their own thread (sums: the result does not depend on it)
+        let count = |slots: &[Slot]| {
+            let (mut converged, mut up, mut stale) = (0usize, 0usize, 0u64);
+            for s in slots {
+                if !s.up {
+                    stale += held;
+                    continue;
+                }
+                up += 1;
+                let store = s.node.replica().store();
+                if store.root_hash() == root {
+                    converged += 1;
+                    continue;
+                }
+                for (k, exp) in sample.iter().zip(&expected) {
+                    if !store.versions_equal(keys.get(*k as usize), exp) {
+                        stale += 1;
+                    }
                 }
             }
-        }
+            (converged, up, stale)
+        };
+        let (lo, hi) = self.slots.split_at(self.slots.len() / 2);
+        let (a, b) = std::thread::scope(|s| {
+            let b = s.spawn(|| count(hi));
+            (count(lo), b.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        });
+        let (converged, up, stale) = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
         let pairs = (self.cfg.nodes * self.stale_sample.len()) as f64;
         series.nodes_converged.push(converged as u32);
         series.nodes_up.push(up as u32);
@@ -549,6 +809,33 @@ fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
 
 /// Runs one simulation. `progress` is called at every checkpoint.
 pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Report, String> {
+    let (report, nodes) = run_keeping_nodes(cfg, progress)?;
+    nodes.free();
+    Ok(report)
+}
+
+/// The simulated nodes of a finished run: gigabytes of replicas at scale.
+#[derive(Debug)]
+pub struct Nodes(Vec<Slot>);
+
+impl Nodes {
+    /// Frees them, on two threads (1,000 full replicas take seconds to free).
+    pub fn free(self) {
+        let mut lo = self.0;
+        let hi = lo.split_off(lo.len() / 2);
+        std::thread::scope(|s| {
+            s.spawn(move || drop(hi));
+            drop(lo);
+        });
+    }
+}
+
+/// [`run`], handing back the nodes instead of freeing them: a process about to exit can
+/// skip freeing them (`std::mem::forget`), which `gossipkv sim` does.
+pub fn run_keeping_nodes(
+    cfg: &SimConfig,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(Report, Nodes), String> {
     cfg.validate()?;
     let started = Instant::now();
     let n = cfg.nodes;
@@ -601,7 +888,7 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         workload,
         keys,
         oracle: Oracle::new(store_cfg),
-        copies: HashMap::new(),
+        copies: [HashMap::new(), HashMap::new()],
         c: Counters::default(),
         stale_sample,
         hostile: (cfg.hostile > 0).then(|| Hostile::new(cfg.seed, cfg.gossip.mtu)),
@@ -705,18 +992,13 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         ..Series::default()
     };
     let mut converged_round: Option<u32> = None;
+    let mut batch = Batch::default();
     let mut members_round: Option<u32> = None;
     let all_round = |a: Option<u32>, b: Option<u32>| Some(a?.max(b?));
     let mut round = 0u32;
     let mut cp = first_cp;
     loop {
-        while let Some(t) = sim.queue.peek_time() {
-            if t > cp {
-                break;
-            }
-            let Some((t, ev)) = sim.queue.pop() else { break };
-            sim.handle(t, ev);
-        }
+        sim.run_until(cp, &mut batch);
         series.t_ms.push(cp - EPOCH_MS);
         let grace = cfg.gossip.tombstone_grace_ms;
         if grace > 0 && cfg.clock == ClockChoice::Hlc && cfg.protocol == Protocol::Gossip {
@@ -768,8 +1050,10 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         ks.dedup();
         ks.len()
     };
-    let copies: u64 =
-        finals.iter().map(|id| u64::from(sim.copies.get(id).copied().unwrap_or(0))).sum();
+    let copies: u64 = finals
+        .iter()
+        .flat_map(|id| sim.copies.iter().map(move |c| u64::from(c.get(id).copied().unwrap_or(0))))
+        .sum();
     let keys_with_concurrent_values = sim.oracle.keys_with_concurrent_values(&sim.keys);
     let check_ms = t_check.elapsed().as_millis() as u64;
 
@@ -888,7 +1172,7 @@ pub fn run(cfg: &SimConfig, progress: &mut dyn FnMut(&Progress)) -> Result<Repor
         series,
         timings: Timings { setup_ms, simulate_ms, check_ms },
     };
-    Ok(report)
+    Ok((report, Nodes(std::mem::take(&mut sim.slots))))
 }
 
 #[cfg(test)]

@@ -21,14 +21,18 @@
 //! A → B  Tree     (only if roots differ) A's hashes of the root's 16 children
 //! B → A  TreeAck  bitmap of the children that differ;  repeat one level down, ≤ budget nodes
 //!                 (at the last level, with B's key count of each differing leaf)
-//! A → B  Leaf     A's complete list of version ids in a differing leaf where A has fewer
-//!                 keys; else LeafRequest, and B sends its Leaf to A
-//! B → A  Entries  what A lacks in that leaf;  Want  what B lacks;  A → B Entries
+//! A → B  Leaf     A's complete lists of version ids in the differing leaves where A has
+//!                 fewer keys, all in one message; LeafRequest for the others, and B sends
+//!                 its Leaf (one message) to A
+//! B → A  Entries  what A lacks in those leaves;  WantLeaf  what B lacks;  A → B Entries
 //! ```
+//!
+//! Each step is one message, a datagram if it fits the MTU, else one stream message.
 //!
 //! A node far behind its peer (fewer than half its keys, e.g. restarted empty) instead pulls
 //! the whole store over the stream transport in chunks (`BulkRequest` / `BulkChunk`).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,8 +44,8 @@ use crate::clock::{ClockKind, hlc_pack};
 use crate::digest::{TREE_ARITY, key_hash, short_hash, version_hash};
 use crate::gossip::members::{MemberRecord, Membership, MembershipConfig, ProbeAction, Status};
 use crate::gossip::wire::{
-    self, Body, Hello, ID_LEN, KINDS, LeafId, Message, Packer, VersionId, WireEntry, Writer,
-    entry_len, member_len,
+    self, Body, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WireEntry,
+    Writer, entry_len, member_len,
 };
 use crate::lww::{NodeId, Version, VersionRef};
 use crate::replica::Replica;
@@ -74,7 +78,7 @@ pub struct GossipConfig {
     pub max_hot: usize,
     /// Most leaves reconciled per exchange when digests differ.
     pub leaves_per_exchange: usize,
-    /// Most bytes of leaf summaries one exchange sends (bounds bursts of datagrams).
+    /// Most bytes of leaf summaries one exchange sends.
     pub summary_bytes_per_exchange: usize,
     /// Milliseconds before an unanswered request may be repeated to another peer.
     pub request_timeout_ms: u64,
@@ -101,8 +105,8 @@ impl Default for GossipConfig {
             mtu: 1400,
             rumor_rounds: 3,
             max_hot: 4096,
-            leaves_per_exchange: 256,
-            summary_bytes_per_exchange: 64 * 1024,
+            leaves_per_exchange: 4096,
+            summary_bytes_per_exchange: 1024 * 1024,
             request_timeout_ms: 200,
             bulk_chunk_bytes: 256 * 1024,
             record_receptions: false,
@@ -269,6 +273,11 @@ pub struct Node {
     stats: NodeStats,
     receptions: Vec<(u64, u32)>,
     scratch: Vec<usize>,
+    /// Reused buffers of leaf reconciliation (no allocation per leaf or per key).
+    leaf_ids: Vec<LeafId>,
+    their_ids: Vec<(u32, u64, u16)>,
+    their_keys: Vec<TheirKey>,
+    my_vfps: Vec<u16>,
     /// Membership, once enabled; without it the peers are a fixed list.
     members: Option<Membership>,
     /// Last round at which a majority of members was believed up.
@@ -288,6 +297,57 @@ pub struct Node {
     purge_after: u64,
     /// Tombstones purged or skipped here within the last two grace periods, by key hash.
     ghosts: HashMap<u64, Ghost>,
+}
+
+/// A key of a peer's `Leaf` summary: its fingerprint, newest timestamp, and the range of its
+/// version fingerprints at that timestamp in the sorted summary.
+#[derive(Clone, Copy, Debug)]
+struct TheirKey {
+    fp: u32,
+    ts: u64,
+    vfps: (u32, u32),
+    seen: bool,
+}
+
+/// A list-bodied message built item by item (`header | count varint | items`): sent as one
+/// datagram if it fits the MTU, else as one stream message. So one step of an exchange is one
+/// message however many leaves or versions it carries.
+struct ListMsg {
+    kind: u8,
+    exchange: u32,
+    count: u64,
+    body: Writer,
+}
+
+thread_local! {
+    /// Bodies of list messages, kept (empty) between messages so that a big one does not
+    /// regrow, and fault in fresh memory, every time. Only capacity is reused.
+    static BODIES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl ListMsg {
+    fn new(kind: u8, exchange: u32) -> Self {
+        let buf = BODIES.with(|b| b.borrow_mut().pop()).unwrap_or_default();
+        Self { kind, exchange, count: 0, body: Writer { buf } }
+    }
+
+    /// Gives the body's buffer back for the next message.
+    fn recycle(self) {
+        let mut buf = self.body.buf;
+        buf.clear();
+        BODIES.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.len() < 4 {
+                b.push(buf);
+            }
+        });
+    }
+
+    /// Appends one version of `key` (an `Entries` message).
+    fn entry(&mut self, key: &[u8], v: VersionRef<'_>) {
+        self.body.entry_ref(key, v);
+        self.count += 1;
+    }
 }
 
 impl Node {
@@ -320,6 +380,10 @@ impl Node {
             stats: NodeStats::default(),
             receptions: Vec::new(),
             scratch: Vec::new(),
+            leaf_ids: Vec::new(),
+            their_ids: Vec::new(),
+            their_keys: Vec::new(),
+            my_vfps: Vec::new(),
             members: None,
             last_quorum: first_tick,
             away: false,
@@ -963,10 +1027,8 @@ impl Node {
                 self.on_tree_ack(now, from, exchange, level, &diffs, &counts)
             }
             Body::LeafRequest { leaves } => self.on_leaf_request(from, exchange, &leaves),
-            Body::Leaf { leaf, lo, hi, ids } => {
-                self.on_leaf(now, from, exchange, leaf, lo, hi, &ids)
-            }
-            Body::WantLeaf { leaf, fps } => self.on_want_leaf(from, exchange, leaf, &fps),
+            Body::Leaf { sections } => self.on_leaf(now, from, exchange, &sections),
+            Body::WantLeaf { wants } => self.on_want_leaf(from, exchange, &wants),
             Body::Want { keys } => self.send_versions_of(from, exchange, &keys),
             Body::Entries { entries } => {
                 self.merge_entries(now, Some((from, exchange)), &entries, true)
@@ -977,22 +1039,18 @@ impl Node {
     }
 
     fn relation(&self, id: &VersionId) -> Relation {
-        self.replica.store().with_versions_by_hash(id.kh, |it| {
-            let Some(first) = it.next() else { return Relation::Need };
+        self.replica.store().with_key_by_hash(id.kh, |found| {
+            let Some((_, versions)) = found else { return Relation::Need };
+            let mut it = versions.hashed();
+            let Some((first, vh)) = it.next() else { return Relation::Need };
             if first.ts > id.ts {
                 return Relation::Newer;
             }
             if first.ts < id.ts {
                 return Relation::Need;
             }
-            let same = |v: VersionRef<'_>| version_hash(id.kh, v) as u32 == id.vh;
-            if same(first) {
+            if vh as u32 == id.vh || it.any(|(_, vh)| vh as u32 == id.vh) {
                 return Relation::Same;
-            }
-            for v in it {
-                if same(v) {
-                    return Relation::Same;
-                }
             }
             Relation::Need
         })
@@ -1139,45 +1197,50 @@ impl Node {
         let mut keys = keys.to_vec();
         keys.sort_unstable();
         keys.dedup();
-        let mut entries = Vec::new();
-        let mut bytes = 0usize;
+        let mut sink = ListMsg::new(7, exchange);
         let cutoff = self.send_cutoff();
+        let store = self.replica.store();
         for &kh in &keys {
-            if bytes >= MAX_ANSWER_BYTES {
+            if sink.body.buf.len() >= MAX_ANSWER_BYTES {
                 break;
             }
-            if let Some((key, versions)) = self.replica.store().get_by_hash(kh) {
-                if versions.first().is_some_and(|w| Self::withheld(cutoff, w.as_ref())) {
-                    continue;
+            store.with_key_by_hash(kh, |found| {
+                if let Some((key, versions)) = found {
+                    let mut versions = versions.peekable();
+                    if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+                        return;
+                    }
+                    versions.for_each(|v| sink.entry(key, v));
                 }
-                bytes += versions.iter().map(|v| entry_len(&key, v)).sum::<usize>();
-                entries.extend(
-                    versions.into_iter().map(|version| WireEntry { key: key.clone(), version }),
-                );
-            }
+            });
         }
-        self.send_entries(to, exchange, &entries);
+        self.send_list(to, sink);
     }
 
+    /// Sends `entries` (if any) in one `Entries` message.
     fn send_entries(&mut self, to: SocketAddr, exchange: u32, entries: &[WireEntry]) {
         if entries.is_empty() {
             return;
         }
-        let mut p = Packer::new(7, self.id(), exchange, Vec::new(), self.cfg.mtu);
-        let mut oversize = Vec::new();
+        let mut msg = ListMsg::new(7, exchange);
         for e in entries {
-            let len = entry_len(&e.key, &e.version);
-            if !p.push(len, |w| w.entry(&e.key, &e.version)) {
-                oversize.push(e.clone());
-            }
+            msg.entry(&e.key, e.version.as_ref());
         }
-        self.send_all(to, p.finish(false));
-        if !oversize.is_empty() {
-            // values larger than a datagram travel on the stream transport
-            let msg =
-                Message { from: self.id(), exchange, body: Body::Entries { entries: oversize } };
-            self.send(to, Transport::Stream, wire::encode(&msg));
+        self.send_list(to, msg);
+    }
+
+    /// Sends `msg` (if it holds anything) as one datagram if it fits, else on the stream.
+    fn send_list(&mut self, to: SocketAddr, msg: ListMsg) {
+        if msg.count > 0 {
+            let mut w = Writer::with_capacity(32 + msg.body.buf.len());
+            w.header(msg.kind, self.id(), msg.exchange);
+            w.varint(msg.count);
+            w.buf.extend_from_slice(&msg.body.buf);
+            let transport =
+                if w.buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
+            self.send(to, transport, w.buf);
         }
+        msg.recycle();
     }
 
     fn on_tree(
@@ -1206,6 +1269,11 @@ impl Node {
             }
             let store = self.replica.store();
             let mine = store.children_hashes(level32, *idx as usize);
+            let lens = if at_leaves {
+                store.children_leaf_lens(level32, *idx as usize)
+            } else {
+                [0; TREE_ARITY]
+            };
             let mut map = 0u16;
             let mut item = wire::varint_len(u64::from(*idx)) + 2;
             let first_count = counts.len();
@@ -1213,7 +1281,7 @@ impl Node {
                 if short_hash(mine[c], salt) as u16 != theirs[c] {
                     map |= 1 << c;
                     if at_leaves {
-                        let n = store.leaf_len(*idx as usize * TREE_ARITY + c);
+                        let n = lens[c];
                         item += wire::varint_len(u64::from(n));
                         counts.push(n);
                     }
@@ -1304,7 +1372,8 @@ impl Node {
     /// Reconciles up to the exchange's remaining budget of differing `leaves` (skipping leaves
     /// already being reconciled with another peer). For each leaf the side holding fewer keys
     /// sends its summary: ours directly, theirs through a `LeafRequest`. So a node that is
-    /// behind receives little more than the versions it lacks.
+    /// behind receives little more than the versions it lacks. All our summaries go in one
+    /// `Leaf` message.
     fn reconcile_leaves(
         &mut self,
         now: u64,
@@ -1315,6 +1384,7 @@ impl Node {
     ) {
         leaves.retain(|(l, _)| self.inflight_leaves.get(l).is_none_or(|d| *d <= now));
         let mut ask = Vec::new();
+        let mut summaries = ListMsg::new(5, exchange);
         for (leaf, their_count) in leaves {
             if x.budget == 0 || x.budget_bytes == 0 {
                 break;
@@ -1324,15 +1394,16 @@ impl Node {
             match their_count {
                 Some(n) if n < self.replica.store().leaf_len(leaf as usize) => {
                     ask.push(leaf);
-                    x.budget_bytes = x.budget_bytes.saturating_sub(n as usize * 10 + 40);
+                    x.budget_bytes = x.budget_bytes.saturating_sub(n as usize * 10 + 12);
                 }
                 _ => {
-                    let sent = self.send_leaf(to, exchange, leaf);
+                    let sent = self.leaf_summary(leaf, exchange, &mut summaries);
                     x.budget_bytes = x.budget_bytes.saturating_sub(sent);
                 }
             }
         }
         self.exchanges.insert(exchange, *x);
+        self.send_list(to, summaries);
         if !ask.is_empty() {
             let mut p = Packer::new(11, self.id(), exchange, Vec::new(), self.cfg.mtu);
             for leaf in ask {
@@ -1343,10 +1414,12 @@ impl Node {
         }
     }
 
-    /// Answers a `LeafRequest` with our summaries of the leaves (at most a budget's worth).
+    /// Answers a `LeafRequest` with our summaries of the leaves (at most a budget's worth),
+    /// in one `Leaf` message.
     fn on_leaf_request(&mut self, from: SocketAddr, exchange: u32, leaves: &[u32]) {
         let n = self.replica.store().tree().leaves();
         let mut budget = self.cfg.summary_bytes_per_exchange;
+        let mut summaries = ListMsg::new(5, exchange);
         for &leaf in leaves.iter().take(self.cfg.leaves_per_exchange) {
             if leaf as usize >= n {
                 self.stats.rejected += 1;
@@ -1355,206 +1428,160 @@ impl Node {
             if budget == 0 {
                 break;
             }
-            budget = budget.saturating_sub(self.send_leaf(from, exchange, leaf));
+            budget = budget.saturating_sub(self.leaf_summary(leaf, exchange, &mut summaries));
         }
+        self.send_list(from, summaries);
     }
 
-    fn leaf_bounds(&self, leaf: u32) -> (u64, u64) {
-        let shift = 64 - self.replica.store().tree().leaves_log2();
-        let lo = u64::from(leaf) << shift;
-        (lo, lo | (u64::MAX >> (64 - shift)))
-    }
-
-    /// Sends our complete summary of `leaf` (salted fingerprints), split into datagrams by
-    /// key-hash ranges so that each datagram is a complete statement about its range.
-    /// Returns the bytes sent.
-    fn send_leaf(&mut self, to: SocketAddr, exchange: u32, leaf: u32) -> usize {
-        let mut sent = 0;
+    /// Appends our complete summary of `leaf` (salted fingerprints of every version we keep
+    /// there) to a `Leaf` message. Returns its size in bytes.
+    fn leaf_summary(&mut self, leaf: u32, exchange: u32, msg: &mut ListMsg) -> usize {
         let salt = u64::from(exchange);
-        // (key hash, ts, fingerprints), sorted by key hash so ranges can be cut
-        let mut ids: Vec<(u64, LeafId)> = Vec::new();
+        let mut ids = std::mem::take(&mut self.leaf_ids);
+        ids.clear();
         let cutoff = self.send_cutoff();
-        self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
-            let kh = key_hash(key);
-            let fp = short_hash(kh, salt);
-            let mut versions = versions.peekable();
-            if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+        self.replica.store().for_each_in_leaf_hashed(leaf as usize, |kh, _, versions| {
+            if versions.clone().next().is_some_and(|w| Self::withheld(cutoff, w)) {
                 // as if purged already (it will be within a purge pass)
                 return;
             }
-            for v in versions {
-                let vfp = short_hash(version_hash(kh, v), salt) as u16;
-                ids.push((kh, LeafId { fp, ts: v.ts, vfp }));
+            let fp = short_hash(kh, salt);
+            for (v, vh) in versions.hashed() {
+                ids.push(LeafId { fp, ts: v.ts, vfp: short_hash(vh, salt) as u16 });
             }
         });
-        ids.sort_unstable_by_key(|(kh, id)| (*kh, id.ts, id.vfp));
-        let base = ids.iter().map(|(_, id)| id.ts).min().unwrap_or(0);
-        let (leaf_lo, leaf_hi) = self.leaf_bounds(leaf);
-        let head = 4 + 5 + 5 + 5 + 8 * 3 + 3;
-        let room = self.cfg.mtu.saturating_sub(head);
-        let mut start = 0;
-        let mut lo = leaf_lo;
-        loop {
-            // fill by exact size, never splitting one key's versions across two ranges
-            let mut end = start;
-            let mut used = 0;
-            while end < ids.len() {
-                let key_end = ids[end..]
-                    .iter()
-                    .position(|(kh, _)| *kh != ids[end].0)
-                    .map_or(ids.len(), |p| end + p);
-                let size: usize = ids[end..key_end]
-                    .iter()
-                    .map(|(_, id)| 6 + wire::varint_len(id.ts - base))
-                    .sum();
-                if used + size > room && end > start {
-                    break;
-                }
-                used += size;
-                end = key_end;
-            }
-            let hi = if end < ids.len() { ids[end].0 - 1 } else { leaf_hi };
-            let chunk = ids[start..end].iter().map(|(_, id)| *id).collect();
-            let msg = Message {
-                from: self.id(),
-                exchange,
-                body: Body::Leaf { leaf, lo, hi, ids: chunk },
-            };
-            let bytes = wire::encode(&msg);
-            sent += bytes.len();
-            self.send(to, Transport::Datagram, bytes);
-            if end >= ids.len() {
-                return sent;
-            }
-            start = end;
-            lo = ids[end].0;
-        }
+        let before = msg.body.buf.len();
+        msg.body.leaf_section(leaf, &ids);
+        msg.count += 1;
+        self.leaf_ids = ids;
+        msg.body.buf.len() - before
     }
 
-    /// Compares a peer's summary of part of a leaf with ours: pushes what it lacks, asks for
-    /// what we lack.
-    #[allow(clippy::too_many_arguments)]
-    fn on_leaf(
+    /// Compares a peer's summaries of some leaves with ours: pushes what it lacks (one
+    /// `Entries` message), asks for what we lack (one `WantLeaf` message).
+    fn on_leaf(&mut self, now: u64, from: SocketAddr, exchange: u32, sections: &[LeafSection]) {
+        let leaves = self.replica.store().tree().leaves();
+        let mut push = ListMsg::new(7, exchange);
+        let mut want = ListMsg::new(10, exchange);
+        let mut wants = Vec::new();
+        for section in sections {
+            if section.leaf as usize >= leaves {
+                self.stats.rejected += 1;
+                continue;
+            }
+            wants.clear();
+            self.compare_leaf(section, exchange, &mut push, &mut wants);
+            // one peer at a time fills a leaf for us; others' summaries of it wait their turn
+            let leaf = section.leaf;
+            if !wants.is_empty() && self.wanted_leaves.get(&leaf).is_none_or(|d| *d <= now) {
+                self.wanted_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
+                wants.sort_unstable();
+                want.body.want_section(leaf, &wants);
+                want.count += 1;
+            }
+        }
+        self.send_list(from, push);
+        self.send_list(from, want);
+    }
+
+    /// Compares a peer's summary of one leaf with ours: appends to `push` every version of
+    /// ours it lacks, and to `wants` the fingerprint of every key where it has something we
+    /// lack.
+    fn compare_leaf(
         &mut self,
-        now: u64,
-        from: SocketAddr,
+        section: &LeafSection,
         exchange: u32,
-        leaf: u32,
-        lo: u64,
-        hi: u64,
-        theirs: &[LeafId],
+        push: &mut ListMsg,
+        wants: &mut Vec<u32>,
     ) {
-        let tree = self.replica.store().tree();
-        if leaf as usize >= tree.leaves() {
-            self.stats.rejected += 1;
-            return;
-        }
-        let (leaf_lo, leaf_hi) = self.leaf_bounds(leaf);
-        if lo > hi || lo < leaf_lo || hi > leaf_hi {
-            self.stats.rejected += 1;
-            return;
-        }
         let salt = u64::from(exchange);
         let cutoff = self.send_cutoff();
         // theirs, grouped by key fingerprint: (max ts, version fingerprints at that ts)
-        let mut their: HashMap<u32, (u64, Vec<u16>)> = HashMap::with_capacity(theirs.len());
-        for id in theirs {
-            let e = their.entry(id.fp).or_insert((id.ts, Vec::new()));
-            if id.ts > e.0 {
-                *e = (id.ts, Vec::new());
-            }
-            if id.ts == e.0 {
-                e.1.push(id.vfp);
-            }
+        let mut their = std::mem::take(&mut self.their_ids);
+        their.clear();
+        their.extend(section.ids.iter().map(|id| (id.fp, id.ts, id.vfp)));
+        their.sort_unstable();
+        let mut keys = std::mem::take(&mut self.their_keys);
+        keys.clear();
+        let mut at = 0;
+        while at < their.len() {
+            let fp = their[at].0;
+            let end = at + their[at..].iter().take_while(|t| t.0 == fp).count();
+            let ts = their[end - 1].1;
+            let first = at + their[at..end].iter().take_while(|t| t.1 < ts).count();
+            keys.push(TheirKey { fp, ts, vfps: (first as u32, end as u32), seen: false });
+            at = end;
         }
-        let mut push: Vec<WireEntry> = Vec::new();
-        let mut wants: Vec<u32> = Vec::new();
-        let mut seen: Vec<u32> = Vec::new();
-        self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
-            let kh = key_hash(key);
-            if kh < lo || kh > hi {
-                return;
-            }
+        let mut my_vfps = std::mem::take(&mut self.my_vfps);
+        self.replica.store().for_each_in_leaf_hashed(section.leaf as usize, |kh, key, versions| {
+            let Some(first) = versions.clone().next() else { return };
             let fp = short_hash(kh, salt);
-            let mine: Vec<VersionRef<'_>> = versions.collect();
-            let Some(first) = mine.first() else { return };
-            if Self::withheld(cutoff, *first) {
+            if Self::withheld(cutoff, first) {
                 return;
             }
-            let send = |v: &VersionRef<'_>, push: &mut Vec<WireEntry>| {
-                push.push(WireEntry { key: Bytes::copy_from_slice(key), version: v.to_owned() });
+            let Ok(k) = keys.binary_search_by_key(&fp, |k| k.fp) else {
+                versions.for_each(|v| push.entry(key, v));
+                return;
             };
-            match their.get(&fp) {
-                None => mine.iter().for_each(|v| send(v, &mut push)),
-                Some((ts, vfps)) => {
-                    seen.push(fp);
-                    if first.ts > *ts {
-                        mine.iter().for_each(|v| send(v, &mut push));
-                    } else if first.ts < *ts {
-                        wants.push(fp);
-                    } else {
-                        let my_vfps: Vec<u16> = mine
-                            .iter()
-                            .map(|v| short_hash(version_hash(kh, *v), salt) as u16)
-                            .collect();
-                        for (v, vfp) in mine.iter().zip(&my_vfps) {
-                            if !vfps.contains(vfp) {
-                                send(v, &mut push);
-                            }
-                        }
-                        if vfps.iter().any(|f| !my_vfps.contains(f)) {
-                            wants.push(fp);
-                        }
+            let k = &mut keys[k];
+            k.seen = true;
+            if first.ts > k.ts {
+                versions.for_each(|v| push.entry(key, v));
+            } else if first.ts < k.ts {
+                wants.push(fp);
+            } else {
+                let vfps = &their[k.vfps.0 as usize..k.vfps.1 as usize];
+                my_vfps.clear();
+                for (v, vh) in versions.hashed() {
+                    let vfp = short_hash(vh, salt) as u16;
+                    my_vfps.push(vfp);
+                    if !vfps.iter().any(|t| t.2 == vfp) {
+                        push.entry(key, v);
                     }
                 }
+                if vfps.iter().any(|t| !my_vfps.contains(&t.2)) {
+                    wants.push(fp);
+                }
             }
         });
-        seen.sort_unstable();
-        for fp in their.keys() {
-            if seen.binary_search(fp).is_err() {
-                wants.push(*fp);
-            }
-        }
-        self.send_entries(from, exchange, &push);
-        // one peer at a time fills a leaf for us; others' summaries of it wait their turn
-        if !wants.is_empty() && self.wanted_leaves.get(&leaf).is_none_or(|d| *d <= now) {
-            self.wanted_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
-            wants.sort_unstable();
-            let mut prefix = Writer::default();
-            prefix.varint(u64::from(leaf));
-            let mut p = Packer::new(10, self.id(), exchange, prefix.buf, self.cfg.mtu);
-            for fp in wants {
-                p.push(4, |w| w.u32(fp));
-            }
-            let dgrams = p.finish(false);
-            self.send_all(from, dgrams);
-        }
+        wants.extend(keys.iter().filter(|k| !k.seen).map(|k| k.fp));
+        self.their_ids = their;
+        self.their_keys = keys;
+        self.my_vfps = my_vfps;
     }
 
-    /// Answers a `WantLeaf`: every version of the keys in `leaf` with those fingerprints.
-    fn on_want_leaf(&mut self, from: SocketAddr, exchange: u32, leaf: u32, fps: &[u32]) {
-        if leaf as usize >= self.replica.store().tree().leaves() {
-            self.stats.rejected += 1;
-            return;
-        }
+    /// Answers a `WantLeaf`: every version of the keys in those leaves with those
+    /// fingerprints, in one `Entries` message.
+    fn on_want_leaf(&mut self, from: SocketAddr, exchange: u32, wants: &[(u32, Vec<u32>)]) {
+        let leaves = self.replica.store().tree().leaves();
         let salt = u64::from(exchange);
-        let mut fps = fps.to_vec();
-        fps.sort_unstable();
-        let mut entries = Vec::new();
+        let mut push = ListMsg::new(7, exchange);
+        let mut fps = Vec::new();
         let cutoff = self.send_cutoff();
-        self.replica.store().for_each_in_leaf(leaf as usize, |key, versions| {
-            if fps.binary_search(&short_hash(key_hash(key), salt)).is_ok() {
-                let key = Bytes::copy_from_slice(key);
-                let mut versions = versions.peekable();
-                if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
-                    return;
-                }
-                entries.extend(
-                    versions.map(|v| WireEntry { key: key.clone(), version: v.to_owned() }),
-                );
+        // each leaf once, and a bounded answer (as for `Want`: a hostile message may name a
+        // leaf many times)
+        let mut done = hashbrown::HashSet::with_capacity(wants.len());
+        for (leaf, wanted) in wants {
+            if *leaf as usize >= leaves {
+                self.stats.rejected += 1;
+                continue;
             }
-        });
-        self.send_entries(from, exchange, &entries);
+            if push.body.buf.len() >= MAX_ANSWER_BYTES || !done.insert(*leaf) {
+                continue;
+            }
+            fps.clear();
+            fps.extend_from_slice(wanted);
+            fps.sort_unstable();
+            self.replica.store().for_each_in_leaf_hashed(*leaf as usize, |kh, key, versions| {
+                if fps.binary_search(&short_hash(kh, salt)).is_ok() {
+                    if versions.clone().next().is_some_and(|w| Self::withheld(cutoff, w)) {
+                        return;
+                    }
+                    versions.for_each(|v| push.entry(key, v));
+                }
+            });
+        }
+        self.send_list(from, push);
     }
 
     /// Merges received entries. `from` (sender, exchange) gets back the tombstones of ghosts
@@ -1573,11 +1600,14 @@ impl Node {
         let mut answer: Vec<WireEntry> = Vec::new();
         for e in entries {
             let kh = key_hash(&e.key);
+            let v = e.version.as_ref();
+            let vh = version_hash(kh, v);
             self.stats.versions_received += 1;
             if self.cfg.record_receptions {
-                self.receptions.push((kh, version_hash(kh, e.version.as_ref()) as u32));
+                self.receptions.push((kh, vh as u32));
             }
-            if let Some(g) = self.ghosts.get(&kh).copied()
+            if !self.ghosts.is_empty()
+                && let Some(g) = self.ghosts.get(&kh).copied()
                 && g.check == ghost_check(&e.key)
             {
                 if e.version.ts > g.ts {
@@ -1619,13 +1649,13 @@ impl Node {
                 continue;
             }
             // a rumor we asked for, or a delete (pushed whole by rumor mongering)
-            let rumor =
-                self.pending_wants.remove(&kh).is_some_and(|p| p.1) || e.version.value.is_none();
-            if self.replica.merge_remote(&e.key, e.version.as_ref(), now).changed() {
+            let rumor = (!self.pending_wants.is_empty()
+                && self.pending_wants.remove(&kh).is_some_and(|p| p.1))
+                || v.value.is_none();
+            if self.replica.merge_remote_hashed(kh, vh, &e.key, v, now).changed() {
                 self.stats.versions_applied += 1;
                 if spread && rumor {
-                    let vh = version_hash(kh, e.version.as_ref()) as u32;
-                    self.make_hot(VersionId { kh, ts: e.version.ts, vh }, now, false);
+                    self.make_hot(VersionId { kh, ts: v.ts, vh: vh as u32 }, now, false);
                 }
             }
         }

@@ -6,7 +6,7 @@
 //! without a copy. The format is small enough to specify in full (docs/protocol.md):
 //!
 //! ```text
-//! datagram := magic "gK" | version u8 (=1) | kind u8 | from varint | exchange varint | body
+//! datagram := magic "gK" | version u8 (=2) | kind u8 | from varint | exchange varint | body
 //! varint   := LEB128, at most 10 bytes;   u64 / u32 / u16 := little-endian fixed width
 //! id       := key_hash u64 | ts u64 | version_hash u32                         (20 bytes)
 //! leaf id  := short(key_hash) u32 | ts - base varint | short(version_hash) u16  (~10 bytes)
@@ -29,7 +29,7 @@ use crate::lww::{NodeId, Timestamp, Version, VersionRef};
 /// First two bytes of every gossip datagram.
 pub const MAGIC: [u8; 2] = *b"gK";
 /// Wire format version.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 /// Encoded size of a [`VersionId`].
 pub const ID_LEN: usize = 20;
 
@@ -61,6 +61,15 @@ pub struct LeafId {
     pub ts: Timestamp,
     /// Low 16 bits of `digest::short_hash(version_hash, exchange)`.
     pub vfp: u16,
+}
+
+/// A sender's complete summary of one leaf: every version it keeps there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeafSection {
+    /// Leaf index.
+    pub leaf: u32,
+    /// Every version the sender keeps in the leaf.
+    pub ids: Vec<LeafId>,
 }
 
 /// One key with one of its versions.
@@ -122,30 +131,23 @@ pub enum Body {
         /// Leaf indices.
         leaves: Vec<u32>,
     },
-    /// The sender's complete list of versions in `leaf` whose key hash is in `lo..=hi`, as
-    /// fingerprints salted by the exchange id (about 10 bytes a version instead of 20).
+    /// The sender's complete list of versions in each of some leaves, as fingerprints salted
+    /// by the exchange id (about 10 bytes a version instead of 20). All the leaves one step of
+    /// an exchange summarises travel in one message.
     Leaf {
-        /// Leaf index.
-        leaf: u32,
-        /// Lowest key hash covered.
-        lo: u64,
-        /// Highest key hash covered.
-        hi: u64,
-        /// Every version the sender keeps for keys in the range.
-        ids: Vec<LeafId>,
+        /// One section per leaf.
+        sections: Vec<LeafSection>,
     },
     /// "Send me every version you keep of these keys."
     Want {
         /// Key hashes.
         keys: Vec<u64>,
     },
-    /// "Send me every version you keep of the keys in `leaf` with these salted key
+    /// "Send me every version you keep of the keys in these leaves with these salted key
     /// fingerprints" (the answer to a `Leaf`, whose fingerprints name the keys).
     WantLeaf {
-        /// Leaf index.
-        leaf: u32,
-        /// `digest::short_hash(key_hash, exchange)` of each key wanted.
-        fps: Vec<u32>,
+        /// `(leaf index, digest::short_hash(key_hash, exchange) of each key wanted)`.
+        wants: Vec<(u32, Vec<u32>)>,
     },
     /// Versions, pushed or asked for.
     Entries {
@@ -343,6 +345,13 @@ pub fn varint_len(mut v: u64) -> usize {
     n
 }
 
+/// Encoded length of a `Leaf` section ([`Writer::leaf_section`]).
+pub fn leaf_section_len(leaf: u32, ids: &[LeafId]) -> usize {
+    let base = ids.iter().map(|i| i.ts).min().unwrap_or(0);
+    let items: usize = ids.iter().map(|i| 6 + varint_len(i.ts - base)).sum();
+    varint_len(u64::from(leaf)) + 8 + varint_len(ids.len() as u64) + items
+}
+
 /// Encoded length of a socket address.
 pub fn addr_len(a: &SocketAddr) -> usize {
     if a.is_ipv4() { 1 + 4 + 2 } else { 1 + 16 + 2 }
@@ -359,7 +368,12 @@ pub fn member_len(m: &MemberRecord) -> usize {
 
 /// Encoded length of an entry.
 pub fn entry_len(key: &[u8], v: &Version) -> usize {
-    let value = v.value.as_ref().map_or(0, |x| varint_len(x.len() as u64) + x.len());
+    entry_len_ref(key, v.as_ref())
+}
+
+/// Encoded length of an entry, from a borrowed version.
+pub fn entry_len_ref(key: &[u8], v: VersionRef<'_>) -> usize {
+    let value = v.value.map_or(0, |x| varint_len(x.len() as u64) + x.len());
     varint_len(key.len() as u64) + key.len() + 8 + varint_len(u64::from(v.origin)) + 1 + value
 }
 
@@ -452,6 +466,28 @@ impl Writer {
         self.u64(id.kh);
         self.u64(id.ts);
         self.u32(id.vh);
+    }
+
+    /// Appends one leaf's section of a `Leaf` message: `leaf varint | base u64 | count
+    /// varint | (fp u32, ts - base varint, vfp u16) per version`, `base` the smallest ts.
+    pub fn leaf_section(&mut self, leaf: u32, ids: &[LeafId]) {
+        let base = ids.iter().map(|i| i.ts).min().unwrap_or(0);
+        self.varint(u64::from(leaf));
+        self.u64(base);
+        self.varint(ids.len() as u64);
+        for id in ids {
+            self.u32(id.fp);
+            self.varint(id.ts - base);
+            self.u16(id.vfp);
+        }
+    }
+
+    /// Appends one leaf's section of a `WantLeaf` message: `leaf varint | count varint |
+    /// fp u32 per key`.
+    pub fn want_section(&mut self, leaf: u32, fps: &[u32]) {
+        self.varint(u64::from(leaf));
+        self.varint(fps.len() as u64);
+        fps.iter().for_each(|f| self.u32(*f));
     }
 
     /// Appends an entry.
@@ -685,23 +721,13 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             w.varint(leaves.len() as u64);
             leaves.iter().for_each(|l| w.varint(u64::from(*l)));
         }
-        Body::Leaf { leaf, lo, hi, ids } => {
-            w.varint(u64::from(*leaf));
-            w.u64(*lo);
-            w.u64(*hi);
-            let base = ids.iter().map(|i| i.ts).min().unwrap_or(0);
-            w.u64(base);
-            w.varint(ids.len() as u64);
-            for id in ids {
-                w.u32(id.fp);
-                w.varint(id.ts - base);
-                w.u16(id.vfp);
-            }
+        Body::Leaf { sections } => {
+            w.varint(sections.len() as u64);
+            sections.iter().for_each(|s| w.leaf_section(s.leaf, &s.ids));
         }
-        Body::WantLeaf { leaf, fps } => {
-            w.varint(u64::from(*leaf));
-            w.varint(fps.len() as u64);
-            fps.iter().for_each(|f| w.u32(*f));
+        Body::WantLeaf { wants } => {
+            w.varint(wants.len() as u64);
+            wants.iter().for_each(|(leaf, fps)| w.want_section(*leaf, fps));
         }
         Body::Want { keys } => {
             w.varint(keys.len() as u64);
@@ -809,25 +835,37 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
             Body::TreeAck { level, diffs, counts }
         }
         5 => {
-            let (leaf, lo, hi, base) = (r.varint32()?, r.u64()?, r.u64()?, r.u64()?);
-            let n = r.count(7)?;
-            let mut ids = Vec::with_capacity(n);
+            // a section: leaf (1+) | base (8) | count (1+)
+            let n = r.count(10)?;
+            let mut sections = Vec::with_capacity(n);
             for _ in 0..n {
-                let fp = r.u32()?;
-                let ts = base.checked_add(r.varint()?).ok_or(DecodeError::Varint)?;
-                ids.push(LeafId { fp, ts, vfp: r.u16()? });
+                let (leaf, base) = (r.varint32()?, r.u64()?);
+                let n = r.count(7)?;
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let fp = r.u32()?;
+                    let ts = base.checked_add(r.varint()?).ok_or(DecodeError::Varint)?;
+                    ids.push(LeafId { fp, ts, vfp: r.u16()? });
+                }
+                sections.push(LeafSection { leaf, ids });
             }
-            Body::Leaf { leaf, lo, hi, ids }
+            Body::Leaf { sections }
         }
         11 => {
             let n = r.count(1)?;
             Body::LeafRequest { leaves: (0..n).map(|_| r.varint32()).collect::<Result<_, _>>()? }
         }
         10 => {
-            let leaf = r.varint32()?;
-            let n = r.count(4)?;
-            let fps = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
-            Body::WantLeaf { leaf, fps }
+            // a section: leaf (1+) | count (1+)
+            let n = r.count(2)?;
+            let mut wants = Vec::with_capacity(n);
+            for _ in 0..n {
+                let leaf = r.varint32()?;
+                let n = r.count(4)?;
+                let fps = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+                wants.push((leaf, fps));
+            }
+            Body::WantLeaf { wants }
         }
         6 => Body::Want { keys: r.hashes()? },
         7 => Body::Entries { entries: r.entries()? },
@@ -969,13 +1007,29 @@ mod tests {
         roundtrip(Body::LeafRequest { leaves: vec![0, 4095] });
         let lid = LeafId { fp: 3, ts: u64::MAX - 5, vfp: 9 };
         let lid2 = LeafId { fp: 4, ts: 17, vfp: 1 };
-        roundtrip(Body::Leaf { leaf: 4095, lo: 0, hi: u64::MAX, ids: vec![lid, lid2] });
-        roundtrip(Body::Leaf { leaf: 0, lo: 0, hi: 0, ids: vec![] });
-        roundtrip(Body::WantLeaf { leaf: 9, fps: vec![1, u32::MAX] });
+        roundtrip(Body::Leaf {
+            sections: vec![
+                LeafSection { leaf: 4095, ids: vec![lid, lid2] },
+                LeafSection { leaf: 0, ids: vec![] },
+            ],
+        });
+        roundtrip(Body::Leaf { sections: vec![] });
+        roundtrip(Body::WantLeaf { wants: vec![(9, vec![1, u32::MAX]), (4095, vec![])] });
         roundtrip(Body::Want { keys: vec![u64::MAX] });
         roundtrip(Body::Entries { entries: vec![e.clone(), t] });
         roundtrip(Body::BulkRequest { cursor: 12 });
         roundtrip(Body::BulkChunk { next: 0, entries: vec![e] });
+    }
+
+    #[test]
+    fn leaf_section_len_matches_encoding() {
+        let ids =
+            [LeafId { fp: 1, ts: 1 << 40, vfp: 2 }, LeafId { fp: 3, ts: (1 << 40) + 300, vfp: 4 }];
+        for (leaf, ids) in [(4095, &ids[..]), (3, &ids[..1]), (0, &[][..])] {
+            let mut w = Writer::default();
+            w.leaf_section(leaf, ids);
+            assert_eq!(w.buf.len(), leaf_section_len(leaf, ids));
+        }
     }
 
     #[test]
@@ -1010,12 +1064,14 @@ mod tests {
     fn hostile_inputs_are_refused_not_panicking() {
         assert_eq!(decode(&Bytes::new()), Err(DecodeError::Truncated));
         assert_eq!(decode(&Bytes::from_static(b"xx\x01\x01")), Err(DecodeError::BadMagic));
-        assert_eq!(decode(&Bytes::from_static(b"gK\x02\x01")), Err(DecodeError::Version(2)));
+        // version 1 (leaf summaries one leaf per message) is not spoken any more
+        assert_eq!(decode(&Bytes::from_static(b"gK\x01\x01")), Err(DecodeError::Version(1)));
+        assert_eq!(decode(&Bytes::from_static(b"gK\x03\x01")), Err(DecodeError::Version(3)));
         // a count claiming 2^60 items in a tiny datagram
-        let huge = b"gK\x01\x06\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x0f";
+        let huge = b"gK\x02\x06\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x0f";
         assert_eq!(decode(&Bytes::from_static(huge)), Err(DecodeError::Length));
         // an overlong varint
-        let bad = b"gK\x01\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
+        let bad = b"gK\x02\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
         assert_eq!(decode(&Bytes::from_static(bad)), Err(DecodeError::Varint));
     }
 }
