@@ -20,7 +20,8 @@
 #
 # Env: DURATION_S (1800), NODES (10), RATE (500), PRELOAD (100000), SAMPLE_S (15), WARMUP_S (300),
 #      GRACE_MS (60000), FAULT_EVERY_MS (3000), NEVER_KILL (7), SEED (1), SKIP_BUILD=1,
-#      extra `gossipkv chaos` flags as arguments. Results: docs/reliability.md.
+#      BIN (the gossipkv binary, target/release/gossipkv: a copy lets the tree be rebuilt
+#      during a run), extra `gossipkv chaos` flags as arguments. Results: docs/reliability.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION_S="${DURATION_S:-1800}"
@@ -33,12 +34,13 @@ FAULT_EVERY_MS="${FAULT_EVERY_MS:-3000}"
 NEVER_KILL="${NEVER_KILL:-7}"
 SEED="${SEED:-1}"
 PRELOAD="${PRELOAD:-100000}"
+BIN="${BIN:-target/release/gossipkv}"
 if [[ "${SKIP_BUILD:-}" != 1 ]]; then
     cargo build --release --bin gossipkv
 fi
 echo "soak: $(date -u +%FT%TZ) on $(uname -n), $(nproc) cores, commit $(git rev-parse --short HEAD)"
 # bounded: the run itself stops after DURATION_S, the settle and check take minutes at most
-exec timeout --kill-after=30 "$((DURATION_S + 900))" nice -n 10 target/release/gossipkv chaos \
+exec timeout --kill-after=30 "$((DURATION_S + 900))" nice -n 10 "$BIN" chaos \
     --nodes "$NODES" --duration-s "$DURATION_S" --seed "$SEED" --rate "$RATE" \
     --preload "$PRELOAD" --keys 1000 --churn 0.5 --tombstone-grace-ms "$GRACE_MS" --fault-every-ms "$FAULT_EVERY_MS" \
     --never-kill "$NEVER_KILL" --sample-every-s "$SAMPLE_S" --warmup-s "$WARMUP_S" "$@"

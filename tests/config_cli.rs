@@ -102,3 +102,38 @@ fn help_names_each_variable_and_default() {
         assert!(help.contains(want), "{want} missing from:\n{help}");
     }
 }
+
+/// `THP_enabled` of a running `gossipkv node` started with `extra` flags (Linux reports the
+/// process's transparent-huge-page flag in /proc/PID/status).
+fn node_thp_enabled(extra: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gossipkv"))
+        .args(["node", "--id", "0", "--listen", "127.0.0.1:0", "--gossip", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let status = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // the flag is set right after argument parsing: wait for the server to be up
+    let mut value = None;
+    while value.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        if text.contains("Threads:\t2") {
+            value = text
+                .lines()
+                .find_map(|l| l.strip_prefix("THP_enabled:"))
+                .map(|v| v.trim().to_string());
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    value.expect("THP_enabled in /proc/PID/status once the node runs")
+}
+
+#[test]
+fn a_node_turns_transparent_huge_pages_off_unless_asked() {
+    assert_eq!(node_thp_enabled(&[]), "0", "THP off by default");
+    assert_eq!(node_thp_enabled(&["--thp"]), "1", "--thp leaves the kernel's default");
+}

@@ -263,6 +263,9 @@ pub struct Sample {
     pub tombstones: Vec<Option<u64>>,
     /// Per node live keys (INFO gossip).
     pub keys: Vec<Option<u64>>,
+    /// Per node store memory estimate in KiB (INFO gossip `store_memory_estimate`): what the
+    /// data itself takes, so that a rise in RSS can be told apart from growth of the data.
+    pub store_kib: Vec<Option<u64>>,
 }
 
 /// Memory of one node over a soak.
@@ -282,6 +285,10 @@ pub struct RssCheck {
     pub tombstones_max: u64,
     /// Tombstones at the end.
     pub tombstones_final: u64,
+    /// Store memory estimate after warm-up (median over the first window), KiB.
+    pub store_baseline_kib: u64,
+    /// Store memory estimate at the end (median over the last window), KiB.
+    pub store_final_kib: u64,
 }
 
 impl RssCheck {
@@ -453,12 +460,15 @@ impl fmt::Display for Report {
             for r in &self.rss {
                 writeln!(
                     f,
-                    "  node {:>2}: RSS {} -> {} KiB ({:+.1}%, max {}), tombstones {} -> {} (max {})",
+                    "  node {:>2}: RSS {} -> {} KiB ({:+.1}%, max {}), store {} -> {} KiB, \
+                     tombstones {} -> {} (max {})",
                     r.node,
                     r.baseline_kib,
                     r.final_kib,
                     r.change() * 100.0,
                     r.max_kib,
+                    r.store_baseline_kib,
+                    r.store_final_kib,
                     r.tombstones_baseline,
                     r.tombstones_final,
                     r.tombstones_max
@@ -503,6 +513,8 @@ fn rss_checks(samples: &[Sample], warmup_s: u64, window_s: u64, nodes: &[usize])
             let all = series(&post, i, |s| &s.rss_kib);
             let tb = series(&first, i, |s| &s.tombstones);
             let tall = series(&post, i, |s| &s.tombstones);
+            let (sb, se) =
+                (series(&first, i, |s| &s.store_kib), series(&last, i, |s| &s.store_kib));
             if b.len() < 3 || e.len() < 3 || tb.is_empty() {
                 return None;
             }
@@ -514,6 +526,8 @@ fn rss_checks(samples: &[Sample], warmup_s: u64, window_s: u64, nodes: &[usize])
                 tombstones_baseline: median(tb),
                 tombstones_max: tall.iter().copied().max().unwrap_or(0),
                 tombstones_final: tall.last().copied().unwrap_or(0),
+                store_baseline_kib: median(sb),
+                store_final_kib: median(se),
             })
         })
         .collect()
@@ -749,9 +763,10 @@ pub fn run(args: &ChaosArgs) -> Result<Report, ChaosError> {
             next_sample += sample_every;
             let s = sample(&cluster, start);
             say(format!(
-                "chaos: sample at {:.0} s: RSS KiB {:?} tombstones {:?}",
+                "chaos: sample at {:.0} s: RSS KiB {:?} store KiB {:?} tombstones {:?}",
                 s.t_s,
                 s.rss_kib.iter().map(|x| x.unwrap_or(0)).collect::<Vec<_>>(),
+                s.store_kib.iter().map(|x| x.unwrap_or(0)).collect::<Vec<_>>(),
                 s.tombstones.iter().map(|x| x.unwrap_or(0)).collect::<Vec<_>>()
             ));
             samples.push(s);
@@ -957,6 +972,7 @@ fn sample(c: &Cluster, start: Instant) -> Sample {
         rss_kib: Vec::with_capacity(n),
         tombstones: Vec::with_capacity(n),
         keys: Vec::with_capacity(n),
+        store_kib: Vec::with_capacity(n),
     };
     for i in 0..n {
         s.rss_kib.push(c.rss_kib(i));
@@ -965,6 +981,8 @@ fn sample(c: &Cluster, start: Instant) -> Sample {
             .flatten();
         s.tombstones.push(info.as_ref().and_then(|m| num(m, "tombstones")));
         s.keys.push(info.as_ref().and_then(|m| num(m, "keys")));
+        s.store_kib
+            .push(info.as_ref().and_then(|m| num(m, "store_memory_estimate")).map(|b| b / 1024));
     }
     s
 }
@@ -998,6 +1016,7 @@ mod tests {
                 rss_kib: vec![Some(rss(k))],
                 tombstones: vec![Some(100)],
                 keys: vec![Some(1_000)],
+                store_kib: vec![Some(9_000)],
             })
             .collect()
     }

@@ -289,6 +289,24 @@ fn after_a_restart_the_next_write_wins_even_with_a_lamport_clock() {
     }
 }
 
+/// The write gate waits for peers; a node that knows none (a lone node, no seeds) has nobody
+/// to catch up from and takes writes at once, with or without membership.
+#[test]
+fn a_node_without_peers_is_not_gated() {
+    let cfg = GossipConfig::default();
+    let me: std::net::SocketAddr = addr(0);
+    for (peers, membership, gated) in
+        [(0, false, false), (0, true, false), (1, false, true), (1, true, true)]
+    {
+        let mut n = fresh_node(peers + 1, 0, cfg, 1, ClockKind::Hlc, 0);
+        if membership {
+            n.enable_membership(me, 0, 0);
+        }
+        n.gate_writes(0);
+        assert_eq!(n.replica().is_ready(), !gated, "peers {peers}, membership {membership}");
+    }
+}
+
 /// Under a steady stream of deletes of fresh keys, tombstones are purged once older than the
 /// grace period (with membership on, while a majority is up): what each node holds stays
 /// bounded by the delete rate times the grace period, instead of growing without end.

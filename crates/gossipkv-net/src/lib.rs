@@ -55,6 +55,19 @@ pub mod peers;
 /// Largest stream message accepted (a bulk chunk is about `bulk_chunk_bytes`).
 pub const MAX_STREAM_MESSAGE: usize = 64 * 1024 * 1024;
 
+/// Stream connections read at once; further peers wait in the kernel's accept queue (a
+/// hostile or stalled sender cannot make the node hold an unbounded number of them).
+const MAX_STREAM_CONNECTIONS: usize = 64;
+
+/// Longest a stream message may take to be sent, or to arrive once its connection is
+/// accepted. A paused or hostile peer otherwise keeps its connection, its task and the
+/// message buffer for ever.
+const STREAM_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A stream message's buffer grows as its bytes arrive, from at most this much: a header
+/// that announces 64 MiB costs nothing until the bytes come.
+const STREAM_FIRST_READ: usize = 256 * 1024;
+
 /// Largest datagram read (anything larger than the MTU is refused by the node anyway).
 const RECV_BUFFER: usize = 64 * 1024;
 
@@ -664,7 +677,10 @@ fn send(
             Transport::Stream => {
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    if let Err(e) = send_stream(me, to, &payload).await {
+                    let sent =
+                        tokio::time::timeout(STREAM_IO_TIMEOUT, send_stream(me, to, &payload));
+                    let sent = sent.await.unwrap_or_else(|_| Err(timed_out("stream send")));
+                    if let Err(e) = sent {
                         debug!(peer = %to, error = %e, "stream send failed");
                         status.net.io_errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -678,7 +694,7 @@ async fn send_stream(me: SocketAddr, to: SocketAddr, payload: &[u8]) -> io::Resu
     let addr = me.to_string();
     let mut conn = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(to))
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "stream connect timed out"))??;
+        .map_err(|_| timed_out("stream connect"))??;
     let mut frame = BytesMut::with_capacity(5 + addr.len() + payload.len());
     frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     frame.extend_from_slice(&[addr.len() as u8]);
@@ -688,53 +704,77 @@ async fn send_stream(me: SocketAddr, to: SocketAddr, payload: &[u8]) -> io::Resu
     conn.shutdown().await
 }
 
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
+}
+
 async fn accept_streams(
     listener: TcpListener,
     tx: mpsc::Sender<(SocketAddr, Bytes)>,
     status: Arc<GossipStatus>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_STREAM_CONNECTIONS));
     loop {
+        // a free slot first: beyond the limit, connections wait in the accept queue
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
         let Ok((conn, _)) = listener.accept().await else { continue };
         let tx = tx.clone();
         let status = Arc::clone(&status);
         tokio::spawn(async move {
-            if let Err(e) = read_stream(conn, &tx).await {
+            if let Err(e) = read_stream(conn, &tx, STREAM_IO_TIMEOUT).await {
                 debug!(error = %e, "bad stream frame");
                 status.net.bad_frames.fetch_add(1, Ordering::Relaxed);
             }
+            drop(slot);
         });
     }
 }
 
+/// Reads framed stream messages (`len: u32 LE, addr_len: u8, addr, payload`) until the peer
+/// closes, handing each to the driver. Each message must arrive within `timeout`; its buffer
+/// grows with the bytes received, never to more than [`MAX_STREAM_MESSAGE`].
 async fn read_stream(
     mut conn: TcpStream,
     tx: &mpsc::Sender<(SocketAddr, Bytes)>,
+    timeout: Duration,
 ) -> io::Result<()> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     loop {
-        let mut head = [0u8; 5];
-        match conn.read_exact(&mut head).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        if len > MAX_STREAM_MESSAGE {
-            return Err(bad("stream message too large"));
-        }
-        let mut addr = vec![0u8; usize::from(head[4])];
-        conn.read_exact(&mut addr).await?;
-        let from: SocketAddr = std::str::from_utf8(&addr)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("bad sender address"))?;
-        let mut msg = vec![0u8; len];
-        conn.read_exact(&mut msg).await?;
-        if tx.send((from, Bytes::from(msg))).await.is_err() {
+        let next = tokio::time::timeout(timeout, read_stream_message(&mut conn));
+        let Some((from, msg)) = next.await.map_err(|_| timed_out("stream message"))?? else {
+            return Ok(());
+        };
+        if tx.send((from, msg)).await.is_err() {
             warn!("gossip driver gone; dropping stream message");
             return Ok(());
         }
     }
+}
+
+/// One framed message, or `None` when the peer closed the stream between messages.
+async fn read_stream_message(conn: &mut TcpStream) -> io::Result<Option<(SocketAddr, Bytes)>> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let mut head = [0u8; 5];
+    match conn.read_exact(&mut head).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len > MAX_STREAM_MESSAGE {
+        return Err(bad("stream message too large"));
+    }
+    let mut addr = vec![0u8; usize::from(head[4])];
+    conn.read_exact(&mut addr).await?;
+    let from: SocketAddr = std::str::from_utf8(&addr)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad sender address"))?;
+    let mut msg = Vec::with_capacity(len.min(STREAM_FIRST_READ));
+    (&mut *conn).take(len as u64).read_to_end(&mut msg).await?;
+    if msg.len() != len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream message cut short"));
+    }
+    Ok(Some((from, Bytes::from(msg))))
 }
 
 #[cfg(test)]
@@ -769,6 +809,73 @@ mod ring_tests {
         ring.take_all(&mut out);
         assert!(out.is_empty());
         assert!(RumorRing::new(0).push(id(0)), "capacity is at least one");
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    fn frame(from: &str, payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_le_bytes().to_vec();
+        f.push(from.len() as u8);
+        f.extend_from_slice(from.as_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A connected (client, server side) pair on loopback.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let (c, s) = tokio::join!(TcpStream::connect(addr), l.accept());
+        (c.expect("connect"), s.expect("accept").0)
+    }
+
+    #[tokio::test]
+    async fn messages_arrive_whole_and_in_order() {
+        let (mut c, s) = pair().await;
+        let (tx, mut rx) = mpsc::channel(8);
+        let big = vec![7u8; 3 * STREAM_FIRST_READ + 5];
+        let mut bytes = frame("127.0.0.9:7946", b"first");
+        bytes.extend(frame("127.0.0.9:7946", &big));
+        let writer = tokio::spawn(async move {
+            c.write_all(&bytes).await.expect("write");
+            c.shutdown().await.expect("shutdown");
+        });
+        read_stream(s, &tx, Duration::from_secs(5)).await.expect("clean end");
+        writer.await.expect("writer");
+        let from: SocketAddr = "127.0.0.9:7946".parse().expect("addr");
+        assert_eq!(rx.recv().await, Some((from, Bytes::from_static(b"first"))));
+        assert_eq!(rx.recv().await, Some((from, Bytes::from(big))));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_or_lying_sender_is_cut_off() {
+        // announces 64 MiB, sends ten bytes, then stalls: refused after the timeout
+        let (mut c, s) = pair().await;
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut f = frame("127.0.0.9:7946", &[]);
+        f[..4].copy_from_slice(&(MAX_STREAM_MESSAGE as u32).to_le_bytes());
+        f.extend_from_slice(&[1; 10]);
+        c.write_all(&f).await.expect("write");
+        let e = read_stream(s, &tx, Duration::from_millis(200)).await.expect_err("stalled");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        // over the limit: refused at once; cut short: an error, nothing delivered
+        let (mut c, s) = pair().await;
+        let mut f = frame("127.0.0.9:7946", &[]);
+        f[..4].copy_from_slice(&(MAX_STREAM_MESSAGE as u32 + 1).to_le_bytes());
+        c.write_all(&f).await.expect("write");
+        let e = read_stream(s, &tx, Duration::from_secs(5)).await.expect_err("too large");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        let (mut c, s) = pair().await;
+        let f = frame("127.0.0.9:7946", b"0123456789");
+        c.write_all(&f[..f.len() - 3]).await.expect("write");
+        c.shutdown().await.expect("shutdown");
+        let e = read_stream(s, &tx, Duration::from_secs(5)).await.expect_err("cut short");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        drop(c);
+        assert!(rx.try_recv().is_err(), "nothing delivered");
     }
 }
 

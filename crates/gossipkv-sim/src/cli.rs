@@ -355,20 +355,32 @@ pub fn main(args: SimArgs) -> ExitCode {
     }
     if args.json {
         match serde_json::to_string(&report) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => emit(&format!("{s}\n")),
             Err(e) => {
                 eprintln!("gossipkv sim: json: {e}");
                 return ExitCode::from(2);
             }
         }
     } else {
-        print!("{}", report.summary());
+        let mut text = report.summary();
         if let Some(kib) = peak_rss_kib() {
-            println!("  peak memory   {:.1} MB resident", kib as f64 / 1024.0);
+            text += &format!("  peak memory   {:.1} MB resident\n", kib as f64 / 1024.0);
         }
         if let Some(path) = &args.plot {
-            println!("  plot          {}", path.display());
+            text += &format!("  plot          {}\n", path.display());
         }
+        emit(&text);
     }
     if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// Writes `text` to stdout. A reader that went away (`gossipkv sim | head`) is not an error:
+/// the rest is dropped quietly instead of panicking as `println!` does on a broken pipe.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => eprintln!("gossipkv: stdout: {e}"),
+        _ => {}
+    }
 }

@@ -301,6 +301,11 @@ impl Membership {
         self.members.len() + 1
     }
 
+    /// Whether any potential peer from the seed list is left to try.
+    pub fn has_seeds(&self) -> bool {
+        !self.seeds.is_empty()
+    }
+
     /// Always false: the table holds at least ourselves.
     pub fn is_empty(&self) -> bool {
         false

@@ -428,7 +428,16 @@ impl Node {
     /// `fanout` peers answered a `Sync` (their clocks raised ours) and any bulk catch-up
     /// finished, or `ready_timeout_ms` passed. Call it when a node starts and may have run
     /// before (a restart): its next writes then beat the ones it issued before the crash.
+    /// A node that knows no peer at all (no seed, no member) has nobody to catch up from:
+    /// its writes stay open.
     pub fn gate_writes(&mut self, now: u64) {
+        let alone = match &self.members {
+            None => self.peers.is_empty(),
+            Some(m) => m.len() == 1 && !m.has_seeds(),
+        };
+        if alone {
+            return;
+        }
         self.replica.set_ready(false);
         self.gate = Some((now + self.cfg.ready_timeout_ms, self.cfg.fanout.max(1)));
     }

@@ -72,6 +72,8 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut InfoSection) {
             s.field("used_memory_human", human(rss));
             s.field("used_memory_rss", rss);
             s.field("used_memory_rss_human", human(rss));
+            // what the store itself holds (Redis: the data set without overhead)
+            s.field("used_memory_dataset", replica.store().memory_estimate());
             s.field("maxmemory", 0);
             s.field("maxmemory_policy", "noeviction");
         }

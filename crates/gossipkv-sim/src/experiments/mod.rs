@@ -23,6 +23,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use crate::cli::emit;
 use demers::{DemersConfig, DemersReport, DemersRow, Judge, Removal};
 use push_pull::{Exchange, PushPullConfig};
 
@@ -268,11 +269,14 @@ fn demers_main(a: DemersArgs) -> Result<ExitCode, String> {
         write_json(p, &json)?;
     }
     if a.json {
-        println!("{json}");
+        emit(&format!("{json}\n"));
     } else {
-        print!("{}", demers::table(&report));
-        print!("{}", agreement_text(&report));
-        println!("({} ms)", report.wall_ms);
+        emit(&format!(
+            "{}{}({} ms)\n",
+            demers::table(&report),
+            agreement_text(&report),
+            report.wall_ms
+        ));
     }
     if let Some(p) = &a.plot {
         plot::plot_demers(&report, p)?;
@@ -308,10 +312,9 @@ fn push_pull_main(a: PushPullArgs) -> Result<ExitCode, String> {
         write_json(p, &json)?;
     }
     if a.json {
-        println!("{json}");
+        emit(&format!("{json}\n"));
     } else {
-        print!("{}", push_pull::table(&report));
-        println!("({} ms)", report.wall_ms);
+        emit(&format!("{}({} ms)\n", push_pull::table(&report), report.wall_ms));
     }
     if let Some(p) = &a.plot {
         plot::plot_push_pull(&report, p)?;
