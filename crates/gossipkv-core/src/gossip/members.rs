@@ -25,9 +25,10 @@
 //! it before the next round, the node asks `indirect_probes` other members to ping it
 //! (`PingReq`) and pings it again itself; if nothing comes back by the round after, it is
 //! marked `Suspect` and the suspicion is rumored. A suspect that does not refute within
-//! `suspicion_mult × log10(n)` rounds becomes `Dead`. Gossip goes mostly to alive members; now
-//! and then (`retry_share` of rounds) one slot goes to a dead member or an unknown seed, so
-//! members that come back (a healed partition, a restart) are found again.
+//! `suspicion_mult × log10(n)` rounds becomes `Dead`. Gossip goes to members believed up and to
+//! seeds not heard from yet (each drawn like a member until picked twice); now and then
+//! (`retry_share` of rounds) one slot goes to a dead member or an unknown seed, so members
+//! that come back (a healed partition, a restart) are found again.
 //!
 //! Nothing here reads a clock or a global RNG: time and the RNG are arguments.
 
