@@ -12,7 +12,9 @@ use plotters::prelude::*;
 
 use crate::report::{Report, name};
 
-fn register_font() {
+/// Registers the bundled DejaVu Sans as plotters' "sans-serif" (once per process): every
+/// figure of the simulator and the experiments draws its text with it.
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // DejaVu Sans is a valid TrueType font; registration cannot fail on it.

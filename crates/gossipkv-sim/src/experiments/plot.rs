@@ -9,31 +9,19 @@
 //!   gossipkv's real protocol.
 
 use std::path::Path;
-use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::demers::{DemersReport, PaperRow};
 use super::push_pull::PushPullReport;
+use crate::plot::register_font;
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// Something drawable on any plotters backend.
 trait Figure {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB>;
-}
-
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // DejaVu Sans is a valid TrueType font; registration cannot fail on it.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-    });
 }
 
 fn render(fig: &impl Figure, path: &Path, size: (u32, u32)) -> Result<(), String> {
