@@ -4,19 +4,17 @@
 //! and stream frames sent from raw sockets are every one rejected and counted by kind, while
 //! the node keeps serving. Every wait is bounded.
 
+mod common;
+
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use gossipkv_core::digest::TreeShape;
-use gossipkv_core::gossip::GossipConfig;
 use gossipkv_core::gossip::Transport;
 use gossipkv_core::gossip::auth::{
     Auth, ClusterKey, ENVELOPE_VERSION, Keyring, Limits, OVERHEAD, Reject, WINDOW,
 };
-use gossipkv_core::{ClockKind, StoreConfig};
-use gossipkv_node::{NodeSpec, RunningNode, bind, start};
-use gossipkv_server::ServerConfig;
+use gossipkv_node::{RunningNode, start};
 use redis::{Commands, Connection};
 use tokio::sync::watch;
 
@@ -46,33 +44,16 @@ impl Nodes {
             .expect("runtime");
         let (stop, stop_rx) = watch::channel(false);
         let nodes = rt.block_on(async {
-            let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-            let mut bound = Vec::new();
-            for _ in 0..rings.len() {
-                bound.push(bind(any, any).await.expect("bind"));
-            }
+            let bound = common::bind_all(rings.len()).await;
             let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.gossip_addr).collect();
             bound
                 .into_iter()
                 .zip(rings)
                 .enumerate()
                 .map(|(i, (b, auth))| {
-                    let spec = NodeSpec {
-                        id: i as u32,
-                        peers: addrs.iter().copied().filter(|a| *a != addrs[i]).collect(),
-                        gossip: GossipConfig { interval_ms: 100, mtu: MTU, ..Default::default() },
-                        drop_rate: 0.0,
-                        clock: ClockKind::Hlc,
-                        store: StoreConfig {
-                            shards_log2: 2,
-                            tree: TreeShape::new(3),
-                            max_concurrent: 16,
-                        },
-                        server: ServerConfig::new(b.resp_addr),
-                        auth,
-                        membership: true,
-                        gate_writes: false,
-                    };
+                    let mut spec = common::spec(i, &addrs, b.resp_addr);
+                    spec.gossip.mtu = MTU;
+                    spec.auth = auth;
                     start(b, spec, 7 + i as u64, stop_rx.clone())
                 })
                 .collect()

@@ -1,17 +1,15 @@
 //! The HTTP endpoint as Prometheus and an operator use it: real nodes, metrics on port 0 (the
 //! bound address is read back), plain HTTP/1.1 requests over a socket. Every wait is bounded.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use gossipkv_core::digest::TreeShape;
-use gossipkv_core::gossip::GossipConfig;
-use gossipkv_core::{ClockKind, StoreConfig};
 use gossipkv_node::http::{self, HttpServer};
 use gossipkv_node::metrics::sample;
-use gossipkv_node::{NodeSpec, RunningNode, bind, start};
-use gossipkv_server::ServerConfig;
+use gossipkv_node::{RunningNode, start};
 use redis::Commands;
 use tokio::sync::watch;
 
@@ -32,10 +30,9 @@ impl Cluster {
         let (stop, stop_rx) = watch::channel(false);
         let (nodes, http) = rt.block_on(async {
             let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-            let mut bound = Vec::new();
+            let bound = common::bind_all(n).await;
             let mut listeners = Vec::new();
             for _ in 0..n {
-                bound.push(bind(any, any).await.expect("bind"));
                 listeners.push(http::bind(any).await.expect("bind metrics"));
             }
             let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.gossip_addr).collect();
@@ -43,22 +40,7 @@ impl Cluster {
                 .into_iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    let spec = NodeSpec {
-                        id: i as u32,
-                        peers: addrs.iter().copied().filter(|a| *a != addrs[i]).collect(),
-                        gossip: GossipConfig { interval_ms: 100, ..GossipConfig::default() },
-                        drop_rate: 0.0,
-                        clock: ClockKind::Hlc,
-                        store: StoreConfig {
-                            shards_log2: 2,
-                            tree: TreeShape::new(3),
-                            max_concurrent: 16,
-                        },
-                        server: ServerConfig::new(b.resp_addr),
-                        auth: None,
-                        membership: true,
-                        gate_writes: false,
-                    };
+                    let spec = common::spec(i, &addrs, b.resp_addr);
                     start(b, spec, 7 + i as u64, stop_rx.clone())
                 })
                 .collect();

@@ -1,17 +1,15 @@
 //! Real nodes on loopback sockets, gossiping over UDP, driven through the `redis` crate (a
 //! client nobody here wrote). Every wait is bounded.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use gossipkv_core::ClockKind;
-use gossipkv_core::StoreConfig;
-use gossipkv_core::digest::TreeShape;
-use gossipkv_core::gossip::GossipConfig;
 use gossipkv_net::Faults;
-use gossipkv_node::{NodeSpec, RunningNode, bind, start_on};
-use gossipkv_server::ServerConfig;
+use gossipkv_node::{RunningNode, start_on};
 use redis::{Commands, Connection, Value};
 use tokio::sync::watch;
 
@@ -52,32 +50,16 @@ impl Cluster {
             .expect("runtime");
         let (stop, stop_rx) = watch::channel(false);
         let nodes = rt.block_on(async {
-            let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-            let mut bound = Vec::new();
-            for _ in 0..n {
-                bound.push(bind(any, any).await.expect("bind"));
-            }
+            let bound = common::bind_all(n).await;
             let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.gossip_addr).collect();
             bound
                 .into_iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    let spec = NodeSpec {
-                        id: i as u32,
-                        peers: addrs.iter().copied().filter(|a| *a != addrs[i]).collect(),
-                        gossip: GossipConfig { interval_ms, ..GossipConfig::default() },
-                        drop_rate,
-                        clock,
-                        store: StoreConfig {
-                            shards_log2: 2,
-                            tree: TreeShape::new(3),
-                            max_concurrent: 16,
-                        },
-                        server: ServerConfig::new(b.resp_addr),
-                        auth: None,
-                        membership: true,
-                        gate_writes: false,
-                    };
+                    let mut spec = common::spec(i, &addrs, b.resp_addr);
+                    spec.gossip.interval_ms = interval_ms;
+                    spec.drop_rate = drop_rate;
+                    spec.clock = clock;
                     let seed = 42 + i as u64;
                     let faults = Faults::default();
                     start_on(b, spec, seed, stop_rx.clone(), faults, gossip_handle.as_ref())
