@@ -335,8 +335,18 @@ impl Cluster {
 
     /// `INFO gossip` of node `i` as `name -> value`.
     pub fn info(&self, i: usize, timeout: Duration) -> redis::RedisResult<HashMap<String, String>> {
+        self.info_sections(i, &["gossip"], timeout)
+    }
+
+    /// Node `i`'s `INFO` fields of the given sections, in one request.
+    pub fn info_sections(
+        &self,
+        i: usize,
+        sections: &[&str],
+        timeout: Duration,
+    ) -> redis::RedisResult<HashMap<String, String>> {
         let mut conn = self.connect(i, timeout)?;
-        let text: String = redis::cmd("INFO").arg("gossip").query(&mut conn)?;
+        let text: String = redis::cmd("INFO").arg(sections).query(&mut conn)?;
         Ok(parse_info(&text))
     }
 }

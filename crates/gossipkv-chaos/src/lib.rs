@@ -263,7 +263,7 @@ pub struct Sample {
     pub tombstones: Vec<Option<u64>>,
     /// Per node live keys (INFO gossip).
     pub keys: Vec<Option<u64>>,
-    /// Per node store memory estimate in KiB (INFO gossip `store_memory_estimate`): what the
+    /// Per node store memory estimate in KiB (INFO memory `used_memory_dataset`): what the
     /// data itself takes, so that a rise in RSS can be told apart from growth of the data.
     pub store_kib: Vec<Option<u64>>,
 }
@@ -977,12 +977,12 @@ fn sample(c: &Cluster, start: Instant) -> Sample {
     for i in 0..n {
         s.rss_kib.push(c.rss_kib(i));
         let info = (c.is_running(i) && !c.is_paused(i))
-            .then(|| c.info(i, Duration::from_millis(500)).ok())
+            .then(|| c.info_sections(i, &["gossip", "memory"], Duration::from_millis(500)).ok())
             .flatten();
         s.tombstones.push(info.as_ref().and_then(|m| num(m, "tombstones")));
         s.keys.push(info.as_ref().and_then(|m| num(m, "keys")));
         s.store_kib
-            .push(info.as_ref().and_then(|m| num(m, "store_memory_estimate")).map(|b| b / 1024));
+            .push(info.as_ref().and_then(|m| num(m, "used_memory_dataset")).map(|b| b / 1024));
     }
     s
 }

@@ -189,7 +189,6 @@ impl InfoSource for GossipInfo {
         s.field("keys", store.live_keys);
         s.field("tombstones", store.tombstones);
         s.field("concurrent_values", store.extra_versions);
-        s.field("store_memory_estimate", self.replica.store().memory_estimate());
         s.field("last_timestamp", self.replica.last_timestamp());
         s.field("clock_drift_events", self.replica.clock().drift_events());
     }
