@@ -83,7 +83,7 @@ const RECV_BUFFER: usize = 64 * 1024;
 /// read at the next round.
 #[derive(Debug)]
 pub struct RumorRing {
-    ids: Mutex<VecDeque<VersionId>>,
+    ids: Mutex<VecDeque<(VersionId, bool)>>,
     capacity: usize,
 }
 
@@ -94,14 +94,15 @@ impl RumorRing {
         Self { ids: Mutex::new(VecDeque::with_capacity(capacity)), capacity }
     }
 
-    /// Queues `id`. Returns `false` when the ring was full and the oldest id was dropped.
-    pub fn push(&self, id: VersionId) -> bool {
+    /// Queues `id` (`delete`: the write was a DEL). Returns `false` when the ring was full and
+    /// the oldest id was dropped.
+    pub fn push(&self, id: VersionId, delete: bool) -> bool {
         let mut ids = self.ids.lock();
         let room = ids.len() < self.capacity;
         if !room {
             ids.pop_front();
         }
-        ids.push_back(id);
+        ids.push_back((id, delete));
         room
     }
 
@@ -117,7 +118,7 @@ impl RumorRing {
 
     /// Moves every queued id into `out` (emptied first), oldest first, without allocating
     /// when `out` has room: the lock is held for a swap only.
-    pub fn take_all(&self, out: &mut VecDeque<VersionId>) {
+    pub fn take_all(&self, out: &mut VecDeque<(VersionId, bool)>) {
         out.clear();
         std::mem::swap(&mut *self.ids.lock(), out);
     }
@@ -505,8 +506,8 @@ pub async fn run(
         };
         let now = clock();
         writes.take_all(&mut rumors);
-        for id in rumors.drain(..) {
-            node.note_rumor(id, now);
+        for (id, delete) in rumors.drain(..) {
+            node.note_local_rumor(id, delete, now);
         }
         match input {
             Input::Shutdown => {
@@ -794,21 +795,21 @@ mod ring_tests {
     fn ring_keeps_the_newest_and_says_when_it_drops() {
         let ring = RumorRing::new(3);
         assert!(ring.is_empty());
-        assert!((0..3).all(|i| ring.push(id(i))));
-        assert!(!ring.push(id(3)), "full: the oldest goes");
-        assert!(!ring.push(id(4)));
+        assert!((0..3).all(|i| ring.push(id(i), false)));
+        assert!(!ring.push(id(3), true), "full: the oldest goes");
+        assert!(!ring.push(id(4), false));
         assert_eq!(ring.len(), 3);
-        let mut out = VecDeque::from([id(99)]);
+        let mut out = VecDeque::from([(id(99), false)]);
         ring.take_all(&mut out);
-        assert_eq!(Vec::from(out.clone()), vec![id(2), id(3), id(4)]);
+        assert_eq!(Vec::from(out.clone()), vec![(id(2), false), (id(3), true), (id(4), false)]);
         assert!(ring.is_empty());
         // room again, and a second take leaves `out` empty
-        assert!(ring.push(id(5)));
+        assert!(ring.push(id(5), true));
         ring.take_all(&mut out);
-        assert_eq!(Vec::from(out.clone()), vec![id(5)]);
+        assert_eq!(Vec::from(out.clone()), vec![(id(5), true)]);
         ring.take_all(&mut out);
         assert!(out.is_empty());
-        assert!(RumorRing::new(0).push(id(0)), "capacity is at least one");
+        assert!(RumorRing::new(0).push(id(0), false), "capacity is at least one");
     }
 }
 

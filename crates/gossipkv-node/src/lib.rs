@@ -106,7 +106,7 @@ struct RumorQueue {
 
 impl WriteObserver for RumorQueue {
     fn on_local_write(&self, key: &[u8], version: VersionRef<'_>) {
-        if !self.ring.push(VersionId::of(key, version)) {
+        if !self.ring.push(VersionId::of(key, version), version.value.is_none()) {
             self.status.net.rumors_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }

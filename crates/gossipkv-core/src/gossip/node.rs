@@ -776,25 +776,40 @@ impl Node {
 
     /// Tells gossip that a client wrote `v` to the replica, so it is spread as a rumor.
     pub fn note_local_write(&mut self, key: &[u8], v: &Version, now: u64) {
-        self.note_rumor(VersionId::of(key, v.as_ref()), now);
+        self.note_local_rumor(VersionId::of(key, v.as_ref()), v.value.is_none(), now);
     }
 
-    /// Spreads the version named `id` (already in the replica) as a rumor. Drivers that learn
-    /// of writes on another thread send just the 20-byte id, computed there.
+    /// Spreads the version named `id` (already in the replica) as a rumor, looking up in the
+    /// store whether it is a delete. Drivers that know it (the writer does) call
+    /// [`Node::note_local_rumor`] instead, which costs no store lookup.
     pub fn note_rumor(&mut self, id: VersionId, now: u64) {
-        self.make_hot(id, now, true);
+        let delete = self.is_delete(id);
+        self.make_hot(id, delete, now, true);
     }
 
-    /// Makes a version a rumor: `local` when this node issued it. A local delete lives
-    /// `LOCAL_DELETE_LIFE` times longer: until it has left its origin, the origin is its only
-    /// holder, and a lossy link there must not leave it unspread for a whole grace period.
-    fn make_hot(&mut self, id: VersionId, now: u64, local: bool) {
-        let life = self.cfg.interval_ms * u64::from(self.cfg.rumor_rounds);
-        let delete = self.replica.store().with_versions_by_hash(id.kh, |it| {
+    /// Spreads the version named `id`, which this node's client just wrote (`delete`: a
+    /// tombstone), as a rumor. Drivers that learn of writes on another thread send just the
+    /// id and the flag, computed there, so taking a burst of client writes costs gossip no
+    /// store lookup.
+    pub fn note_local_rumor(&mut self, id: VersionId, delete: bool, now: u64) {
+        self.make_hot(id, delete, now, true);
+    }
+
+    /// Whether the version `id` names is the tombstone this node keeps as its winner.
+    fn is_delete(&self, id: VersionId) -> bool {
+        self.replica.store().with_versions_by_hash(id.kh, |it| {
             it.next().is_some_and(|w| {
                 w.value.is_none() && w.ts == id.ts && version_hash(id.kh, w) as u32 == id.vh
             })
-        });
+        })
+    }
+
+    /// Makes a version a rumor (`delete`: it is a tombstone; `local`: this node issued it).
+    /// A local delete lives `LOCAL_DELETE_LIFE` times longer: until it has left its origin,
+    /// the origin is its only holder, and a lossy link there must not leave it unspread for a
+    /// whole grace period.
+    fn make_hot(&mut self, id: VersionId, delete: bool, now: u64, local: bool) {
+        let life = self.cfg.interval_ms * u64::from(self.cfg.rumor_rounds);
         let (list, cursor) = if delete {
             (&mut self.hot_dels, &mut self.dels_cursor)
         } else {
@@ -1664,7 +1679,9 @@ impl Node {
             if self.replica.merge_remote_hashed(kh, vh, &e.key, v, now).changed() {
                 self.stats.versions_applied += 1;
                 if spread && rumor {
-                    self.make_hot(VersionId { kh, ts: v.ts, vh: vh as u32 }, now, false);
+                    // changed and a tombstone: it is the winner (a delete wins a tie)
+                    let id = VersionId { kh, ts: v.ts, vh: vh as u32 };
+                    self.make_hot(id, v.value.is_none(), now, false);
                 }
             }
         }
