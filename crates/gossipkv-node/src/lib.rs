@@ -145,6 +145,7 @@ impl InfoSource for GossipInfo {
         s.field("versions_received", st.versions_received);
         s.field("versions_applied", st.versions_applied);
         s.field("descents", st.descents);
+        s.field("descents_deferred", st.descents_deferred);
         s.field("bulk_catchups", st.bulk_started);
         s.field("dropped_injected_send", self.status.net.dropped_send.load(Relaxed));
         s.field("dropped_injected_recv", self.status.net.dropped_recv.load(Relaxed));

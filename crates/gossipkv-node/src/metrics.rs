@@ -689,6 +689,12 @@ impl Collector for Collect {
             st.descents,
         )?;
         o.counter(
+            "gossip_descents_deferred",
+            "Exchanges whose roots differed that did not walk the tree: the pair had walked it \
+             less than an interval before.",
+            st.descents_deferred,
+        )?;
+        o.counter(
             "gossip_bulk_catchups",
             "Bulk catch-ups started (far behind a peer).",
             st.bulk_started,

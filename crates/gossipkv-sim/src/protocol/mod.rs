@@ -127,6 +127,7 @@ pub fn add_stats(a: &mut NodeStats, b: &NodeStats) {
     a.versions_received += b.versions_received;
     a.versions_applied += b.versions_applied;
     a.descents += b.descents;
+    a.descents_deferred += b.descents_deferred;
     a.bulk_started += b.bulk_started;
     a.member_pulls += b.member_pulls;
     a.tombstones_purged += b.tombstones_purged;
