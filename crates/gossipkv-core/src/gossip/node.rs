@@ -56,6 +56,9 @@ use crate::rng::Rng;
 const BULK_RATIO: u64 = 4;
 const BULK_MIN_GAP: u64 = 1024;
 
+/// Most peers remembered at once as having walked the tree with us recently.
+const MAX_DESCENDED: usize = 4096;
+
 /// Most bytes of entries one `Want` is answered with (the rest is asked again later).
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
@@ -1214,7 +1217,11 @@ impl Node {
     /// old tombstones of an even split unreconciled past the purge hold-off
     /// (`an_even_split_beyond_half_the_horizon_heals`, seed 2: 46 deleted keys came back).
     fn note_descent(&mut self, peer: SocketAddr, now: u64) {
-        self.descended.insert(peer, now + self.cfg.interval_ms / 2);
+        // bounded: a flood of `Tree`s from made-up addresses (gossip without a cluster key)
+        // fills it only until the next round's clean-up; past the cap, walks just happen
+        if self.descended.len() < MAX_DESCENDED || self.descended.contains_key(&peer) {
+            self.descended.insert(peer, now + self.cfg.interval_ms / 2);
+        }
     }
 
     /// Sends our salted fingerprints of the children of `parents` at `level`.
