@@ -35,8 +35,7 @@ use bytes::Bytes;
 use gossipkv_core::clock::hlc_pack;
 use gossipkv_core::digest::{TreeShape, key_hash, short_hash, version_hash};
 use gossipkv_core::gossip::wire::{
-    self, Body, LeafId, LeafSection, Message, VersionId, WantSection, WireEntry, entry_len,
-    member_len,
+    self, Body, LeafId, LeafSection, Message, VersionId, WireEntry, entry_len, member_len,
 };
 use gossipkv_core::gossip::{GossipConfig, MemberRecord, Node, Status, Transmit, Transport};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, Version};
@@ -295,7 +294,7 @@ enum ArbBody {
     LeafRequest { leaves: Vec<u16> },
     Leaf { sections: Vec<(Leaf, Vec<ArbLeafId>)> },
     Want { keys: Vec<Kh> },
-    WantLeaf { wants: Vec<(Leaf, u16, Vec<(Result<Kh, u32>, u16)>)> },
+    WantLeaf { wants: Vec<(Leaf, Vec<Result<Kh, u32>>)> },
     Entries { entries: Vec<ArbEntry> },
     BulkRequest { cursor: u16 },
     BulkChunk { next: u16, entries: Vec<ArbEntry> },
@@ -464,15 +463,15 @@ impl World {
             ArbBody::WantLeaf { wants } => Body::WantLeaf {
                 wants: wants
                     .iter()
-                    .map(|(leaf, keys, wanted)| {
-                        let wanted = wanted
+                    .map(|(leaf, fps)| {
+                        let fps = fps
                             .iter()
-                            .map(|(f, n)| match f {
-                                Ok(k) => (short_hash(k.get(), salt), u32::from(*n)),
-                                Err(x) => (*x, u32::from(*n)),
+                            .map(|f| match f {
+                                Ok(k) => short_hash(k.get(), salt),
+                                Err(x) => *x,
                             })
                             .collect();
-                        WantSection { leaf: self.leaf(leaf), keys: u32::from(*keys), wanted }
+                        (self.leaf(leaf), fps)
                     })
                     .collect(),
             },

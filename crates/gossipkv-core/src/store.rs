@@ -957,44 +957,6 @@ impl Store {
         }
     }
 
-    /// Calls `f(i, key hash, key, kept versions)` for the key at oldest-first position `at[i]`
-    /// of `leaf` (0 is the key the leaf has held longest), for each `i` whose position the
-    /// leaf holds, under the shard's read lock. Reads only those entries (and the leaf's chain
-    /// of blocks), not the whole leaf. A leaf's keys keep their positions while it only
-    /// grows; a purge renumbers them.
-    pub fn for_each_at(
-        &self,
-        leaf: usize,
-        at: &[u32],
-        mut f: impl FnMut(usize, u64, &[u8], Kept<'_>),
-    ) {
-        let (s, l) = self.shard_of_leaf(leaf);
-        let shard = self.shards[s].read();
-        let entries = &shard.entries;
-        let count = entries.counts[l] as usize;
-        if count == 0 {
-            return;
-        }
-        // the leaf's blocks, newest first: every one but the newest is full
-        let mut blocks = Vec::with_capacity(count.div_ceil(BLOCK));
-        let mut b = entries.heads[l];
-        while b != NONE {
-            blocks.push(b);
-            b = entries.next[b as usize];
-        }
-        for (i, &j) in at.iter().enumerate() {
-            let j = j as usize;
-            if j >= count {
-                continue;
-            }
-            let from_newest = blocks.len().checked_sub(1 + (j >> BLOCK_LOG2));
-            let Some(&block) = from_newest.and_then(|k| blocks.get(k)) else { continue };
-            let pos = (block << BLOCK_LOG2) | (j & (BLOCK - 1)) as u32;
-            let e = &entries[pos as usize];
-            f(i, e.kh, e.key(), shard.kept(pos));
-        }
-    }
-
     /// Keys with a live value in leaves `[cursor, cursor + ..)`, leaf by leaf, until at least
     /// `count` keys were collected. Returns the next cursor (0 when done). A key present for
     /// the whole scan is returned exactly once, whatever writes happen meanwhile (Redis SCAN's

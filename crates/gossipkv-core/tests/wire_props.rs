@@ -21,7 +21,7 @@ use gossipkv_core::Version;
 use gossipkv_core::digest::TREE_ARITY;
 use gossipkv_core::gossip::wire::{
     self, Body, DecodeError, Hello, KIND_NAMES, KINDS, LeafId, LeafSection, MAGIC, Message, Packer,
-    VersionId, WIRE_VERSION, WantSection, WireEntry,
+    VersionId, WIRE_VERSION, WireEntry,
 };
 use gossipkv_core::gossip::{MemberRecord, Status};
 use proptest::prelude::*;
@@ -141,13 +141,7 @@ fn message() -> impl Strategy<Value = Message> {
             sections: s.into_iter().map(|(leaf, ids)| LeafSection { leaf, ids }).collect()
         }),
         list(num64(), 10).prop_map(|keys| Body::Want { keys }),
-        list((num32(), num32(), list((any::<u32>(), num32()), 10)), 4).prop_map(|wants| {
-            let wants = wants
-                .into_iter()
-                .map(|(leaf, keys, wanted)| WantSection { leaf, keys, wanted })
-                .collect();
-            Body::WantLeaf { wants }
-        }),
+        list((num32(), list(any::<u32>(), 10)), 4).prop_map(|wants| Body::WantLeaf { wants }),
         entries().prop_map(|entries| Body::Entries { entries }),
         num32().prop_map(|cursor| Body::BulkRequest { cursor }),
         (num32(), entries()).prop_map(|(next, entries)| Body::BulkChunk { next, entries }),

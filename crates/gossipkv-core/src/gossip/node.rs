@@ -44,8 +44,8 @@ use crate::clock::{ClockKind, hlc_pack};
 use crate::digest::{TREE_ARITY, key_hash, short_hash, version_hash};
 use crate::gossip::members::{MemberRecord, Membership, MembershipConfig, ProbeAction, Status};
 use crate::gossip::wire::{
-    self, Body, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WantSection,
-    WireEntry, Writer, entry_len, member_len,
+    self, Body, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WireEntry,
+    Writer, entry_len, member_len,
 };
 use crate::lww::{NodeId, Version, VersionRef};
 use crate::replica::Replica;
@@ -275,8 +275,7 @@ pub struct Node {
     scratch: Vec<usize>,
     /// Reused buffers of leaf reconciliation (no allocation per leaf or per key).
     leaf_ids: Vec<LeafId>,
-    /// A peer's leaf section: (fp, ts, vfp, number of the key in the section).
-    their_ids: Vec<(u32, u64, u16, u32)>,
+    their_ids: Vec<(u32, u64, u16)>,
     their_keys: Vec<TheirKey>,
     my_vfps: Vec<u16>,
     /// Membership, once enabled; without it the peers are a fixed list.
@@ -300,13 +299,11 @@ pub struct Node {
     ghosts: HashMap<u64, Ghost>,
 }
 
-/// A key of a peer's `Leaf` summary: its fingerprint, newest timestamp, the range of its
-/// version fingerprints at that timestamp in the sorted summary, and its number in the
-/// summary's order.
+/// A key of a peer's `Leaf` summary: its fingerprint, newest timestamp, and the range of its
+/// version fingerprints at that timestamp in the sorted summary.
 #[derive(Clone, Copy, Debug)]
 struct TheirKey {
     fp: u32,
-    at: u32,
     ts: u64,
     vfps: (u32, u32),
     seen: bool,
@@ -1482,13 +1479,13 @@ impl Node {
                 continue;
             }
             wants.clear();
-            let keys = self.compare_leaf(section, exchange, &mut push, &mut wants);
+            self.compare_leaf(section, exchange, &mut push, &mut wants);
             // one peer at a time fills a leaf for us; others' summaries of it wait their turn
             let leaf = section.leaf;
             if !wants.is_empty() && self.wanted_leaves.get(&leaf).is_none_or(|d| *d <= now) {
                 self.wanted_leaves.insert(leaf, now + self.cfg.request_timeout_ms);
                 wants.sort_unstable();
-                want.body.want_section(leaf, keys, &wants);
+                want.body.want_section(leaf, &wants);
                 want.count += 1;
             }
         }
@@ -1497,41 +1494,31 @@ impl Node {
     }
 
     /// Compares a peer's summary of one leaf with ours: appends to `push` every version of
-    /// ours it lacks, and to `wants` the fingerprint and number (in the summary) of every key
-    /// where it has something we lack. Returns how many keys the summary named.
+    /// ours it lacks, and to `wants` the fingerprint of every key where it has something we
+    /// lack.
     fn compare_leaf(
         &mut self,
         section: &LeafSection,
         exchange: u32,
         push: &mut ListMsg,
-        wants: &mut Vec<(u32, u32)>,
-    ) -> u32 {
+        wants: &mut Vec<u32>,
+    ) {
         let salt = u64::from(exchange);
         let cutoff = self.send_cutoff();
-        // theirs, numbered by key in the summary's order (a key's versions are consecutive),
-        // then grouped by key fingerprint: (max ts, version fingerprints at that ts)
+        // theirs, grouped by key fingerprint: (max ts, version fingerprints at that ts)
         let mut their = std::mem::take(&mut self.their_ids);
         their.clear();
-        let mut named = 0u32;
-        let mut prev = None;
-        for id in &section.ids {
-            if prev != Some(id.fp) {
-                named += 1;
-                prev = Some(id.fp);
-            }
-            their.push((id.fp, id.ts, id.vfp, named - 1));
-        }
+        their.extend(section.ids.iter().map(|id| (id.fp, id.ts, id.vfp)));
         their.sort_unstable();
         let mut keys = std::mem::take(&mut self.their_keys);
         keys.clear();
         let mut at = 0;
         while at < their.len() {
-            let (fp, n) = (their[at].0, their[at].3);
+            let fp = their[at].0;
             let end = at + their[at..].iter().take_while(|t| t.0 == fp).count();
             let ts = their[end - 1].1;
             let first = at + their[at..end].iter().take_while(|t| t.1 < ts).count();
-            let vfps = (first as u32, end as u32);
-            keys.push(TheirKey { fp, at: n, ts, vfps, seen: false });
+            keys.push(TheirKey { fp, ts, vfps: (first as u32, end as u32), seen: false });
             at = end;
         }
         let mut my_vfps = std::mem::take(&mut self.my_vfps);
@@ -1550,7 +1537,7 @@ impl Node {
             if first.ts > k.ts {
                 versions.for_each(|v| push.entry(key, v));
             } else if first.ts < k.ts {
-                wants.push((fp, k.at));
+                wants.push(fp);
             } else {
                 let vfps = &their[k.vfps.0 as usize..k.vfps.1 as usize];
                 my_vfps.clear();
@@ -1562,70 +1549,39 @@ impl Node {
                     }
                 }
                 if vfps.iter().any(|t| !my_vfps.contains(&t.2)) {
-                    wants.push((fp, k.at));
+                    wants.push(fp);
                 }
             }
         });
-        wants.extend(keys.iter().filter(|k| !k.seen).map(|k| (k.fp, k.at)));
+        wants.extend(keys.iter().filter(|k| !k.seen).map(|k| k.fp));
         self.their_ids = their;
         self.their_keys = keys;
         self.my_vfps = my_vfps;
-        named
     }
 
-    /// Answers a `WantLeaf`: every version of the keys it names, in one `Entries` message.
-    /// Each key is looked up by its number in our summary (our leaf listed newest key first,
-    /// and only grows at its new end), checked against its fingerprint; only the keys not
-    /// found that way (the leaf lost keys since, or our summary withheld some) cost a walk
-    /// of the leaf.
-    fn on_want_leaf(&mut self, from: SocketAddr, exchange: u32, wants: &[WantSection]) {
+    /// Answers a `WantLeaf`: every version of the keys in those leaves with those
+    /// fingerprints, in one `Entries` message.
+    fn on_want_leaf(&mut self, from: SocketAddr, exchange: u32, wants: &[(u32, Vec<u32>)]) {
         let leaves = self.replica.store().tree().leaves();
         let salt = u64::from(exchange);
         let mut push = ListMsg::new(7, exchange);
         let mut fps = Vec::new();
-        let mut at = Vec::new();
-        let mut found = Vec::new();
         let cutoff = self.send_cutoff();
         // each leaf once, and a bounded answer (as for `Want`: a hostile message may name a
         // leaf many times)
         let mut done = hashbrown::HashSet::with_capacity(wants.len());
-        for section in wants {
-            let leaf = section.leaf;
-            if leaf as usize >= leaves {
+        for (leaf, wanted) in wants {
+            if *leaf as usize >= leaves {
                 self.stats.rejected += 1;
                 continue;
             }
-            if push.body.buf.len() >= MAX_ANSWER_BYTES || !done.insert(leaf) {
+            if push.body.buf.len() >= MAX_ANSWER_BYTES || !done.insert(*leaf) {
                 continue;
             }
-            // the summary's key number n, newest first, is the leaf's key keys - 1 - n,
-            // oldest first
-            at.clear();
-            at.extend(
-                section.wanted.iter().map(|&(_, n)| {
-                    section.keys.checked_sub(n.saturating_add(1)).unwrap_or(u32::MAX)
-                }),
-            );
-            found.clear();
-            found.resize(section.wanted.len(), false);
-            let store = self.replica.store();
-            store.for_each_at(leaf as usize, &at, |i, kh, key, versions| {
-                if short_hash(kh, salt) != section.wanted[i].0 || found[i] {
-                    return;
-                }
-                found[i] = true;
-                if versions.clone().next().is_some_and(|w| Self::withheld(cutoff, w)) {
-                    return;
-                }
-                versions.for_each(|v| push.entry(key, v));
-            });
             fps.clear();
-            fps.extend(section.wanted.iter().zip(&found).filter(|(_, f)| !**f).map(|(w, _)| w.0));
-            if fps.is_empty() {
-                continue;
-            }
+            fps.extend_from_slice(wanted);
             fps.sort_unstable();
-            store.for_each_in_leaf_hashed(leaf as usize, |kh, key, versions| {
+            self.replica.store().for_each_in_leaf_hashed(*leaf as usize, |kh, key, versions| {
                 if fps.binary_search(&short_hash(kh, salt)).is_ok() {
                     if versions.clone().next().is_some_and(|w| Self::withheld(cutoff, w)) {
                         return;

@@ -6,7 +6,7 @@
 //! without a copy. The format is small enough to specify in full (docs/protocol.md):
 //!
 //! ```text
-//! datagram := magic "gK" | version u8 (=3) | kind u8 | from varint | exchange varint | body
+//! datagram := magic "gK" | version u8 (=2) | kind u8 | from varint | exchange varint | body
 //! varint   := LEB128, at most 10 bytes;   u64 / u32 / u16 := little-endian fixed width
 //! id       := key_hash u64 | ts u64 | version_hash u32                         (20 bytes)
 //! leaf id  := short(key_hash) u32 | ts - base varint | short(version_hash) u16  (~10 bytes)
@@ -29,7 +29,7 @@ use crate::lww::{NodeId, Timestamp, Version, VersionRef};
 /// First two bytes of every gossip datagram.
 pub const MAGIC: [u8; 2] = *b"gK";
 /// Wire format version.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 2;
 /// Encoded size of a [`VersionId`].
 pub const ID_LEN: usize = 20;
 
@@ -70,21 +70,6 @@ pub struct LeafSection {
     pub leaf: u32,
     /// Every version the sender keeps in the leaf.
     pub ids: Vec<LeafId>,
-}
-
-/// The keys wanted in one leaf, named in a [`LeafSection`] received earlier.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WantSection {
-    /// Leaf index.
-    pub leaf: u32,
-    /// How many keys the answered section named (its keys, in its order, are numbered
-    /// `0..keys`).
-    pub keys: u32,
-    /// `(digest::short_hash(key_hash, exchange), number of the key in the section)` of each
-    /// key wanted. The number lets the answerer find the key without walking its leaf (the
-    /// section listed its leaf newest key first, and a leaf only grows at its new end); the
-    /// fingerprint checks the find, and names the key if the leaf changed otherwise.
-    pub wanted: Vec<(u32, u32)>,
 }
 
 /// One key with one of its versions.
@@ -158,11 +143,11 @@ pub enum Body {
         /// Key hashes.
         keys: Vec<u64>,
     },
-    /// "Send me every version you keep of these keys of your `Leaf` sections" (the answer to
-    /// a `Leaf`; its keys are named by salted fingerprint and number in the section).
+    /// "Send me every version you keep of the keys in these leaves with these salted key
+    /// fingerprints" (the answer to a `Leaf`, whose fingerprints name the keys).
     WantLeaf {
-        /// One section per leaf.
-        wants: Vec<WantSection>,
+        /// `(leaf index, digest::short_hash(key_hash, exchange) of each key wanted)`.
+        wants: Vec<(u32, Vec<u32>)>,
     },
     /// Versions, pushed or asked for.
     Entries {
@@ -497,16 +482,12 @@ impl Writer {
         }
     }
 
-    /// Appends one leaf's section of a `WantLeaf` message: `leaf varint | keys varint |
-    /// count varint | (fp u32 | number varint) per key` (see [`WantSection`]).
-    pub fn want_section(&mut self, leaf: u32, keys: u32, wanted: &[(u32, u32)]) {
+    /// Appends one leaf's section of a `WantLeaf` message: `leaf varint | count varint |
+    /// fp u32 per key`.
+    pub fn want_section(&mut self, leaf: u32, fps: &[u32]) {
         self.varint(u64::from(leaf));
-        self.varint(u64::from(keys));
-        self.varint(wanted.len() as u64);
-        for &(fp, at) in wanted {
-            self.u32(fp);
-            self.varint(u64::from(at));
-        }
+        self.varint(fps.len() as u64);
+        fps.iter().for_each(|f| self.u32(*f));
     }
 
     /// Appends an entry.
@@ -746,7 +727,7 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         }
         Body::WantLeaf { wants } => {
             w.varint(wants.len() as u64);
-            wants.iter().for_each(|s| w.want_section(s.leaf, s.keys, &s.wanted));
+            wants.iter().for_each(|(leaf, fps)| w.want_section(*leaf, fps));
         }
         Body::Want { keys } => {
             w.varint(keys.len() as u64);
@@ -875,15 +856,14 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
             Body::LeafRequest { leaves: (0..n).map(|_| r.varint32()).collect::<Result<_, _>>()? }
         }
         10 => {
-            // a section: leaf (1+) | keys (1+) | count (1+)
-            let n = r.count(3)?;
+            // a section: leaf (1+) | count (1+)
+            let n = r.count(2)?;
             let mut wants = Vec::with_capacity(n);
             for _ in 0..n {
-                let (leaf, keys) = (r.varint32()?, r.varint32()?);
-                let n = r.count(5)?;
-                let wanted =
-                    (0..n).map(|_| Ok((r.u32()?, r.varint32()?))).collect::<Result<_, _>>()?;
-                wants.push(WantSection { leaf, keys, wanted });
+                let leaf = r.varint32()?;
+                let n = r.count(4)?;
+                let fps = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+                wants.push((leaf, fps));
             }
             Body::WantLeaf { wants }
         }
@@ -1034,12 +1014,7 @@ mod tests {
             ],
         });
         roundtrip(Body::Leaf { sections: vec![] });
-        roundtrip(Body::WantLeaf {
-            wants: vec![
-                WantSection { leaf: 9, keys: 300, wanted: vec![(1, 0), (u32::MAX, 299)] },
-                WantSection { leaf: 4095, keys: 0, wanted: vec![] },
-            ],
-        });
+        roundtrip(Body::WantLeaf { wants: vec![(9, vec![1, u32::MAX]), (4095, vec![])] });
         roundtrip(Body::Want { keys: vec![u64::MAX] });
         roundtrip(Body::Entries { entries: vec![e.clone(), t] });
         roundtrip(Body::BulkRequest { cursor: 12 });
@@ -1089,16 +1064,14 @@ mod tests {
     fn hostile_inputs_are_refused_not_panicking() {
         assert_eq!(decode(&Bytes::new()), Err(DecodeError::Truncated));
         assert_eq!(decode(&Bytes::from_static(b"xx\x01\x01")), Err(DecodeError::BadMagic));
-        // versions 1 (leaf summaries one leaf per message) and 2 (wants by fingerprint only) are
-        // not spoken any more
+        // version 1 (leaf summaries one leaf per message) is not spoken any more
         assert_eq!(decode(&Bytes::from_static(b"gK\x01\x01")), Err(DecodeError::Version(1)));
-        assert_eq!(decode(&Bytes::from_static(b"gK\x02\x01")), Err(DecodeError::Version(2)));
-        assert_eq!(decode(&Bytes::from_static(b"gK\x04\x01")), Err(DecodeError::Version(4)));
+        assert_eq!(decode(&Bytes::from_static(b"gK\x03\x01")), Err(DecodeError::Version(3)));
         // a count claiming 2^60 items in a tiny datagram
-        let huge = b"gK\x03\x06\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x0f";
+        let huge = b"gK\x02\x06\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x0f";
         assert_eq!(decode(&Bytes::from_static(huge)), Err(DecodeError::Length));
         // an overlong varint
-        let bad = b"gK\x03\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
+        let bad = b"gK\x02\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
         assert_eq!(decode(&Bytes::from_static(bad)), Err(DecodeError::Varint));
     }
 }
