@@ -691,7 +691,7 @@ impl Collector for Collect {
         o.counter(
             "gossip_descents_deferred",
             "Exchanges whose roots differed that did not walk the tree: the pair had walked it \
-             less than an interval before.",
+             less than half an interval before.",
             st.descents_deferred,
         )?;
         o.counter(
