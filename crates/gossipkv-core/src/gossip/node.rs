@@ -790,29 +790,12 @@ impl Node {
         self.note_local_rumor(VersionId::of(key, v.as_ref()), v.value.is_none(), now);
     }
 
-    /// Spreads the version named `id` (already in the replica) as a rumor, looking up in the
-    /// store whether it is a delete. Drivers that know it (the writer does) call
-    /// [`Node::note_local_rumor`] instead, which costs no store lookup.
-    pub fn note_rumor(&mut self, id: VersionId, now: u64) {
-        let delete = self.is_delete(id);
-        self.make_hot(id, delete, now, true);
-    }
-
     /// Spreads the version named `id`, which this node's client just wrote (`delete`: a
     /// tombstone), as a rumor. Drivers that learn of writes on another thread send just the
     /// id and the flag, computed there, so taking a burst of client writes costs gossip no
     /// store lookup.
     pub fn note_local_rumor(&mut self, id: VersionId, delete: bool, now: u64) {
         self.make_hot(id, delete, now, true);
-    }
-
-    /// Whether the version `id` names is the tombstone this node keeps as its winner.
-    fn is_delete(&self, id: VersionId) -> bool {
-        self.replica.store().with_versions_by_hash(id.kh, |it| {
-            it.next().is_some_and(|w| {
-                w.value.is_none() && w.ts == id.ts && version_hash(id.kh, w) as u32 == id.vh
-            })
-        })
     }
 
     /// Makes a version a rumor (`delete`: it is a tombstone; `local`: this node issued it).
