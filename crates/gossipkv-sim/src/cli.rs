@@ -157,6 +157,10 @@ pub struct SimArgs {
     /// Fixed peer lists instead of membership (no discovery, no failure detection)
     #[arg(long)]
     pub no_membership: bool,
+    /// With membership: most members a node keeps, a partial view [default: all up to 3,000
+    /// nodes, else 10,000,000 / nodes, within 100..=1,000]
+    #[arg(long)]
+    pub member_view: Option<usize>,
     /// Real nodes in each node's seed list [default: all others; members 3]
     #[arg(long)]
     pub seeds: Option<usize>,
@@ -259,6 +263,7 @@ impl SimArgs {
         c.cooldown_rounds = self.cooldown_rounds;
         c.tree_depth = self.tree_depth.unwrap_or(0);
         c.view = self.view.unwrap_or(0);
+        c.member_view = self.member_view.unwrap_or(0);
         c.max_concurrent = self.max_concurrent;
         c.bug = self.inject_bug;
         c

@@ -6,6 +6,14 @@ use gossipkv_core::ClockKind;
 use gossipkv_core::gossip::GossipConfig;
 use serde::Serialize;
 
+/// With membership, every simulated node holds the whole member table up to this many
+/// nodes (n² records in one process: 9 million at 3,000 nodes).
+pub const FULL_TABLES_UP_TO: usize = 3_000;
+
+/// Beyond [`FULL_TABLES_UP_TO`], the default partial view is this many records over all
+/// nodes (about 2 GB), at least 100 and at most 1,000 a node.
+const MEMBER_RECORDS: usize = 10_000_000;
+
 /// Which gossip protocol the nodes run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -187,6 +195,9 @@ pub struct SimConfig {
     /// Nodes learn members through gossip and detect failures (otherwise every node gossips
     /// with a fixed peer list).
     pub membership: bool,
+    /// With membership: most other members a node keeps (a partial view); 0 picks it from
+    /// the node count (whole tables up to [`FULL_TABLES_UP_TO`] nodes).
+    pub member_view: usize,
     /// Real nodes in each node's seed list; 0 = the whole view.
     pub seeds: usize,
     /// Addresses in each node's seed list that never answer.
@@ -236,6 +247,7 @@ impl SimConfig {
             stale_budget: 1_000_000,
             bug: None,
             membership: true,
+            member_view: 0,
             seeds: 0,
             phantom_seeds: 0,
             outage_deletes: 0.0,
@@ -324,9 +336,33 @@ impl SimConfig {
         d
     }
 
-    /// The peer-list size in force (resolves `view == 0`).
+    /// The partial-view size in force with membership (resolves `member_view == 0`); 0 when
+    /// every node holds the whole member table.
+    pub fn effective_member_view(&self) -> usize {
+        let others = self.nodes.saturating_sub(1);
+        if !self.membership {
+            return 0;
+        }
+        let view = match self.member_view {
+            0 if self.nodes <= FULL_TABLES_UP_TO => return 0,
+            0 => (MEMBER_RECORDS / self.nodes).clamp(100, 1000),
+            v => v,
+        };
+        if view >= others { 0 } else { view }
+    }
+
+    /// The peer-list size in force (resolves `view == 0`): with a partial member view, the
+    /// seed list is no longer than it.
     pub fn effective_view(&self) -> usize {
         let others = self.nodes.saturating_sub(1);
+        let view = self.effective_view_alone(others);
+        match self.effective_member_view() {
+            0 => view,
+            m => view.min(m),
+        }
+    }
+
+    fn effective_view_alone(&self, others: usize) -> usize {
         if self.view != 0 {
             return self.view.min(others);
         }

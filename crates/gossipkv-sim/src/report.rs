@@ -75,6 +75,8 @@ pub struct Report {
     pub tree_depth: u32,
     /// Peers each node knows.
     pub view: usize,
+    /// With membership: most other members a node keeps (0: the whole table).
+    pub member_view: usize,
     /// Key space.
     pub keys: usize,
     /// Write slots.
@@ -192,6 +194,9 @@ pub struct MembersCheck {
     pub rounds_to_agree: Option<u32>,
     /// Fewest live nodes (itself included) a live node knows as alive or suspect.
     pub min_known: usize,
+    /// Most live nodes (itself included) a live node knows as alive or suspect (with
+    /// partial views: at most the view plus itself).
+    pub max_known: usize,
     /// `(node, live member)` pairs where the node does not know the member as up.
     pub missing: u64,
     /// `(node, live member)` pairs where the node believes the member dead or left.
@@ -294,10 +299,14 @@ impl Report {
                 Some(r) => format!("all agree {r} rounds after the settle point"),
                 None => format!("NOT all agree ({} node-member pairs missing)", m.missing),
             };
+            let view = match self.member_view {
+                0 => "whole tables".to_string(),
+                v => format!("partial views of {v}"),
+            };
             let _ = writeln!(
                 s,
-                "  membership    {agree}; {} live, each knows >= {}; {} suspicions, {} deaths, \
-                 {} refuted; {} table pulls",
+                "  membership    {agree}; {view}; {} live, each knows >= {}; {} suspicions, \
+                 {} deaths, {} refuted; {} table pulls",
                 m.live, m.min_known, m.suspicions, m.deaths, m.refutes, m.member_pulls
             );
             if m.tombstones_purged > 0 || m.horizon_resets > 0 {

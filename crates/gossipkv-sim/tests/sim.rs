@@ -230,3 +230,25 @@ fn an_even_split_beyond_half_the_horizon_heals() {
     assert_eq!(m.away_cleared + m.horizon_resets, 20, "{m:?}");
     assert!(m.away_cleared > 0 && m.tombstones_purged > 0, "purged after the hold-off: {m:?}");
 }
+
+/// Scale: a partial member view (what 10,000 and 100,000 simulated nodes use by default, as
+/// whole tables are n² records) still converges under every fault mix, and every live node
+/// ends with a full view of live members.
+#[test]
+fn partial_member_views_converge_under_faults() {
+    for scenario in [Scenario::Spec, Scenario::Members, Scenario::CrashRestart, Scenario::Chaos] {
+        for seed in 1..=2 {
+            let mut c = small(scenario, seed);
+            c.nodes = 80;
+            c.member_view = 12;
+            let r = go(&c);
+            let what = format!("{scenario:?} seed {seed}");
+            assert_converged(&r, &what);
+            assert_eq!(r.member_view, 12, "{what}");
+            let m = r.members.as_ref().expect("membership report");
+            assert_eq!((m.missing, m.gone_marked_up), (0, 0), "{what}: {m:?}");
+            // a full view of live members and the node itself, no more
+            assert_eq!((m.min_known, m.max_known), (13, 13), "{what}: {m:?}");
+        }
+    }
+}

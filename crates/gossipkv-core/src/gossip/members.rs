@@ -30,6 +30,19 @@
 //! (`retry_share` of rounds) one slot goes to a dead member or an unknown seed, so members
 //! that come back (a healed partition, a restart) are found again.
 //!
+//! # Partial views (`view > 0`)
+//!
+//! A whole table at every node costs n records a node: nothing for a real node (1,000
+//! members are ~100 KB), but n² in one process simulating 10,000 or 100,000 nodes. With
+//! `view` set, a node keeps at most `view` other members, a partial view in the manner of
+//! SCAMP and Cyclon (Ganesh et al. 2003; Voulgaris et al. 2005): until it is full it fills
+//! as above; once full, the table is no longer pulled (two partial views always differ, so
+//! digests say nothing), records about members outside the view are ignored, and a live
+//! member that contacts us (its `Sync` hello) takes the place of one believed gone, else of
+//! one drawn at random. Every node contacts `fanout` members a round, so it keeps entering
+//! views as others drop it: the views stay a fresh random sample, biased toward members
+//! that are up. Peer picks, probes and the quorum estimate then work on the sample.
+//!
 //! Nothing here reads a clock or a global RNG: time and the RNG are arguments.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -135,6 +148,10 @@ pub struct MembershipConfig {
     pub retry_share: f64,
     /// Most member records kept (hostile or buggy peers cannot grow the table beyond it).
     pub max_members: usize,
+    /// 0: every node holds the whole member table. Otherwise a partial view of at most this
+    /// many other members (see "Partial views" in the module docs): once it is full, a member
+    /// that contacts us replaces one drawn at random, and the table is no longer pulled.
+    pub view: usize,
 }
 
 impl Default for MembershipConfig {
@@ -145,6 +162,7 @@ impl Default for MembershipConfig {
             retransmit_mult: 4,
             retry_share: 0.1,
             max_members: 1 << 17,
+            view: 0,
         }
     }
 }
@@ -164,6 +182,9 @@ pub struct MemberStats {
     pub probe_misses: u64,
     /// Records refused (table full, or claiming our own id from another address).
     pub refused: u64,
+    /// Partial view only: members dropped from the full view to make room for one that
+    /// contacted us.
+    pub evicted: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -300,7 +321,13 @@ impl Membership {
             let b = bucket_of(id);
             theirs.get(b).is_none_or(|t| *t != self.buckets[b] as u32) || theirs.len() != BUCKETS
         };
-        self.records().into_iter().filter(|r| differs(r.id)).collect()
+        let mut out: Vec<MemberRecord> =
+            self.members.values().map(|m| m.rec).filter(|r| differs(r.id)).collect();
+        if differs(self.me.id) {
+            let at = out.partition_point(|r| r.id < self.me.id);
+            out.insert(at, self.me);
+        }
+        out
     }
 
     fn flip(&mut self, rec: &MemberRecord) {
@@ -384,6 +411,39 @@ impl Membership {
     /// Merges one record learned from a peer. `spread`: rumor it on if it changed our view
     /// (records from a full-table pull are not re-rumored). Returns whether the view changed.
     pub fn apply(&mut self, rec: MemberRecord, now: u64, spread: bool) -> bool {
+        self.merge(rec, now, spread, false)
+    }
+
+    /// Whether this is a partial view that is full: unknown members come in only by
+    /// contacting us, each replacing one we knew.
+    pub fn view_full(&self) -> bool {
+        self.cfg.view > 0 && self.members.len() >= self.cfg.view
+    }
+
+    /// Makes room for one member in a full partial view: drops a member believed gone if
+    /// there is one, else one drawn by `draw` (a hash: no RNG here, and the same inputs give
+    /// the same victim). Returns the slot in `order` the newcomer takes.
+    fn evict(&mut self, draw: u64) -> Option<usize> {
+        let pos = if self.count(Status::Dead) + self.count(Status::Left) > 0 {
+            let members = &self.members;
+            self.order.iter().position(|id| members.get(id).is_some_and(|m| m.rec.status.gone()))
+        } else {
+            None
+        };
+        let pos = pos.or_else(|| {
+            (!self.order.is_empty()).then(|| (draw % self.order.len() as u64) as usize)
+        })?;
+        let victim = self.members.remove(&self.order[pos])?;
+        self.flip(&victim.rec);
+        self.set_count(victim.rec.status, false);
+        if self.by_addr.get(&victim.rec.addr) == Some(&victim.rec.id) {
+            self.by_addr.remove(&victim.rec.addr);
+        }
+        self.stats.evicted += 1;
+        Some(pos)
+    }
+
+    fn merge(&mut self, rec: MemberRecord, now: u64, spread: bool, direct: bool) -> bool {
         if rec.id == self.me.id {
             return self.about_me(rec);
         }
@@ -410,7 +470,15 @@ impl Membership {
                 }
             }
             None => {
-                if self.members.len() >= self.cfg.max_members {
+                let mut slot = None;
+                if self.view_full() {
+                    // only a live member that contacted us gets in, in place of another
+                    if !direct || rec.status != Status::Alive {
+                        return false;
+                    }
+                    let draw = xxh3_64(&((u64::from(rec.id) << 40) ^ now).to_le_bytes());
+                    slot = self.evict(draw);
+                } else if self.members.len() >= self.cfg.max_members {
                     self.stats.refused += 1;
                     return false;
                 }
@@ -419,7 +487,10 @@ impl Membership {
                     // the address now belongs to another id: the old one moved or is gone
                     debug_assert_ne!(old, rec.id);
                 }
-                self.order.push(rec.id);
+                match slot {
+                    Some(pos) => self.order[pos] = rec.id,
+                    None => self.order.push(rec.id),
+                }
                 self.flip(&rec);
                 self.set_count(rec.status, true);
                 if rec.status == Status::Suspect {
@@ -458,7 +529,7 @@ impl Membership {
 
     /// The sender of a `Sync` / `SyncAck` told us its own record.
     pub fn hello(&mut self, rec: MemberRecord, now: u64) {
-        self.apply(rec, now, true);
+        self.merge(rec, now, true, true);
     }
 
     /// Any message from `addr` shows it is up: its pending probes succeed.
@@ -860,5 +931,59 @@ mod tests {
         }
         assert_eq!(m.len(), 11);
         assert_eq!(m.stats().refused, 89);
+    }
+
+    #[test]
+    fn a_full_partial_view_takes_in_only_members_that_contact_us() {
+        let cfg = MembershipConfig { view: 10, ..MembershipConfig::default() };
+        let mut m = Membership::new(cfg, 0, addr(0), 1, vec![]);
+        for id in 1..=10 {
+            m.apply(rec(id, 1, 0, Status::Alive), 0, true);
+        }
+        assert!(m.view_full());
+        let before = m.records();
+        // pulled or rumored records of members outside the view are ignored
+        assert!(!m.apply(rec(50, 1, 0, Status::Alive), 1, true));
+        assert!(!m.apply(rec(51, 1, 0, Status::Alive), 1, false));
+        assert_eq!(m.records(), before);
+        // a member that contacts us takes the place of one we knew
+        for (t, id) in (60..90).enumerate() {
+            m.hello(rec(id, 1, 0, Status::Alive), 2 + t as u64);
+            assert_eq!(m.len(), 11);
+            assert!(m.get(id).is_some());
+            assert_eq!(m.id_at(&addr(id)), Some(id));
+        }
+        assert_eq!(m.stats().evicted, 30);
+        assert_eq!(m.stats().refused, 0);
+        // the digest and the counts follow the table as if it had been built from scratch
+        let mut fresh = Membership::new(cfg, 0, addr(0), 1, vec![]);
+        for r in m.records() {
+            fresh.apply(r, 0, true);
+        }
+        assert_eq!(fresh.digest(), m.digest());
+        assert_eq!(m.count(Status::Alive), 10);
+        // sampling draws only members in the view
+        let mut rng = Rng::new(7);
+        for a in m.pick(&mut rng, 5) {
+            assert!(m.id_at(&a).is_some(), "{a} picked but not in the view");
+        }
+    }
+
+    #[test]
+    fn a_full_partial_view_drops_the_dead_first() {
+        let cfg = MembershipConfig { view: 4, ..MembershipConfig::default() };
+        let mut m = Membership::new(cfg, 0, addr(0), 1, vec![]);
+        for id in 1..=4 {
+            m.apply(rec(id, 1, 0, Status::Alive), 0, true);
+        }
+        m.apply(rec(3, 1, 0, Status::Dead), 1, true);
+        assert_eq!(m.count(Status::Dead), 1);
+        m.hello(rec(9, 1, 0, Status::Alive), 2);
+        assert!(m.get(3).is_none(), "the dead member made room");
+        assert_eq!(m.count(Status::Dead), 0);
+        assert_eq!(m.count(Status::Alive), 4);
+        // a record about ourselves or a known member still merges as in a whole table
+        assert!(m.apply(rec(1, 2, 0, Status::Alive), 3, true));
+        assert_eq!(m.get(1).map(|r| r.generation), Some(2));
     }
 }

@@ -543,6 +543,7 @@ impl Node {
                 // but different digests (a death, a restart): pull now and then
                 let since = now.saturating_sub(self.last_member_pull);
                 pull = h.digest != m.digest()
+                    && !m.view_full()
                     && if h.members as usize > m.len() {
                         since >= self.cfg.interval_ms
                     } else {
