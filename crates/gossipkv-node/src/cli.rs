@@ -73,7 +73,8 @@ pub struct GossipFlags {
     /// 0 keeps tombstones forever. HLC only.
     #[arg(long, env = "GOSSIPKV_TOMBSTONE_GRACE_MS", default_value_t = 3_600_000)]
     pub tombstone_grace_ms: u64,
-    /// CPU priority (nice, 0 to 19) of the gossip thread. Gossip runs on a thread of its own
+    /// How much lower (in nice steps, 0 to 19; at most nice 19) the gossip thread's CPU
+    /// priority is than the process's. Gossip runs on a thread of its own
     /// so its bursts of work (a replica merging thousands of versions, a catch-up chunk)
     /// never hold up client connections; a higher nice also makes it yield the cores to them
     /// when the machine is busy (docs/benchmarks.md). 0 keeps the process's priority.
@@ -350,8 +351,13 @@ fn gossip_runtime(nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
         .thread_name("gossipkv-gossip")
         .on_thread_start(move || {
             if nice != 0 {
-                // Linux: `who` 0 with PRIO_PROCESS is the calling thread, not the process
-                if let Err(e) = rustix::process::setpriority_process(None, nice) {
+                // Linux: `who` 0 with PRIO_PROCESS is the calling thread, not the process.
+                // Lowered from the priority the thread started with: a process started
+                // with `nice -n 19` keeps its gossip at 19 (setting 10 outright would raise
+                // it, which root may do)
+                let base = rustix::process::getpriority_process(None).unwrap_or(0);
+                let target = base.saturating_add(nice).min(19);
+                if let Err(e) = rustix::process::setpriority_process(None, target) {
                     tracing::warn!(nice, error = %e, "cannot lower the gossip thread's priority");
                 }
             }
