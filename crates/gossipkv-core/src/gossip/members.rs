@@ -36,10 +36,12 @@
 //! members are ~100 KB), but n² in one process simulating 10,000 or 100,000 nodes. With
 //! `view` set, a node keeps at most `view` other members, a partial view in the manner of
 //! SCAMP and Cyclon (Ganesh et al. 2003; Voulgaris et al. 2005): until it is full it fills
-//! as above; once full, the table is no longer pulled (two partial views always differ, so
-//! digests say nothing), records about members outside the view are ignored, and a live
-//! member that contacts us (its `Sync` hello) takes the place of one believed gone, else of
-//! one drawn at random. Every node contacts `fanout` members a round, so it keeps entering
+//! as above; once full of members believed up, the table is no longer pulled (two partial
+//! views always differ, so digests say nothing), records about members outside the view are
+//! ignored, and a live member that contacts us (its `Sync` hello) takes the place of one
+//! drawn at random. While the view holds members believed gone (crashed, or an old
+//! generation of a member that restarted), it is pulled as a whole table would be and any
+//! live record takes a gone member's place. Every node contacts `fanout` members a round, so it keeps entering
 //! views as others drop it: the views stay a fresh random sample, biased toward members
 //! that are up. Peer picks, probes and the quorum estimate then work on the sample.
 //!
@@ -414,10 +416,18 @@ impl Membership {
         self.merge(rec, now, spread, false)
     }
 
-    /// Whether this is a partial view that is full: unknown members come in only by
-    /// contacting us, each replacing one we knew.
-    pub fn view_full(&self) -> bool {
+    /// Whether this is a partial view holding as many members as it may.
+    fn at_capacity(&self) -> bool {
         self.cfg.view > 0 && self.members.len() >= self.cfg.view
+    }
+
+    /// Whether this is a partial view that is full of members believed up: unknown members
+    /// then come in only by contacting us, each replacing one we knew, and the table is not
+    /// pulled. A full view that still holds members believed gone (a crash, an old
+    /// generation of a member that restarted) is pulled, and live records from anywhere take
+    /// the gone members' places.
+    pub fn view_full(&self) -> bool {
+        self.at_capacity() && self.count(Status::Dead) + self.count(Status::Left) == 0
     }
 
     /// Makes room for one member in a full partial view: drops a member believed gone if
@@ -471,9 +481,10 @@ impl Membership {
             }
             None => {
                 let mut slot = None;
-                if self.view_full() {
-                    // only a live member that contacted us gets in, in place of another
-                    if !direct || rec.status != Status::Alive {
+                if self.at_capacity() {
+                    // only a live member gets in, in place of one believed gone, or if none is
+                    // (the view is full) in place of another when it contacted us itself
+                    if rec.status != Status::Alive || (self.view_full() && !direct) {
                         return false;
                     }
                     let draw = xxh3_64(&((u64::from(rec.id) << 40) ^ now).to_le_bytes());
@@ -978,8 +989,11 @@ mod tests {
         }
         m.apply(rec(3, 1, 0, Status::Dead), 1, true);
         assert_eq!(m.count(Status::Dead), 1);
-        m.hello(rec(9, 1, 0, Status::Alive), 2);
+        assert!(!m.view_full(), "a view holding a dead member is pulled");
+        // a live record from a pull (not a contact) takes the dead member's place
+        assert!(m.apply(rec(9, 1, 0, Status::Alive), 2, false));
         assert!(m.get(3).is_none(), "the dead member made room");
+        assert!(m.view_full());
         assert_eq!(m.count(Status::Dead), 0);
         assert_eq!(m.count(Status::Alive), 4);
         // a record about ourselves or a known member still merges as in a whole table
