@@ -698,7 +698,7 @@ impl<'a> Sim<'a> {
             totals.refutes += s.refutes;
             // walk the node's table, not the live nodes: O(view) a node, not O(n)
             let (mut known, mut gone) = (0usize, 0u64);
-            for r in m.records() {
+            for r in m.iter() {
                 if is_up.get(r.id as usize).copied().unwrap_or(false) {
                     if r.status.gone() {
                         gone += 1;

@@ -323,13 +323,7 @@ impl Membership {
             let b = bucket_of(id);
             theirs.get(b).is_none_or(|t| *t != self.buckets[b] as u32) || theirs.len() != BUCKETS
         };
-        let mut out: Vec<MemberRecord> =
-            self.members.values().map(|m| m.rec).filter(|r| differs(r.id)).collect();
-        if differs(self.me.id) {
-            let at = out.partition_point(|r| r.id < self.me.id);
-            out.insert(at, self.me);
-        }
-        out
+        self.iter().filter(|r| differs(r.id)).collect()
     }
 
     fn flip(&mut self, rec: &MemberRecord) {
@@ -366,10 +360,15 @@ impl Membership {
 
     /// Every record, ourselves included, sorted by id.
     pub fn records(&self) -> Vec<MemberRecord> {
-        let mut out: Vec<MemberRecord> = self.members.values().map(|m| m.rec).collect();
-        let at = out.partition_point(|r| r.id < self.me.id);
-        out.insert(at, self.me);
-        out
+        self.iter().collect()
+    }
+
+    /// Every record, ourselves included, in id order, without collecting them.
+    pub fn iter(&self) -> impl Iterator<Item = MemberRecord> + '_ {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let below = self.members.range(..self.me.id).map(|(_, m)| m.rec);
+        let above = self.members.range((Excluded(self.me.id), Unbounded)).map(|(_, m)| m.rec);
+        below.chain(std::iter::once(self.me)).chain(above)
     }
 
     /// Whether a majority of the members not known to have left (ourselves included) is
