@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 
 use crate::clock::{Clock, ClockKind};
+use crate::digest::{key_hash, version_hash};
 use crate::lww::{MergeOutcome, NodeId, Timestamp, Version, VersionRef};
 use crate::store::{Store, StoreConfig};
 
@@ -67,9 +68,24 @@ impl Replica {
     /// fresh timestamp, which it returns. The new version beats every version this node had
     /// seen, so it is the winner at once. The value is copied once, into the store.
     pub fn write(&self, key: &[u8], value: Option<&[u8]>, phys_ms: u64) -> Timestamp {
+        self.write_hashed(key, value, phys_ms).0
+    }
+
+    /// [`Replica::write`], also returning the hashes the store keys the version by
+    /// (`kh = digest::key_hash(key)`, `vh = digest::version_hash(kh, version)`), so that a
+    /// caller naming the version (gossip's rumor id) need not hash it again.
+    pub fn write_hashed(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        phys_ms: u64,
+    ) -> (Timestamp, u64, u64) {
         let ts = self.clock.issue(phys_ms);
-        self.store.merge(key, VersionRef { ts, origin: self.id, value });
-        ts
+        let v = VersionRef { ts, origin: self.id, value };
+        let kh = key_hash(key);
+        let vh = version_hash(kh, v);
+        self.store.merge_hashed(kh, vh, key, v);
+        (ts, kh, vh)
     }
 
     /// PUT: stores `value` under a fresh timestamp and returns the version written.

@@ -104,11 +104,22 @@ struct RumorQueue {
     status: Arc<GossipStatus>,
 }
 
-impl WriteObserver for RumorQueue {
-    fn on_local_write(&self, key: &[u8], version: VersionRef<'_>) {
-        if !self.ring.push(VersionId::of(key, version), version.value.is_none()) {
+impl RumorQueue {
+    fn push(&self, id: VersionId, delete: bool) {
+        if !self.ring.push(id, delete) {
             self.status.net.rumors_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+}
+
+impl WriteObserver for RumorQueue {
+    fn on_local_write(&self, key: &[u8], version: VersionRef<'_>) {
+        self.push(VersionId::of(key, version), version.value.is_none());
+    }
+
+    /// The server's path: the id from the hashes the store just computed, not hashed again.
+    fn on_local_write_hashed(&self, _key: &[u8], version: VersionRef<'_>, kh: u64, vh: u64) {
+        self.push(VersionId { kh, ts: version.ts, vh: vh as u32 }, version.value.is_none());
     }
 }
 
@@ -330,5 +341,36 @@ pub async fn signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// The server hands the observer the hashes the store computed; the rumor id built from
+    /// them must be the one gossip computes from the key and the version (`VersionId::of`),
+    /// or peers would be told of versions nobody holds.
+    #[test]
+    fn rumor_ids_from_the_stores_hashes_equal_the_computed_ones() {
+        let replica = Replica::new(7, ClockKind::Hlc, StoreConfig::default());
+        let queue = RumorQueue {
+            ring: Arc::new(RumorRing::new(16)),
+            status: Arc::new(GossipStatus::default()),
+        };
+        let writes: [(&[u8], Option<&[u8]>); 3] =
+            [(b"k1", Some(b"v1")), (b"k2", Some(b"")), (b"k1", None)];
+        let mut expected = Vec::new();
+        for (i, (key, value)) in writes.into_iter().enumerate() {
+            let (ts, kh, vh) = replica.write_hashed(key, value, 1_000 + i as u64);
+            let v = VersionRef { ts, origin: 7, value };
+            queue.on_local_write_hashed(key, v, kh, vh);
+            expected.push((VersionId::of(key, v), value.is_none()));
+        }
+        let mut got = VecDeque::new();
+        queue.ring.take_all(&mut got);
+        assert_eq!(Vec::from(got), expected);
     }
 }

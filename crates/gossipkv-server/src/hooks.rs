@@ -16,6 +16,15 @@ use gossipkv_core::{Version, VersionRef};
 pub trait WriteObserver: Send + Sync + 'static {
     /// `key` now has the local version `version` (a tombstone for `DEL`).
     fn on_local_write(&self, key: &[u8], version: VersionRef<'_>);
+
+    /// [`WriteObserver::on_local_write`] with the hashes the store computed for the write
+    /// (`kh = digest::key_hash(key)`, `vh = digest::version_hash(kh, version)`); this is what
+    /// the server calls. The default ignores them; an observer that names versions by these
+    /// hashes overrides it and saves hashing the key and the version again.
+    fn on_local_write_hashed(&self, key: &[u8], version: VersionRef<'_>, kh: u64, vh: u64) {
+        let _ = (kh, vh);
+        self.on_local_write(key, version);
+    }
 }
 
 /// The default observer: ignores every write.

@@ -285,8 +285,13 @@ pub(crate) fn write_local(ctx: &mut Ctx<'_>, key: &[u8], value: Option<&[u8]>) -
     let now = ctx.now_ms();
     let shared = ctx.shared;
     let replica = &*shared.replica;
-    let ts = replica.write(key, value, now);
-    shared.observer.on_local_write(key, VersionRef { ts, origin: replica.id(), value });
+    let (ts, kh, vh) = replica.write_hashed(key, value, now);
+    shared.observer.on_local_write_hashed(
+        key,
+        VersionRef { ts, origin: replica.id(), value },
+        kh,
+        vh,
+    );
     ts
 }
 
