@@ -415,6 +415,11 @@ impl Membership {
         self.merge(rec, now, spread, false)
     }
 
+    /// Members (self excluded) believed dead or left.
+    fn gone(&self) -> usize {
+        self.count(Status::Dead) + self.count(Status::Left)
+    }
+
     /// Whether this is a partial view holding as many members as it may.
     fn at_capacity(&self) -> bool {
         self.cfg.view > 0 && self.members.len() >= self.cfg.view
@@ -426,14 +431,14 @@ impl Membership {
     /// generation of a member that restarted) is pulled, and live records from anywhere take
     /// the gone members' places.
     pub fn view_full(&self) -> bool {
-        self.at_capacity() && self.count(Status::Dead) + self.count(Status::Left) == 0
+        self.at_capacity() && self.gone() == 0
     }
 
     /// Makes room for one member in a full partial view: drops a member believed gone if
     /// there is one, else one drawn by `draw` (a hash: no RNG here, and the same inputs give
     /// the same victim). Returns the slot in `order` the newcomer takes.
     fn evict(&mut self, draw: u64) -> Option<usize> {
-        let pos = if self.count(Status::Dead) + self.count(Status::Left) > 0 {
+        let pos = if self.gone() > 0 {
             let members = &self.members;
             self.order.iter().position(|id| members.get(id).is_some_and(|m| m.rec.status.gone()))
         } else {
@@ -943,13 +948,19 @@ mod tests {
         assert_eq!(m.stats().refused, 89);
     }
 
-    #[test]
-    fn a_full_partial_view_takes_in_only_members_that_contact_us() {
-        let cfg = MembershipConfig { view: 10, ..MembershipConfig::default() };
+    /// Node 0 with a partial view of `view`, filled with members `1..=view`, alive.
+    fn full_partial_view(view: usize) -> (MembershipConfig, Membership) {
+        let cfg = MembershipConfig { view, ..MembershipConfig::default() };
         let mut m = Membership::new(cfg, 0, addr(0), 1, vec![]);
-        for id in 1..=10 {
+        for id in 1..=view as NodeId {
             m.apply(rec(id, 1, 0, Status::Alive), 0, true);
         }
+        (cfg, m)
+    }
+
+    #[test]
+    fn a_full_partial_view_takes_in_only_members_that_contact_us() {
+        let (cfg, mut m) = full_partial_view(10);
         assert!(m.view_full());
         let before = m.records();
         // pulled or rumored records of members outside the view are ignored
@@ -981,11 +992,7 @@ mod tests {
 
     #[test]
     fn a_full_partial_view_drops_the_dead_first() {
-        let cfg = MembershipConfig { view: 4, ..MembershipConfig::default() };
-        let mut m = Membership::new(cfg, 0, addr(0), 1, vec![]);
-        for id in 1..=4 {
-            m.apply(rec(id, 1, 0, Status::Alive), 0, true);
-        }
+        let (_, mut m) = full_partial_view(4);
         m.apply(rec(3, 1, 0, Status::Dead), 1, true);
         assert_eq!(m.count(Status::Dead), 1);
         assert!(!m.view_full(), "a view holding a dead member is pulled");
