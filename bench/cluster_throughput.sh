@@ -27,6 +27,11 @@
 #                         were other hosts; 19 approximates that (they still gossip, and the
 #                         run still checks they applied versions during the load)
 #   NODES (3)             cluster size (NODES=1: a lone node, for comparison)
+#   PIN ("")              "CLIENT_CPUS/SERVER_CPUS", e.g. "0/1": redis-benchmark runs under
+#                         `taskset -c CLIENT_CPUS`, redis-server and every gossipkv process under
+#                         `taskset -c SERVER_CPUS`, so the load generator (which saturates a
+#                         core at -P 1) and the servers do not take each other's CPU; empty: the
+#                         scheduler places everything
 #   SETTLE_S (30)         max seconds to wait for the replicas to agree after the load
 #   SKIP_BUILD=1          use the already-built target/release/gossipkv
 #   BIN                   benchmark this gossipkv binary instead (e.g. an older build; implies
@@ -53,6 +58,15 @@ NODE_ARGS="${NODE_ARGS:-}"
 REPLICA_NICE="${REPLICA_NICE:-0}"
 SETTLE_S="${SETTLE_S:-30}"
 NODES="${NODES:-3}"
+PIN="${PIN:-}"
+ON_CLIENT=()
+ON_SERVER=()
+if [[ -n "$PIN" ]]; then
+  [[ "$PIN" == */* ]] || { echo "PIN must be CLIENT_CPUS/SERVER_CPUS, e.g. 0/1" >&2; exit 1; }
+  command -v taskset >/dev/null || { echo "PIN needs taskset (util-linux)" >&2; exit 1; }
+  ON_CLIENT=(taskset -c "${PIN%%/*}")
+  ON_SERVER=(taskset -c "${PIN##*/}")
+fi
 
 for tool in redis-server redis-cli redis-benchmark; do
   command -v "$tool" >/dev/null || {
@@ -118,7 +132,7 @@ until range_free "$P"; do P=$((P + NODES)); done
 case "$MODE" in
   cluster)
     # shellcheck disable=SC2086
-    "$BIN" cluster --nodes "$NODES" --base-port "$P" --quiet $CLUSTER_ARGS >"$WORKDIR/cluster.log" 2>&1 &
+    "${ON_SERVER[@]}" "$BIN" cluster --nodes "$NODES" --base-port "$P" --quiet $CLUSTER_ARGS >"$WORKDIR/cluster.log" 2>&1 &
     CLUSTER_PIDS=($!)
     for i in $(seq 0 $((NODES - 1))); do
       wait_pong $((P + i)) "${CLUSTER_PIDS[0]}" \
@@ -135,7 +149,7 @@ case "$MODE" in
       nice_i=0
       [[ "$i" == 0 ]] || nice_i="$REPLICA_NICE"
       # shellcheck disable=SC2086
-      nice -n "$nice_i" "$BIN" node --id "$i" --listen "127.0.0.1:$((P + i))" --gossip "127.0.0.1:$((P + 10000 + i))" \
+      "${ON_SERVER[@]}" nice -n "$nice_i" "$BIN" node --id "$i" --listen "127.0.0.1:$((P + i))" --gossip "127.0.0.1:$((P + 10000 + i))" \
         ${peers:+--peers "$peers"} $NODE_ARGS >"$WORKDIR/node$i.log" 2>&1 &
       CLUSTER_PIDS+=($!)
     done
@@ -150,13 +164,14 @@ esac
 
 RP=6399
 while port_busy "$RP"; do RP=$((RP + 1)); done
-redis-server --bind 127.0.0.1 --port "$RP" --save '' --appendonly no --daemonize no \
+"${ON_SERVER[@]}" redis-server --bind 127.0.0.1 --port "$RP" --save '' --appendonly no --daemonize no \
   --dir "$WORKDIR" --logfile "$WORKDIR/redis.log" &
 REDIS_PID=$!
 wait_pong "$RP" "$REDIS_PID" || { echo "redis-server did not start" >&2; cat "$WORKDIR/redis.log" >&2; exit 1; }
 echo "redis: $(redis-server --version | cut -d' ' -f1-3) on 127.0.0.1:$RP (pid $REDIS_PID)"
 echo "$(redis-benchmark --version): -t $TESTS -c $CLIENTS -r $KEYSPACE -d $DATASIZE;" \
   "-n $REQUESTS without pipelining, -n $REQUESTS_P with -P $PIPELINE; $RUNS rounds"
+[[ -z "$PIN" ]] || echo "pinned: redis-benchmark on cpu ${PIN%%/*}, servers on cpu ${PIN##*/}"
 echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
   "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -190,7 +205,7 @@ bench() { # $1 = label, $2 = port, $3 = pipeline
   fi
   local t0 t1
   t0="$(date +%s.%N)"
-  timeout 600 redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -c "$CLIENTS" -n "$n" \
+  timeout 600 "${ON_CLIENT[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -t "$TESTS" -c "$CLIENTS" -n "$n" \
     -r "$KEYSPACE" -d "$DATASIZE" -P "$p" --csv >"$out"
   t1="$(date +%s.%N)"
   if [[ "$label" == node0 ]]; then
