@@ -2,9 +2,10 @@
 //! incrementally maintained digest tree.
 //!
 //! **Concurrency.** The key space is split into `2^shards_log2` shards by the top bits of the
-//! key's stable hash, each behind its own `RwLock`. A merge locks exactly one shard for a few
-//! hundred nanoseconds, so a merge is atomic per key and there is no global lock on any path.
-//! No lock is held across anything but in-memory work (no I/O, no await).
+//! key's stable hash, each behind its own `RwLock` (the standard library's: see `ShardLock`).
+//! A merge locks exactly one shard for a few hundred nanoseconds, so a merge is atomic per key
+//! and there is no global lock on any path. No lock is held across anything but in-memory work
+//! (no I/O, no await).
 //!
 //! **Layout (memory per key).** A shard keeps its entries in fixed-size chunks of 1,024 (so
 //! growing never copies or transiently doubles them), used as a pool of blocks of 8, and an
@@ -26,7 +27,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use hashbrown::{HashMap, HashTable};
-use parking_lot::RwLock;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::digest::{TREE_ARITY, TreeShape, key_hash, version_hash};
 use crate::lww::{MergeOutcome, Timestamp, Version, VersionRef, decide};
@@ -60,6 +61,30 @@ impl StoreConfig {
         self.shards_log2 = self.shards_log2.min(self.tree.leaves_log2());
         self.max_concurrent = self.max_concurrent.max(1);
         self
+    }
+}
+
+/// A shard's lock: the standard library's `RwLock` (on Linux a futex that spins briefly and
+/// then sleeps until the holder wakes it), not `parking_lot`'s, whose contended path calls
+/// `sched_yield` up to seven times before it sleeps. On a busy machine a yield hands the core
+/// to another runnable thread for a whole scheduler slice (EEVDF pushes the yielder's
+/// deadline back by one), so a client write that met the gossip thread reading the same
+/// shard could stall for a millisecond: in a 3-node cluster under `redis-benchmark -t set`,
+/// node 0 yielded about 450 times per 100,000 SETs, and the SET p99 was 1.6-2.1× Redis's
+/// with `parking_lot`, 1.0-1.1× with this lock (docs/benchmarks.md, "Shard locks").
+///
+/// Poisoning is ignored, as `parking_lot` (which has none) did before: no input can make a
+/// critical section panic (an allocation failure aborts the process instead).
+#[derive(Debug)]
+struct ShardLock(RwLock<Shard>);
+
+impl ShardLock {
+    fn read(&self) -> RwLockReadGuard<'_, Shard> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Shard> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -566,7 +591,7 @@ impl ExactSizeIterator for Kept<'_> {}
 #[derive(Debug)]
 pub struct Store {
     cfg: StoreConfig,
-    shards: Box<[RwLock<Shard>]>,
+    shards: Box<[ShardLock]>,
 }
 
 /// Counts of what a store holds.
@@ -592,7 +617,7 @@ impl Store {
         let cfg = cfg.normalized();
         let leaves_per_shard = cfg.tree.leaves() >> cfg.shards_log2;
         let shards = (0..1usize << cfg.shards_log2)
-            .map(|_| RwLock::new(Shard::new(leaves_per_shard)))
+            .map(|_| ShardLock(RwLock::new(Shard::new(leaves_per_shard))))
             .collect();
         Self { cfg, shards }
     }
