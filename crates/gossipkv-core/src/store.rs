@@ -10,11 +10,12 @@
 //! **Layout (memory per key).** A shard keeps its entries in fixed-size chunks of 1,024 (so
 //! growing never copies or transiently doubles them), used as a pool of blocks of 8, and an
 //! index `HashTable<u32>` of positions (5 bytes a slot), rather than a table of entries (which
-//! would leave up to half of its 48-byte slots empty after a resize). An entry (48 bytes) holds
-//! the winning version inline: key and value bytes in one allocation, timestamp, origin, flags,
-//! the key's 64-bit stable hash and the winner's version hash (so the index resizes, lookups by
-//! hash compare, and gossip names keys and versions without re-reading or re-hashing keys or
-//! values). Concurrent values beyond the winner are rare and live in a side map.
+//! would leave up to half of its 88-byte slots empty after a resize). An entry (88 bytes) holds
+//! the winning version: key and value bytes (inside the entry up to 54 bytes together, else in
+//! one allocation), timestamp, origin, flags, the key's 64-bit stable hash and the winner's
+//! version hash (so the index resizes, lookups by hash compare, and gossip names keys and
+//! versions without re-reading or re-hashing keys or values). Concurrent values beyond the
+//! winner are rare and live in a side map.
 //! docs/store.md has the measured bytes per key.
 //!
 //! **Digest.** Each shard owns a contiguous range of the tree's leaves (shards never exceed
@@ -88,11 +89,71 @@ impl ShardLock {
     }
 }
 
+/// Longest key + value an entry holds inside itself. 54 is what fits beside the tag and the
+/// length in the 56 bytes the heap form (a boxed slice) takes with its alignment anyway.
+const INLINE: usize = 54;
+
+/// An entry's key bytes followed by its value bytes: inside the entry when they fit
+/// [`INLINE`] bytes (a 16-byte key and a 32-byte value do), else in an allocation of their own.
+/// Inline, a lookup compares the key and a read copies the value from the cache lines the
+/// entry's hash was just read from, and a write allocates nothing.
+#[derive(Debug)]
+enum Data {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Data {
+    const EMPTY: Data = Data::Inline { len: 0, bytes: [0; INLINE] };
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Data::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Data::Heap(b) => b,
+        }
+    }
+
+    /// Bytes allocated outside the entry.
+    fn heap_len(&self) -> usize {
+        match self {
+            Data::Inline { .. } => 0,
+            Data::Heap(b) => b.len(),
+        }
+    }
+
+    /// Makes the bytes `key` followed by `value`, in place when they fit where they are (inline,
+    /// or an allocation of exactly their length: the common overwrite allocates nothing).
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        let n = key.len() + value.len();
+        match self {
+            Data::Heap(b) if b.len() == n => b[key.len()..].copy_from_slice(value),
+            Data::Inline { len, bytes } if n <= INLINE => {
+                bytes[..key.len()].copy_from_slice(key);
+                bytes[key.len()..n].copy_from_slice(value);
+                // n <= INLINE < 256
+                *len = n as u8;
+            }
+            _ if n <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..key.len()].copy_from_slice(key);
+                bytes[key.len()..n].copy_from_slice(value);
+                *self = Data::Inline { len: n as u8, bytes };
+            }
+            _ => {
+                let mut data = Vec::with_capacity(n);
+                data.extend_from_slice(key);
+                data.extend_from_slice(value);
+                *self = Data::Heap(data.into_boxed_slice());
+            }
+        }
+    }
+}
+
 /// One key and the winning version, stored compactly.
 #[derive(Debug)]
 struct Entry {
     /// Key bytes followed by value bytes (no value bytes for a tombstone).
-    data: Box<[u8]>,
+    data: Data,
     ts: Timestamp,
     origin: u32,
     /// Key length, plus the `TOMBSTONE` and `HAS_EXTRAS` flag bits.
@@ -108,11 +169,11 @@ struct Entry {
 impl Entry {
     /// An unused slot of a block (allocates nothing).
     fn placeholder() -> Self {
-        Entry { data: Box::new([]), ts: 0, origin: 0, meta: 0, kh: 0, vh: 0 }
+        Entry { data: Data::EMPTY, ts: 0, origin: 0, meta: 0, kh: 0, vh: 0 }
     }
 
     fn new(kh: u64, key: &[u8], v: VersionRef<'_>, vh: u64) -> Self {
-        let mut e = Entry { data: Box::new([]), ts: 0, origin: 0, meta: 0, kh, vh };
+        let mut e = Entry { data: Data::EMPTY, ts: 0, origin: 0, meta: 0, kh, vh };
         e.set(key, v, vh);
         e
     }
@@ -121,16 +182,7 @@ impl Entry {
     /// (or, for a new entry, the key it gets).
     fn set(&mut self, key: &[u8], v: VersionRef<'_>, vh: u64) {
         self.vh = vh;
-        let value = v.value.unwrap_or(&[]);
-        if self.data.len() == key.len() + value.len() {
-            // Same key, value of the same length (the common overwrite): reuse the allocation.
-            self.data[key.len()..].copy_from_slice(value);
-        } else {
-            let mut data = Vec::with_capacity(key.len() + value.len());
-            data.extend_from_slice(key);
-            data.extend_from_slice(value);
-            self.data = data.into_boxed_slice();
-        }
+        self.data.set(key, v.value.unwrap_or(&[]));
         self.ts = v.ts;
         self.origin = v.origin;
         let flags = if v.value.is_none() { TOMBSTONE } else { 0 };
@@ -139,14 +191,14 @@ impl Entry {
     }
 
     fn key(&self) -> &[u8] {
-        &self.data[..(self.meta & KLEN_MASK) as usize]
+        &self.data.as_slice()[..(self.meta & KLEN_MASK) as usize]
     }
 
     fn version(&self) -> VersionRef<'_> {
         let value = if self.meta & TOMBSTONE != 0 {
             None
         } else {
-            Some(&self.data[(self.meta & KLEN_MASK) as usize..])
+            Some(&self.data.as_slice()[(self.meta & KLEN_MASK) as usize..])
         };
         VersionRef { ts: self.ts, origin: self.origin, value }
     }
@@ -406,7 +458,7 @@ impl Shard {
             let (ea, eb) = (&a.entries[pa as usize], &b.entries[pb as usize]);
             ka == kb
                 && (ea.ts, ea.origin, ea.meta, ea.vh) == (eb.ts, eb.origin, eb.meta, eb.vh)
-                && ea.data == eb.data
+                && ea.data.as_slice() == eb.data.as_slice()
                 && (!ea.has_extras() || a.extras.get(&pa) == b.extras.get(&pb))
         })
     }
@@ -850,7 +902,7 @@ impl Store {
                 bytes += (cap * 8 / 7).next_power_of_two() * 5 + 16;
             }
             for chunk in &s.entries.chunks {
-                bytes += chunk.iter().map(|e| size_class(e.data.len())).sum::<usize>();
+                bytes += chunk.iter().map(|e| size_class(e.data.heap_len())).sum::<usize>();
             }
             // per leaf: newest block, key count, leaf hash
             bytes += s.entries.heads.len() * (4 + 4 + 8);
@@ -1110,15 +1162,49 @@ mod tests {
             let value = format!("v:{i:030}");
             s.merge(key.as_bytes(), put(1, 0, &value).as_ref());
         }
-        // docs/store.md: 48 per entry slot (whole blocks of 8 per leaf: at 20,000 keys in
-        // 4,096 leaves most slots are the free ones of a leaf's only block) + 5.7 to 11.4
-        // (index) + 48 (16 + 32 bytes) per key, + a 4-byte link per block
+        // docs/store.md: 88 per entry slot (whole blocks of 8 per leaf: at 20,000 keys in
+        // 4,096 leaves most slots are the free ones of a leaf's only block), the 16 + 32 bytes
+        // inside it, + 5.7 to 11.4 (index) per key, + a 4-byte link per block
         let slots: usize = s.shards.iter().map(|sh| sh.read().entries.slots).sum();
         let entries = (slots * std::mem::size_of::<Entry>()) as f64 / 20_000.0;
         let per_key = (s.memory_estimate() - empty) as f64 / 20_000.0 - entries;
-        assert!((53.0..=62.0).contains(&per_key), "{per_key} bytes per key beside the entries");
+        assert!((5.0..=14.0).contains(&per_key), "{per_key} bytes per key beside the entries");
         s.merge(b"k:00000000000000", put(1, 1, "tie").as_ref());
-        assert!(s.memory_estimate() > empty + 20_000 * 101);
+        assert!(s.memory_estimate() > empty + 20_000 * 93);
+        // a key + value past INLINE bytes costs its allocation on top
+        let before = s.memory_estimate();
+        s.merge(b"k:00000000000001", put(2, 0, &"x".repeat(100)).as_ref());
+        assert_eq!(s.memory_estimate() - before, size_class(16 + 100));
+    }
+
+    #[test]
+    fn data_inline_and_on_the_heap_round_trip_through_every_transition() {
+        let mut d = Data::EMPTY;
+        let long = vec![7u8; 200];
+        // inline -> inline (same and other lengths), inline -> heap, heap -> heap (same
+        // length: in place; other length), heap -> inline, and the empty value
+        let steps: [(&[u8], &[u8]); 8] = [
+            (b"key", b"value"),
+            (b"key", b"other"),
+            (b"key", b"much longer value"),
+            (b"key", &long),
+            (b"key", &long[..]),
+            (b"key", &long[..150]),
+            (b"key", b"short again"),
+            (b"key", b""),
+        ];
+        for (key, value) in steps {
+            d.set(key, value);
+            assert_eq!(d.as_slice(), [key, value].concat().as_slice());
+            let n = key.len() + value.len();
+            assert_eq!(d.heap_len(), if n <= INLINE { 0 } else { n });
+        }
+        // exactly INLINE bytes stay inline; one more goes to the heap
+        let edge = vec![1u8; INLINE - 3];
+        d.set(b"key", &edge);
+        assert_eq!((d.heap_len(), d.as_slice().len()), (0, INLINE));
+        d.set(b"key", &[edge.as_slice(), b"!"].concat());
+        assert_eq!(d.heap_len(), INLINE + 1);
     }
 
     #[test]
@@ -1180,9 +1266,10 @@ mod tests {
     }
 
     #[test]
-    fn entry_is_48_bytes() {
+    fn entry_is_88_bytes() {
         // docs/store.md's bytes-per-key breakdown relies on this.
-        assert_eq!(std::mem::size_of::<Entry>(), 48);
+        assert_eq!(std::mem::size_of::<Data>(), 56);
+        assert_eq!(std::mem::size_of::<Entry>(), 88);
     }
 
     #[test]
