@@ -72,7 +72,8 @@ impl StoreConfig {
 /// deadline back by one), so a client write that met the gossip thread reading the same
 /// shard could stall for a millisecond: in a 3-node cluster under `redis-benchmark -t set`,
 /// node 0 yielded about 450 times per 100,000 SETs, and the SET p99 was 1.6-2.1× Redis's
-/// with `parking_lot`, 1.0-1.1× with this lock (docs/benchmarks.md, "Shard locks").
+/// with `parking_lot`, 1.0-1.1× with this lock (docs/benchmarks.md, "Node, shard locks that
+/// do not yield the core").
 ///
 /// Poisoning is ignored, as `parking_lot` (which has none) did before: no input can make a
 /// critical section panic (an allocation failure aborts the process instead).
