@@ -38,7 +38,8 @@
 #                         SKIP_BUILD)
 # Output ends with machine-readable lines:
 #   median label=node0|redis pipeline=.. test=.. rps=.. p50_ms=.. p99_ms=..
-#   compare pipeline=.. test=.. rps_ratio=.. p50_ratio=.. p99_ratio=..   (node / redis)
+#   compare pipeline=.. test=.. rps_ratio=.. p50_ratio=.. p99_ratio=..   (node / redis, of the medians)
+#           rps_ratio_rounds=MIN-MAX p99_ratio_rounds=MIN-MAX  (the same ratios round by round)
 #   gossip during_load_node0_rounds=[..] replicas_versions_applied_during_load=.. converged=yes|no ...
 set -euo pipefail
 
@@ -303,8 +304,22 @@ for p in 1 "$PIPELINE"; do
     n99="$(field p99_ms <<<"$n")" r99="$(field p99_ms <<<"$r")"
     printf '%-3s %-4s %11s %11s %7s %8s %8s %7s %8s %8s %7s\n' "$p" "$test" "$nr" "$rr" \
       "$(ratio "$nr" "$rr")" "$n50" "$r50" "$(ratio "$n50" "$r50")" "$n99" "$r99" "$(ratio "$n99" "$r99")"
+    # round-by-round ratios (the k-th node 0 run against the k-th redis-server run of the same
+    # test): their range says how much one round can be trusted
+    ranges="$(awk -v p="$p" -v t="$test" '
+      function f(k,   i, a) { for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } }
+      $1 == "bench" && $3 == "pipeline=" p && $4 == "test=" t {
+        if ($2 == "label=node0") { nn++; nrps[nn] = f("rps"); n99[nn] = f("p99_ms") }
+        else { rn++; rrps[rn] = f("rps"); r99[rn] = f("p99_ms") } }
+      END {
+        m = nn < rn ? nn : rn
+        for (i = 1; i <= m; i++) {
+          if (rrps[i] > 0) { x = nrps[i] / rrps[i]; if (!lo1 || x < lo1) lo1 = x; if (x > hi1) hi1 = x }
+          if (r99[i] > 0) { y = n99[i] / r99[i]; if (!lo2 || y < lo2) lo2 = y; if (y > hi2) hi2 = y } }
+        if (m == 0) print "na na"; else printf "%.3f-%.3f %.3f-%.3f\n", lo1, hi1, lo2, hi2 }' "$RESULTS")"
     echo "compare pipeline=$p test=$test rps_ratio=$(ratio "$nr" "$rr")" \
-      "p50_ratio=$(ratio "$n50" "$r50") p99_ratio=$(ratio "$n99" "$r99")" >>"$WORKDIR/compare.txt"
+      "p50_ratio=$(ratio "$n50" "$r50") p99_ratio=$(ratio "$n99" "$r99")" \
+      "rps_ratio_rounds=${ranges% *} p99_ratio_rounds=${ranges#* }" >>"$WORKDIR/compare.txt"
   done
 done
 echo "(ratio > 1: node 0 is faster; p99_x > 1: node 0's p99 is higher)"
