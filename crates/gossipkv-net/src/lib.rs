@@ -81,9 +81,13 @@ const RECV_BUFFER: usize = 64 * 1024;
 /// Pushing never wakes the driver: with a channel, every client write scheduled the driver
 /// task (often on the other worker thread: a futex wake-up) only to append to a list that is
 /// read at the next round.
+///
+/// The lock is the standard library's, as the store's shard locks are: every client write
+/// takes it, and `parking_lot`'s contended path yields the core (`ShardLock` in
+/// `gossipkv_core::store` says what that cost).
 #[derive(Debug)]
 pub struct RumorRing {
-    ids: Mutex<VecDeque<(VersionId, bool)>>,
+    ids: std::sync::Mutex<VecDeque<(VersionId, bool)>>,
     capacity: usize,
 }
 
@@ -91,13 +95,19 @@ impl RumorRing {
     /// A ring that keeps the newest `capacity` ids (at least one).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        Self { ids: Mutex::new(VecDeque::with_capacity(capacity)), capacity }
+        Self { ids: std::sync::Mutex::new(VecDeque::with_capacity(capacity)), capacity }
+    }
+
+    /// The queue (a poisoned lock is used as it is: pushing and swapping cannot panic
+    /// half-way through).
+    fn ids(&self) -> std::sync::MutexGuard<'_, VecDeque<(VersionId, bool)>> {
+        self.ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues `id` (`delete`: the write was a DEL). Returns `false` when the ring was full and
     /// the oldest id was dropped.
     pub fn push(&self, id: VersionId, delete: bool) -> bool {
-        let mut ids = self.ids.lock();
+        let mut ids = self.ids();
         let room = ids.len() < self.capacity;
         if !room {
             ids.pop_front();
@@ -108,7 +118,7 @@ impl RumorRing {
 
     /// Ids queued now.
     pub fn len(&self) -> usize {
-        self.ids.lock().len()
+        self.ids().len()
     }
 
     /// Whether nothing is queued.
@@ -120,7 +130,7 @@ impl RumorRing {
     /// when `out` has room: the lock is held for a swap only.
     pub fn take_all(&self, out: &mut VecDeque<(VersionId, bool)>) {
         out.clear();
-        std::mem::swap(&mut *self.ids.lock(), out);
+        std::mem::swap(&mut *self.ids(), out);
     }
 }
 
