@@ -16,13 +16,22 @@ fn cfg() -> StoreConfig {
     StoreConfig { shards_log2: 2, tree: TreeShape::new(1), max_concurrent: LIMIT }
 }
 
+/// Two values too long to sit inside a store entry (key + value over 54 bytes), of the same
+/// length, so merges also move a key between its inline and allocated forms, both ways, and
+/// overwrite an allocation in place.
+const LONG_L: &str = "LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL";
+const LONG_M: &str = "LLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLM";
+
 /// Small domains so ties, duplicates and tombstones are frequent.
 fn version() -> impl Strategy<Value = (Bytes, Version)> {
     (
         prop::sample::select(vec!["a", "b", "c", "key-d"]),
         0u64..4,
         0u32..3,
-        prop::option::weighted(0.8, prop::sample::select(vec!["", "x", "y", "xy", "Y", "zz"])),
+        prop::option::weighted(
+            0.8,
+            prop::sample::select(vec!["", "x", "y", "xy", "Y", "zz", LONG_L, LONG_M]),
+        ),
     )
         .prop_map(|(k, ts, origin, val)| {
             let v = Version { ts, origin, value: val.map(|s| Bytes::from(s.as_bytes().to_vec())) };
