@@ -135,10 +135,9 @@ impl Data {
                 *len = n as u8;
             }
             _ if n <= INLINE => {
-                let mut bytes = [0; INLINE];
-                bytes[..key.len()].copy_from_slice(key);
-                bytes[key.len()..n].copy_from_slice(value);
-                *self = Data::Inline { len: n as u8, bytes };
+                // from the heap back inside: start from an empty inline form
+                *self = Data::EMPTY;
+                self.set(key, value);
             }
             _ => {
                 let mut data = Vec::with_capacity(n);
