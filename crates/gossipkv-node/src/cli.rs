@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, ValueEnum};
@@ -264,6 +265,12 @@ pub struct NodeArgs {
     #[arg(long, env = "GOSSIPKV_THREADS", default_value_t = ServerConfig::DEFAULT_WORKER_THREADS,
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub threads: usize,
+    /// With one thread: microseconds the client event loop busy-waits for more work before
+    /// it sleeps, while requests arrive in quick succession (0: never). It saves the client
+    /// and the node a wake-up per request under load (docs/benchmarks.md).
+    #[arg(long, env = "GOSSIPKV_IDLE_SPIN_US", default_value_t = DEFAULT_IDLE_SPIN_US,
+        value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub idle_spin_us: u64,
     /// Seed for gossip peer choice and fault injection (default: derived from the id).
     #[arg(long, env = "GOSSIPKV_SEED")]
     pub seed: Option<u64>,
@@ -323,6 +330,11 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 1,
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub threads: usize,
+    /// With one thread: microseconds the client event loop busy-waits for more work before
+    /// it sleeps, while requests arrive in quick succession (0: never; as for `node`).
+    #[arg(long, default_value_t = DEFAULT_IDLE_SPIN_US,
+        value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub idle_spin_us: u64,
     /// Print only the summary line, not the table of nodes.
     #[arg(long)]
     pub quiet: bool,
@@ -337,6 +349,9 @@ pub struct ClusterArgs {
     #[allow(missing_docs)]
     pub gossip_flags: GossipFlags,
 }
+
+/// Default of `--idle-spin-us` ([`ServerConfig::DEFAULT_IDLE_SPIN`]).
+pub const DEFAULT_IDLE_SPIN_US: u64 = ServerConfig::DEFAULT_IDLE_SPIN.as_micros() as u64;
 
 /// Default of `--gossip-nice`.
 pub const DEFAULT_GOSSIP_NICE: i32 = 10;
@@ -375,14 +390,6 @@ fn huge_pages(thp: bool) {
     }
 }
 
-fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
-    }
-}
-
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("gossipkv: {msg}");
     ExitCode::from(2)
@@ -404,6 +411,7 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
     let mut server = ServerConfig::new(args.listen);
     server.requirepass = args.requirepass.clone();
     server.worker_threads = args.threads;
+    server.idle_spin = Duration::from_micros(args.idle_spin_us);
     let spec = NodeSpec {
         id: args.id,
         peers,
@@ -416,7 +424,7 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
         membership: !args.gossip_flags.no_membership,
         gate_writes: !args.fresh,
     };
-    let rt = match runtime(args.threads) {
+    let rt = match spec.server.runtime() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
@@ -519,7 +527,12 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
     if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
         let _ = rlimit::Resource::NOFILE.set(hard, hard);
     }
-    let rt = match runtime(args.threads) {
+    let client_runtime = ServerConfig {
+        worker_threads: args.threads,
+        idle_spin: Duration::from_micros(args.idle_spin_us),
+        ..ServerConfig::default()
+    };
+    let rt = match client_runtime.runtime() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };

@@ -3,8 +3,11 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::resp::Limits;
+use crate::spin::IdleSpin;
 
 /// Server settings. `Default` listens on 127.0.0.1:6379 (the Redis port, since clients
 /// expect it), takes 10,000 clients (Redis's `maxclients`), uses [`Limits::default`], no
@@ -24,6 +27,9 @@ pub struct ServerConfig {
     /// tokio worker threads: 1 runs everything on one thread (a `current_thread` runtime,
     /// Redis's model), more uses the multi-threaded scheduler.
     pub worker_threads: usize,
+    /// With one worker thread: how long the event loop busy-waits for more work before it
+    /// sleeps, while requests arrive in quick succession ([`crate::spin`]; zero: never).
+    pub idle_spin: Duration,
     /// Added to the wall clock when timestamping writes (test-only fault injection: a node
     /// whose clock is off; the chaos harness sets it, docs/reliability.md). 0 in production.
     pub clock_skew_ms: i64,
@@ -37,6 +43,10 @@ impl ServerConfig {
     /// p99 up to 1.7x redis's at P16), because the second core is busy generating load.
     pub const DEFAULT_WORKER_THREADS: usize = 1;
 
+    /// Default for [`ServerConfig::idle_spin`] (docs/benchmarks.md, "Node, a short spin
+    /// before the event loop sleeps").
+    pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(20);
+
     /// Settings for `listen` and defaults for everything else.
     pub fn new(listen: SocketAddr) -> Self {
         Self { listen, ..Self::default() }
@@ -45,7 +55,13 @@ impl ServerConfig {
     /// Builds the tokio runtime [`ServerConfig::worker_threads`] asks for.
     pub fn runtime(&self) -> io::Result<tokio::runtime::Runtime> {
         if self.worker_threads <= 1 {
-            tokio::runtime::Builder::new_current_thread().enable_all().build()
+            let mut b = tokio::runtime::Builder::new_current_thread();
+            if !self.idle_spin.is_zero()
+                && let Some((park, unpark)) = Arc::new(IdleSpin::new(self.idle_spin)).hooks()
+            {
+                b.on_thread_park(park).on_thread_unpark(unpark);
+            }
+            b.enable_all().build()
         } else {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(self.worker_threads)
@@ -63,6 +79,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             requirepass: None,
             worker_threads: Self::DEFAULT_WORKER_THREADS,
+            idle_spin: Self::DEFAULT_IDLE_SPIN,
             clock_skew_ms: 0,
         }
     }

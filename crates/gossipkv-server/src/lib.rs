@@ -8,6 +8,7 @@
 //!   batch.
 //! - `cmd` (private): the commands, one file per family (connection, strings, lww, keyspace,
 //!   server); `COMMAND LIST` on a running node lists them.
+//! - [`spin`]: the event loop's short busy-wait before it sleeps.
 //! - [`config`]: [`ServerConfig`]. [`hooks`]: [`WriteObserver`] and [`InfoSource`], where
 //!   the gossip layer plugs in. [`metrics`]: counters. [`glob`]: Redis glob patterns.
 //!
@@ -37,6 +38,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod resp;
 pub mod server;
+pub mod spin;
 
 pub use config::ServerConfig;
 pub use hooks::{InfoSection, InfoSource, NoInfo, NoopObserver, WriteObserver};

@@ -129,6 +129,7 @@ pub async fn serve(
     let permits = shared.config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let limit = Arc::new(Semaphore::new(permits));
     info!(addr = ?shared.local_addr, "serving RESP clients");
+    crate::spin::watch(&listener);
 
     tokio::select! {
         () = accept_loop(&listener, &shared, &limit, &stop_rx, &done_tx) => {}
@@ -168,6 +169,7 @@ async fn accept_loop(
             tokio::spawn(reject(stream, done));
             continue;
         };
+        crate::spin::watch(&stream);
         if let Err(e) = stream.set_nodelay(true) {
             debug!(error = %e, "set_nodelay failed");
         }
