@@ -220,16 +220,13 @@ mod tests {
         use std::io::{Read, Write};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        // a spin of 300 ms each time the loop runs out of work: a blind one would make each
-        // of the round trips below last at least that long
-        let spin = Arc::new(IdleSpin::new(Duration::from_millis(300)));
-        let (park, unpark) = Arc::clone(&spin).hooks().expect("epoll");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .on_thread_park(park)
-            .on_thread_unpark(unpark)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        // the server's own runtime with a spin of 300 ms each time the loop runs out of
+        // work: a blind one would make each of the round trips below last at least that long
+        let config = crate::ServerConfig {
+            idle_spin: Duration::from_millis(300),
+            ..crate::ServerConfig::default()
+        };
+        let rt = config.runtime().expect("runtime");
         let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let client = std::thread::spawn(move || {
