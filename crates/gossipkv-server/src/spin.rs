@@ -3,8 +3,8 @@
 //! Why: without pipelining, a client waits for each reply, so the server's event loop runs
 //! out of work between requests many thousand times a second and blocks in `epoll_wait`.
 //! Every request that arrives while it sleeps costs a wake-up: on the sending side (the
-//! client's `write` has to wake our thread; on a virtual machine the wake-up of an idle vCPU
-//! is an inter-processor interrupt and a VM exit) and on ours (leaving the idle state). When
+//! client's `write` has to wake our thread; on a virtual machine waking an idle vCPU goes
+//! through the hypervisor) and on ours (leaving the idle state). When
 //! the gaps are a few microseconds, waiting them out awake is cheaper for both sides: the
 //! data lands on a socket nobody sleeps on, and the next `epoll_wait` returns at once. This
 //! is the idea of the guest `haltpoll` cpuidle driver and of polling reactors (Seastar,
