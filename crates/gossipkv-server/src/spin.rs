@@ -8,7 +8,7 @@
 //! the gaps are a few microseconds, waiting them out awake is cheaper for both sides: the
 //! data lands on a socket nobody sleeps on, and the next `epoll_wait` returns at once. This
 //! is the idea of the guest `haltpoll` cpuidle driver and of polling reactors (Seastar,
-//! DPDK), bounded: the loop spins at most [`IdleSpin::spin`] per sleep, and only while the
+//! DPDK), bounded: the loop spins at most the configured time per sleep, and only while the
 //! previous idle period was short (at most [`IDLE_FACTOR`] times the spin). A node with
 //! sparse traffic therefore spins once after a burst and then sleeps as usual; an idle
 //! node costs nothing. Measured in docs/benchmarks.md ("Node, a short spin before the
@@ -102,11 +102,6 @@ impl IdleSpin {
         }
     }
 
-    /// The longest spin before a sleep.
-    pub fn spin(&self) -> Duration {
-        Duration::from_nanos(self.spin_ns)
-    }
-
     /// The event loop ran out of work at `now_ns`: returns until when (ns) it should spin
     /// before sleeping, or `None` to sleep at once.
     pub fn park(&self, now_ns: u64) -> Option<u64> {
@@ -123,8 +118,9 @@ impl IdleSpin {
     }
 
     /// The `(on_thread_park, on_thread_unpark)` hooks for a `current_thread` tokio runtime
-    /// driven from this thread (they also re-install the epoll set on whichever thread
-    /// drives it), or `None` if the epoll set cannot be created (then nothing spins).
+    /// (the park hook also installs the epoll set on whichever thread drives the runtime, if
+    /// not the one building it), or `None` if the epoll set cannot be created (then nothing
+    /// spins).
     pub fn hooks(
         self: Arc<Self>,
     ) -> Option<(impl Fn() + Send + Sync + 'static, impl Fn() + Send + Sync + 'static)> {
@@ -133,19 +129,15 @@ impl IdleSpin {
         let base = Instant::now();
         let ns = move || u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let parker = Arc::clone(&self);
-        let park_set = Arc::clone(&set);
         let park = move || {
-            install(&park_set);
+            install(&set);
             if let Some(until) = parker.park(ns()) {
-                while ns() < until && !ready(&park_set) {
+                while ns() < until && !ready(&set) {
                     std::hint::spin_loop();
                 }
             }
         };
-        let unpark = move || {
-            install(&set);
-            self.unpark(ns());
-        };
+        let unpark = move || self.unpark(ns());
         Some((park, unpark))
     }
 }
