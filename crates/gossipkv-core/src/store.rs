@@ -1077,6 +1077,10 @@ impl Store {
         let mut purged = 0;
         for s in self.shards.iter() {
             let mut shard = s.write();
+            if tombstones_only && shard.tombstones == 0 {
+                // nothing to purge (the common case): no walk over the shard's leaves
+                continue;
+            }
             for leaf in 0..shard.entries.heads.len() {
                 purged += shard.remove_where(leaf, |e| {
                     let doomed = (!tombstones_only || e.meta & TOMBSTONE != 0) && e.ts < before;

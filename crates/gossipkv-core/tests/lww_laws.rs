@@ -113,6 +113,31 @@ proptest! {
         }
     }
 
+    /// The per-shard tombstone counts (which let a purge pass skip shards without any) match
+    /// the state, and a purge removes exactly the tombstones older than its bound, leaving
+    /// every live key as it was.
+    #[test]
+    fn tombstone_counts_and_purge_match_the_model(
+        vs in prop::collection::vec(version(), 0..40),
+        bound in 0u64..5,
+    ) {
+        let expected = model(&vs);
+        let s = load(&vs);
+        let tombs = expected.values().filter(|kept| kept[0].value.is_none()).count();
+        prop_assert_eq!(s.stats().tombstones, tombs);
+        prop_assert_eq!(s.stats().live_keys, expected.len() - tombs);
+        let doomed = expected
+            .values()
+            .filter(|kept| kept[0].value.is_none() && kept[0].ts < bound)
+            .count();
+        prop_assert_eq!(s.purge_tombstones(bound), doomed);
+        let mut left = expected;
+        left.retain(|_, kept| kept[0].value.is_some() || kept[0].ts >= bound);
+        prop_assert_eq!(s.snapshot(), left);
+        prop_assert_eq!(s.stats().tombstones, tombs - doomed);
+        prop_assert_eq!(s.purge_tombstones(bound), 0);
+    }
+
     #[test]
     fn merge_is_commutative_associative_idempotent(
         x in prop::collection::vec(version(), 0..15),

@@ -482,7 +482,7 @@ pub async fn run(
     if auth.is_some() {
         gossip.mtu = auth::payload_mtu(cfg.gossip.mtu);
     }
-    status.peers.lock().attach(Arc::clone(&replica));
+    status.peers.lock().attach(Arc::clone(&replica), cfg.membership);
     let mut node = Node::new(replica, gossip, cfg.peers.clone(), cfg.seed, start + phase);
     if cfg.membership {
         // the generation is the start time, like the envelope's incarnation

@@ -73,8 +73,12 @@ pub fn peek_digest(msg: &Bytes) -> Option<(NodeId, u64, u64)> {
     Some((from, root, keys))
 }
 
-/// How often the member list is copied at most ([`PeerView::refresh_members`]).
+/// How often the member list is copied at most while someone reads it
+/// ([`PeerView::refresh_members`]).
 pub const MEMBERS_EVERY_MS: u64 = 500;
+
+/// How long after a read ([`PeerView::want_members`]) the list is kept fresh.
+pub const MEMBERS_WANTED_MS: u64 = 10_000;
 
 /// Peers' last reported digests, and the member list as this node last copied it.
 #[derive(Debug, Default)]
@@ -82,15 +86,23 @@ pub struct PeerView {
     /// This node's replica, to compare with (set by [`crate::run`]).
     replica: Option<Arc<Replica>>,
     peers: HashMap<SocketAddr, PeerDigest>,
+    /// Whether the node keeps a member table (else the list stays empty).
+    tracks_members: bool,
     members: Vec<MemberRecord>,
     members_at: u64,
     members_key: u64,
+    /// Until when (ms) someone wants the member list fresh.
+    wanted_until: u64,
+    /// The copy predates the current reader's first request: copy at the next input.
+    stale: bool,
 }
 
 impl PeerView {
-    /// Compares what peers report with `replica` from now on.
-    pub fn attach(&mut self, replica: Arc<Replica>) {
+    /// Compares what peers report with `replica` from now on; `members`: whether the node
+    /// keeps a member table (whose list [`Self::refresh_members`] will copy).
+    pub fn attach(&mut self, replica: Arc<Replica>, members: bool) {
         self.replica = Some(replica);
+        self.tracks_members = members;
     }
 
     /// Notes `msg` (already authenticated, if gossip is) from `from` if it carries a digest.
@@ -123,19 +135,39 @@ impl PeerView {
         v
     }
 
-    /// Replaces the member list (this node included) with `records()` if `key` (a cheap
-    /// summary of the table: its digest and status counts) changed or the copy is older than
-    /// [`MEMBERS_EVERY_MS`] (copying on every input would cost O(members) a datagram).
+    /// Asks for a fresh member list for the next [`MEMBERS_WANTED_MS`]; a reader (the live
+    /// view polls every second) calls this each time it reads. Returns whether the list is
+    /// already fresh: if nobody read it recently it was not kept up to date, and the driver
+    /// copies it at its next input (a reader may wait for that: see `gossipkv-node`).
+    pub fn want_members(&mut self, now_ms: u64) -> bool {
+        if now_ms >= self.wanted_until {
+            self.stale = true;
+        }
+        self.wanted_until = now_ms.saturating_add(MEMBERS_WANTED_MS);
+        !(self.stale && self.tracks_members)
+    }
+
+    /// Replaces the member list (this node included) with `records()` if someone reads it
+    /// ([`Self::want_members`]) and it may be stale: a reader arrived since the last copy,
+    /// `key` (a cheap summary of the table: its digest and status counts) changed, or the
+    /// copy is older than [`MEMBERS_EVERY_MS`]. Called after every input: copying whenever
+    /// the table changes cost O(members) a datagram on every node, nearly all of them never
+    /// looked at (at 1,000 members it was a fifth of an idle node's gossip work).
     pub fn refresh_members(
         &mut self,
         now_ms: u64,
         key: u64,
         records: impl FnOnce() -> Vec<MemberRecord>,
     ) {
-        if key != self.members_key || now_ms.saturating_sub(self.members_at) >= MEMBERS_EVERY_MS {
+        if now_ms >= self.wanted_until {
+            return;
+        }
+        let age = now_ms.saturating_sub(self.members_at);
+        if self.stale || key != self.members_key || age >= MEMBERS_EVERY_MS {
             self.members = records();
             self.members_at = now_ms;
             self.members_key = key;
+            self.stale = false;
         }
     }
 
@@ -180,7 +212,7 @@ mod tests {
         let sync = msg(Body::Sync { root, keys: 0, hello, haves: vec![] });
         view.observe(a, &sync, 5);
         assert!(view.peers().is_empty(), "not attached yet");
-        view.attach(Arc::clone(&replica));
+        view.attach(Arc::clone(&replica), true);
         view.observe(a, &sync, 5);
         assert!(view.peers()[0].1.agrees());
         replica.put(b"k", &b"v"[..], 1);
@@ -200,10 +232,27 @@ mod tests {
             refute: 0,
             status: gossipkv_core::gossip::Status::Alive,
         };
+        // nobody reading: never copied
         view.refresh_members(1_000, 1, || vec![me]);
-        view.refresh_members(1_001, 1, || vec![me, me]);
+        assert!(view.members().is_empty(), "unread: not copied");
+        // a reader: stale until the next input copies it
+        assert!(!view.want_members(1_001), "never copied: not fresh");
+        view.refresh_members(1_002, 1, || vec![me]);
+        assert_eq!(view.members().len(), 1, "wanted: copied at the next input");
+        assert!(view.want_members(1_003), "copied since the request");
+        view.refresh_members(1_004, 1, || vec![me, me]);
         assert_eq!(view.members().len(), 1, "same key: copied at most every MEMBERS_EVERY_MS");
-        view.refresh_members(1_002, 2, || vec![me, me]);
+        view.refresh_members(1_005, 2, || vec![me, me]);
         assert_eq!(view.members().len(), 2, "the table changed: copied at once");
+        view.refresh_members(1_005 + MEMBERS_EVERY_MS, 2, || vec![me, me, me]);
+        assert_eq!(view.members().len(), 3, "same key, old copy: copied again");
+        // the reader went away: no more copies; one returning finds the list stale
+        let late = 1_003 + MEMBERS_WANTED_MS;
+        view.refresh_members(late, 3, || vec![me]);
+        assert_eq!(view.members().len(), 3, "no longer read: not copied");
+        assert!(!view.want_members(late + 1), "a reader after a quiet spell: stale");
+        view.refresh_members(late + 2, 3, || vec![me]);
+        assert_eq!(view.members().len(), 1);
+        assert!(view.want_members(late + 3));
     }
 }

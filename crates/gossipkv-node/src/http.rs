@@ -90,8 +90,13 @@ async fn accept_loop(listener: TcpListener, view: Arc<NodeView>, shutdown: watch
         tokio::spawn(async move {
             let _permit = permit;
             let svc = service_fn(move |req: Request<Incoming>| {
-                let resp = respond(&view, &req);
-                async move { Ok::<_, Infallible>(resp) }
+                let view = Arc::clone(&view);
+                async move {
+                    if req.uri().path() == "/status.json" {
+                        view.fresh_members().await;
+                    }
+                    Ok::<_, Infallible>(respond(&view, &req))
+                }
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())

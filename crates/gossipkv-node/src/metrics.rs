@@ -75,6 +75,12 @@ pub const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 const RATE_FIELDS: usize = 6;
 
+/// How much longer than one gossip interval `/status.json` waits for a fresh member list.
+pub const MEMBERS_WAIT: Duration = Duration::from_millis(250);
+
+/// The longest `/status.json` waits for a fresh member list (then it shows the last copy).
+pub const MEMBERS_WAIT_MAX: Duration = Duration::from_secs(3);
+
 /// Per-second rates over the last window of at least [`RATE_WINDOW`].
 #[derive(Clone, Copy, Debug, Default, Serialize, PartialEq)]
 pub struct Rates {
@@ -172,6 +178,20 @@ impl NodeView {
         Health { status: "ok", state, node_id: s.id, loading, away }
     }
 
+    /// Waits (at most one gossip interval and [`MEMBERS_WAIT`] more) until the gossip driver has copied a fresh member
+    /// list for [`Self::status`]: the driver keeps that copy only while someone reads it, so
+    /// the first read after a quiet spell waits for the driver's next input (a datagram or
+    /// the round timer: milliseconds in a cluster, up to one interval for a lone node).
+    pub async fn fresh_members(&self) {
+        let wait = Duration::from_millis(self.src.interval_ms) + MEMBERS_WAIT;
+        let deadline = tokio::time::Instant::now() + wait.min(MEMBERS_WAIT_MAX);
+        while !self.src.status.peers.lock().want_members(gossipkv_net::now_ms())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// `/status.json`: what the live view shows.
     pub fn status(&self) -> NodeStatus {
         let s = &self.src;
@@ -182,7 +202,10 @@ impl NodeView {
         let stats = s.status.stats.lock().clone();
         let counts = *s.status.members.lock();
         let (heard, members) = {
-            let view = s.status.peers.lock();
+            let mut view = s.status.peers.lock();
+            // keeps the copy fresh while the view is polled ([`Self::fresh_members`] waits
+            // for it to be copied after a quiet spell)
+            view.want_members(now);
             (view.peers(), view.members().to_vec())
         };
         let window = s.window_ms();

@@ -157,6 +157,15 @@ fn metrics_and_health_over_http_and_convergence_in_the_numbers() {
     let (_, _, body) = get(c.http[2].addr, "/status.json", "");
     let s: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(s["members"].as_array().map(Vec::len), Some(3));
+    // from the member table (a first read waits for the driver to copy it), not the fallback
+    // of configured and heard-from peers, whose rows say "heard"
+    let statuses: Vec<&str> = s["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["alive"; 3], "{body}");
     assert_eq!(s["keys"], 200);
 
     // anything else
