@@ -41,13 +41,15 @@ use bytes::{Bytes, BytesMut};
 use gossipkv_core::Replica;
 use gossipkv_core::gossip::auth::{self, Auth, Keyring, Limits, Reject};
 use gossipkv_core::gossip::{
-    GossipConfig, Node, NodeStats, Status, Transmit, Transport, VersionId,
+    ForgetError, GossipConfig, MemberRecord, Node, NodeStats, Status, Transmit, Transport,
+    VersionId,
 };
+use gossipkv_core::lww::NodeId;
 use gossipkv_core::rng::Rng;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 pub mod peers;
@@ -291,6 +293,42 @@ pub struct GossipStatus {
     pub net: NetCounters,
     /// Peers' last reported digest roots and key counts, and the member list ([`peers`]).
     pub peers: Mutex<peers::PeerView>,
+    /// Where operators' requests reach the running driver ([`GossipStatus::forget_member`]);
+    /// set by [`run`] for its lifetime.
+    admin: Mutex<Option<mpsc::UnboundedSender<Admin>>>,
+}
+
+/// An operator's request to the running driver, answered on `reply`.
+#[derive(Debug)]
+enum Admin {
+    /// [`Node::forget_member`].
+    Forget { id: NodeId, reply: oneshot::Sender<Result<MemberRecord, AdminError>> },
+}
+
+/// Why an operator's request to the gossip driver failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// The gossip driver is not running (not started yet, or stopped).
+    #[error("gossip is not running")]
+    NotRunning,
+    /// The node runs without membership (no member table to change).
+    #[error("membership is off on this node")]
+    NoMembership,
+    /// The member table refused: see [`ForgetError`].
+    #[error(transparent)]
+    Forget(#[from] ForgetError),
+}
+
+impl GossipStatus {
+    /// Forgets member `id`, which this node must believe dead: its record becomes `Left` and
+    /// spreads, so it no longer counts against the majority that tombstone purging (and
+    /// staying out of the away state) needs. Answered by the driver after its current input.
+    pub async fn forget_member(&self, id: NodeId) -> Result<MemberRecord, AdminError> {
+        let (reply, answer) = oneshot::channel();
+        let tx = self.admin.lock().clone().ok_or(AdminError::NotRunning)?;
+        tx.send(Admin::Forget { id, reply }).map_err(|_| AdminError::NotRunning)?;
+        answer.await.map_err(|_| AdminError::NotRunning)?
+    }
 }
 
 /// How many members a node knows, by status (itself counted alive).
@@ -436,6 +474,7 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 /// One input of the driver loop.
 enum Input {
     Shutdown,
+    Admin(Admin),
     Datagram(io::Result<(usize, SocketAddr)>),
     Stream(SocketAddr, Bytes),
     Timer,
@@ -491,6 +530,8 @@ pub async fn run(
     if cfg.gate_writes {
         node.gate_writes(start);
     }
+    let (admin_tx, mut admin_rx) = mpsc::unbounded_channel();
+    *status.admin.lock() = Some(admin_tx);
     let (stream_tx, mut stream_rx) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
     let acceptor = tokio::spawn(accept_streams(stream, stream_tx, Arc::clone(&status)));
     let mut buf = vec![0u8; RECV_BUFFER];
@@ -512,6 +553,7 @@ pub async fn run(
             _ = &mut shutdown, if !leaving => Input::Shutdown,
             r = udp.recv_from(&mut buf) => Input::Datagram(r),
             Some((from, raw)) = stream_rx.recv() => Input::Stream(from, raw),
+            Some(req) = admin_rx.recv() => Input::Admin(req),
             () = &mut timer => Input::Timer,
         };
         let now = clock();
@@ -523,6 +565,14 @@ pub async fn run(
             Input::Shutdown => {
                 node.leave(now);
                 leaving = true;
+            }
+            Input::Admin(Admin::Forget { id, reply }) => {
+                let done = match node.forget_member(id, now) {
+                    None => Err(AdminError::NoMembership),
+                    Some(r) => r.map_err(AdminError::from),
+                };
+                // the requester may have gone: nothing to tell then
+                let _ = reply.send(done);
             }
             Input::Datagram(Ok((n, from))) => {
                 if !faults.drop_recv(from, &status) {
@@ -579,6 +629,7 @@ pub async fn run(
             status.net.auth_senders.store(a.tracked_senders() as u64, Ordering::Relaxed);
         }
     }
+    *status.admin.lock() = None;
     acceptor.abort();
     if let Some(p) = poller {
         p.abort();

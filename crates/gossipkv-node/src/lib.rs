@@ -20,7 +20,9 @@ use gossipkv_core::gossip::auth::{Keyring, Reject};
 use gossipkv_core::gossip::{GossipConfig, VersionId};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, VersionRef};
 use gossipkv_net::{Faults, GossipStatus, NetConfig, RumorRing};
-use gossipkv_server::{InfoSection, InfoSource, ServerConfig, ServerContext, WriteObserver};
+use gossipkv_server::{
+    AdminFuture, ClusterAdmin, InfoSection, InfoSource, ServerConfig, ServerContext, WriteObserver,
+};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -120,6 +122,20 @@ impl WriteObserver for RumorQueue {
     /// The server's path: the id from the hashes the store just computed, not hashed again.
     fn on_local_write_hashed(&self, _key: &[u8], version: VersionRef<'_>, kh: u64, vh: u64) {
         self.push(VersionId { kh, ts: version.ts, vh: vh as u32 }, version.value.is_none());
+    }
+}
+
+/// `CLUSTER FORGET`, carried out by the gossip driver.
+struct Admin {
+    status: Arc<GossipStatus>,
+}
+
+impl ClusterAdmin for Admin {
+    fn forget(&self, id: u32) -> AdminFuture {
+        let status = Arc::clone(&self.status);
+        Box::pin(async move {
+            status.forget_member(id).await.map(|_| ()).map_err(|e| format!("ERR {e}"))
+        })
     }
 }
 
@@ -257,7 +273,8 @@ pub fn start_on(
     };
     let ctx = ServerContext::new(spec.server.clone())
         .with_write_observer(Arc::new(observer))
-        .with_info_source(Arc::new(info));
+        .with_info_source(Arc::new(info))
+        .with_cluster_admin(Arc::new(Admin { status: Arc::clone(&status) }));
     let view = Arc::new(metrics::NodeView::new(
         &spec,
         (bound.resp_addr, bound.gossip_addr),

@@ -26,7 +26,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gossipkv_core::gossip::Status;
 use gossipkv_core::gossip::auth::Reject;
 use gossipkv_core::gossip::wire::KIND_NAMES;
 use gossipkv_core::{ClockKind, Replica};
@@ -249,7 +248,7 @@ impl NodeView {
             }
         } else {
             for m in &members {
-                let status = status_name(m.status);
+                let status = m.status.name();
                 if m.addr == s.gossip_addr && m.id == s.id {
                     rows.push(me(status));
                 } else {
@@ -464,15 +463,6 @@ pub struct NodeStatus {
     pub rates: Option<Rates>,
     /// Every member (or, without membership, peer) with what it last reported.
     pub members: Vec<MemberRow>,
-}
-
-fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Alive => "alive",
-        Status::Suspect => "suspect",
-        Status::Dead => "dead",
-        Status::Left => "left",
-    }
 }
 
 impl Sources {

@@ -233,3 +233,61 @@ fn malformed_input_gets_an_error_and_the_node_stays_up() {
     let pong: String = redis::cmd("PING").query(&mut con).expect("ping after garbage");
     assert_eq!(pong, "PONG");
 }
+
+/// Reads `field` of `INFO gossip` (0 if absent).
+fn info_field(con: &mut Connection, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("gossip").query(con).unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Three of five nodes crash for good (no leave): the two left see them dead, a majority
+/// lost. `CLUSTER FORGET` at one node turns them into members that left, at every node,
+/// and refuses what it must (a live member, the node itself, an unknown id, a non-number).
+#[test]
+fn cluster_forget_turns_crashed_members_into_left_ones_everywhere() -> redis::RedisResult<()> {
+    let mut c = Cluster::start(5, 0.0, ClockKind::Hlc, 50);
+    c.wait_all("five members alive everywhere", |con| info_field(con, "members_alive") == 5);
+    for n in &c.nodes[2..] {
+        // a crash: no leave is sent
+        n.gossip.abort();
+        n.server.abort();
+    }
+    let (mut a, mut b) = (c.con(0), c.con(1));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while info_field(&mut a, "members_dead") < 3 || info_field(&mut b, "members_dead") < 3 {
+        assert!(Instant::now() < deadline, "the crashed members were not declared dead");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = |r: redis::RedisResult<()>| r.err().map(|e| e.to_string()).unwrap_or_default();
+    let forget =
+        |con: &mut Connection, id: &str| redis::cmd("CLUSTER").arg("FORGET").arg(id).query(con);
+    assert!(err(forget(&mut a, "1")).contains("member 1 is alive, not dead"));
+    assert!(err(forget(&mut a, "0")).contains("is this node"));
+    assert!(err(forget(&mut a, "9")).contains("no member with id 9"));
+    assert!(err(forget(&mut a, "x")).contains("Invalid node id"));
+    for id in ["2", "3", "4"] {
+        let () = forget(&mut a, id)?;
+    }
+    assert_eq!((info_field(&mut a, "members_dead"), info_field(&mut a, "members_left")), (0, 3));
+    // pipelined behind the forget, in order: replies keep their places
+    let (ok, pong): (String, String) =
+        redis::pipe().cmd("CLUSTER").arg("FORGET").arg("2").cmd("PING").query(&mut a)?;
+    assert_eq!((ok.as_str(), pong.as_str()), ("OK", "PONG"), "forgetting twice is harmless");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while info_field(&mut b, "members_left") < 3 || info_field(&mut b, "members_dead") > 0 {
+        assert!(Instant::now() < deadline, "the forget did not reach node 1");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // the two survivors still replicate
+    let () = a.set("after-forget", "yes")?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !b.exists::<_, bool>("after-forget")? {
+        assert!(Instant::now() < deadline, "no replication after the forget");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.nodes.truncate(2);
+    Ok(())
+}

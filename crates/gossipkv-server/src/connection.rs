@@ -37,6 +37,8 @@ const SHRINK_ABOVE: usize = 1 << 20;
 /// Bounds on draining a client's input after the final reply.
 const LINGER_TIME: Duration = Duration::from_millis(250);
 const LINGER_BYTES: usize = 1 << 20;
+/// How long a command answered by the gossip layer (`CLUSTER FORGET`) may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a reply already being written may take once shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
@@ -48,6 +50,9 @@ enum Step {
     Flush,
     /// Flush, then close (QUIT, or a protocol error).
     Close,
+    /// Flush, wait for the client's pending answer (`CLUSTER FORGET`), reply, then execute
+    /// the rest before reading.
+    Await,
 }
 
 pub(crate) struct Connection {
@@ -93,8 +98,12 @@ impl Connection {
                     self.linger().await;
                     return Ok(());
                 }
+                Step::Await if !stopping => {
+                    self.answer_pending(stop_signal.as_mut(), &mut stopping).await;
+                    continue;
+                }
                 Step::Flush if !stopping => continue,
-                Step::Flush | Step::Read => {}
+                Step::Flush | Step::Read | Step::Await => {}
             }
             if stopping {
                 return Ok(());
@@ -150,8 +159,10 @@ impl Connection {
             commands += 1;
             let mut ctx =
                 Ctx { shared: &self.shared, client: &mut self.client, out: &mut self.wbuf };
-            if cmd::dispatch(&mut ctx, &req) == Flow::Close {
-                break Step::Close;
+            match cmd::dispatch(&mut ctx, &req) {
+                Flow::Continue => {}
+                Flow::Close => break Step::Close,
+                Flow::Await => break Step::Await,
             }
             if self.wbuf.len() >= FLUSH_AT {
                 break Step::Flush;
@@ -160,6 +171,31 @@ impl Connection {
         self.rbuf.advance(off);
         self.shared.metrics.commands(commands);
         step
+    }
+
+    /// Waits (at most [`ADMIN_TIMEOUT`], or until shutdown) for the answer of the command
+    /// that returned [`Flow::Await`] and writes it as the command's reply, so replies stay in
+    /// request order.
+    async fn answer_pending(
+        &mut self,
+        stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        stopping: &mut bool,
+    ) {
+        let Some(cmd::Pending(answer)) = self.client.pending.take() else { return };
+        let answer = tokio::select! {
+            biased;
+            () = stop => {
+                *stopping = true;
+                Err("ERR the server is shutting down".to_string())
+            }
+            r = tokio::time::timeout(ADMIN_TIMEOUT, answer) => {
+                r.unwrap_or_else(|_| Err("ERR no answer from the gossip layer in time".into()))
+            }
+        };
+        match answer {
+            Ok(()) => reply::ok(&mut self.wbuf),
+            Err(e) => reply::error(&mut self.wbuf, e.as_bytes()),
+        }
     }
 
     /// Closes after a final reply (QUIT, protocol error) without losing it: send FIN, then

@@ -1,8 +1,11 @@
 //! The seams through which the rest of the node (the gossip layer, built separately) plugs
-//! into the client-facing server: [`WriteObserver`] hears about every local write, and
-//! [`InfoSource`] adds lines to `INFO`. Both default to doing nothing.
+//! into the client-facing server: [`WriteObserver`] hears about every local write,
+//! [`InfoSource`] adds lines to `INFO`, and [`ClusterAdmin`] carries out `CLUSTER FORGET`.
+//! They default to doing nothing (and to refusing the command).
 
 use std::fmt::{self, Write as _};
+use std::future::Future;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use gossipkv_core::{Version, VersionRef};
@@ -51,6 +54,29 @@ where
 impl WriteObserver for tokio::sync::mpsc::UnboundedSender<(Bytes, Version)> {
     fn on_local_write(&self, key: &[u8], version: VersionRef<'_>) {
         let _ = self.send((Bytes::copy_from_slice(key), version.to_owned()));
+    }
+}
+
+/// The answer to an administration command, ready later: `Ok(())` is sent as `+OK`, an
+/// error as a RESP error with that text (which starts with its code, e.g. `ERR`).
+pub type AdminFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Carries out the cluster administration clients ask for (`CLUSTER FORGET id`). The
+/// connection waits for the answer before it executes the client's next command (others'
+/// connections go on meanwhile).
+pub trait ClusterAdmin: Send + Sync + 'static {
+    /// Forgets member `id`, which must be believed dead: it stops counting against the
+    /// majority the node needs (see `gossipkv_net::GossipStatus::forget_member`).
+    fn forget(&self, id: u32) -> AdminFuture;
+}
+
+/// The default: no membership to administer; every request is refused.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoAdmin;
+
+impl ClusterAdmin for NoAdmin {
+    fn forget(&self, _id: u32) -> AdminFuture {
+        Box::pin(async { Err("ERR this server has no cluster membership".to_string()) })
     }
 }
 

@@ -41,6 +41,9 @@ pub mod server;
 pub mod spin;
 
 pub use config::ServerConfig;
-pub use hooks::{InfoSection, InfoSource, NoInfo, NoopObserver, WriteObserver};
+pub use hooks::{
+    AdminFuture, ClusterAdmin, InfoSection, InfoSource, NoAdmin, NoInfo, NoopObserver,
+    WriteObserver,
+};
 pub use metrics::{CommandStats, Metrics, MetricsSnapshot};
 pub use server::{ServerContext, serve};

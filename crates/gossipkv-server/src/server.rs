@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::connection::Connection;
-use crate::hooks::{InfoSource, NoInfo, NoopObserver, WriteObserver};
+use crate::hooks::{ClusterAdmin, InfoSource, NoAdmin, NoInfo, NoopObserver, WriteObserver};
 use crate::metrics::Metrics;
 
 /// Everything [`serve`] needs besides the listener and the replica: the settings, the hooks
@@ -34,6 +34,7 @@ pub struct ServerContext {
     config: ServerConfig,
     observer: Arc<dyn WriteObserver>,
     info: Arc<dyn InfoSource>,
+    admin: Arc<dyn ClusterAdmin>,
     metrics: Arc<Metrics>,
 }
 
@@ -50,6 +51,7 @@ impl ServerContext {
             config,
             observer: Arc::new(NoopObserver),
             info: Arc::new(NoInfo),
+            admin: Arc::new(NoAdmin),
             metrics: Arc::new(Metrics::new()),
         }
     }
@@ -63,6 +65,12 @@ impl ServerContext {
     /// Sets the source of extra `INFO` fields.
     pub fn with_info_source(mut self, info: Arc<dyn InfoSource>) -> Self {
         self.info = info;
+        self
+    }
+
+    /// Sets what carries out `CLUSTER FORGET` (refused by default).
+    pub fn with_cluster_admin(mut self, admin: Arc<dyn ClusterAdmin>) -> Self {
+        self.admin = admin;
         self
     }
 
@@ -88,6 +96,7 @@ pub(crate) struct Shared {
     pub(crate) replica: Arc<Replica>,
     pub(crate) observer: Arc<dyn WriteObserver>,
     pub(crate) info: Arc<dyn InfoSource>,
+    pub(crate) admin: Arc<dyn ClusterAdmin>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) config: ServerConfig,
     /// The address actually bound (the configured one may say port 0).
@@ -117,6 +126,7 @@ pub async fn serve(
         replica,
         observer: ctx.observer,
         info: ctx.info,
+        admin: ctx.admin,
         metrics: ctx.metrics,
         local_addr: listener.local_addr().ok(),
         config,

@@ -510,3 +510,64 @@ fn multi_threaded_runtime_serves_too() {
     }
     assert_eq!(server.connect().cmd(&[b"DBSIZE"]), Frame::Integer(800));
 }
+
+/// An admin hook that answers after `delay`: forgets ids below 10, refuses the others.
+struct SlowAdmin {
+    delay: Duration,
+    asked: Arc<Mutex<Vec<u32>>>,
+}
+
+impl gossipkv_server::ClusterAdmin for SlowAdmin {
+    fn forget(&self, id: u32) -> gossipkv_server::AdminFuture {
+        self.asked.lock().expect("lock").push(id);
+        let delay = self.delay;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            if id < 10 { Ok(()) } else { Err(format!("ERR no member with id {id} is known")) }
+        })
+    }
+}
+
+#[test]
+fn cluster_forget_waits_for_its_answer_and_keeps_replies_in_order() {
+    // without membership: refused, like any command the server cannot carry out
+    let plain = TestServer::start();
+    let mut c = plain.connect();
+    assert!(is_error_starting(&c.cmd(&[b"CLUSTER", b"FORGET", b"3"]), "ERR this server has no"));
+    assert!(is_error_starting(&c.cmd(&[b"CLUSTER", b"NODES"]), "ERR unknown subcommand 'NODES'"));
+    assert!(is_error_starting(&c.cmd(&[b"CLUSTER", b"FORGET"]), "ERR wrong number of arguments"));
+    let Frame::Array(help) = c.cmd(&[b"CLUSTER", b"HELP"]) else { panic!("help") };
+    assert!(help.len() > 2);
+
+    let asked = Arc::default();
+    let admin = SlowAdmin { delay: Duration::from_millis(300), asked: Arc::clone(&asked) };
+    let ctx = ServerContext::new(ServerConfig::default()).with_cluster_admin(Arc::new(admin));
+    let server = TestServer::with_context(ctx);
+    let mut c = server.connect();
+    let mut other = server.connect();
+    // a pipeline around two slow answers: every reply in request order
+    let mut batch = Vec::new();
+    for args in [
+        &["SET", "k", "1"][..],
+        &["CLUSTER", "FORGET", "3"],
+        &["GET", "k"],
+        &["CLUSTER", "FORGET", "12"],
+        &["CLUSTER", "FORGET", "-1"],
+        &["PING"],
+    ] {
+        batch.extend(Frame::command(args.iter().copied()).to_vec());
+    }
+    let started = std::time::Instant::now();
+    c.send(&batch);
+    // meanwhile another connection is served at once
+    assert_eq!(other.cmd(&[b"PING"]), simple("PONG"));
+    assert!(started.elapsed() < Duration::from_millis(250), "blocked behind the other client");
+    assert_eq!(c.reply(), simple("OK"));
+    assert_eq!(c.reply(), simple("OK"), "the forget's own answer");
+    assert_eq!(c.reply(), bulk(b"1"));
+    assert_eq!(c.reply(), error("ERR no member with id 12 is known"));
+    assert!(is_error_starting(&c.reply(), "ERR Invalid node id"));
+    assert_eq!(c.reply(), simple("PONG"));
+    assert!(started.elapsed() >= Duration::from_millis(600), "both answers were waited for");
+    assert_eq!(*asked.lock().expect("lock"), vec![3, 12]);
+}

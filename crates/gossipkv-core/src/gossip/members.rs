@@ -86,9 +86,20 @@ impl Status {
         })
     }
 
-    /// Dead or left: not gossiped with (except now and then), not counted for quorum.
+    /// Dead or left: not gossiped with (except now and then). Only the dead count against
+    /// the majority ([`Membership::has_quorum`]).
     pub fn gone(self) -> bool {
         matches!(self, Status::Dead | Status::Left)
+    }
+
+    /// Lower-case name, as status pages and error messages show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Alive => "alive",
+            Status::Suspect => "suspect",
+            Status::Dead => "dead",
+            Status::Left => "left",
+        }
     }
 }
 
@@ -114,8 +125,11 @@ impl MemberRecord {
     }
 
     /// The record's contribution to the table digest. Only who exists in which generation
-    /// and whether it is gone count: suspicions and refutations are transient and travel as
-    /// rumors, so they do not make every digest differ for a while.
+    /// and whether it is up, dead or left count: suspicions and refutations are transient
+    /// and travel as rumors, so they do not make every digest differ for a while. Dead and
+    /// left differ because only the dead count against the majority a node needs to purge
+    /// tombstones: a node that missed the rumor of a leave (or of a forget) must still learn
+    /// it by a pull.
     fn digest(&self) -> u64 {
         xxh3_64(&self.digest_bytes())
     }
@@ -124,9 +138,27 @@ impl MemberRecord {
         let mut b = [0u8; 13];
         b[..4].copy_from_slice(&self.id.to_le_bytes());
         b[4..12].copy_from_slice(&self.generation.to_le_bytes());
-        b[12] = u8::from(self.status.gone());
+        b[12] = match self.status {
+            Status::Alive | Status::Suspect => 0,
+            Status::Dead => 1,
+            Status::Left => 2,
+        };
         b
     }
+}
+
+/// Why a member cannot be forgotten ([`Membership::forget`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ForgetError {
+    /// No member with this id is known here.
+    #[error("no member with id {0} is known")]
+    Unknown(NodeId),
+    /// The id is this node's own.
+    #[error("member {0} is this node")]
+    Myself(NodeId),
+    /// The member is believed up: only a member declared dead can be forgotten.
+    #[error("member {id} is {status}, not dead: only a member declared dead can be forgotten", id = .0, status = .1.name())]
+    NotDead(NodeId, Status),
 }
 
 /// Buckets of the member table exchanged in a `MemberRequest`.
@@ -189,6 +221,8 @@ pub struct MemberStats {
     /// Partial view only: members dropped from the full view to make room for one that
     /// contacted us.
     pub evicted: u64,
+    /// Dead members this node was told to forget ([`Membership::forget`]).
+    pub forgotten: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -745,6 +779,30 @@ impl Membership {
         self.rumor(self.me.id);
     }
 
+    /// Forgets member `id`, which must be believed dead: its record becomes `Left` (as if it
+    /// had left on purpose) and is rumored, so it no longer counts against the majority this
+    /// node and every other one need to purge tombstones (see [`Self::has_quorum`]). The
+    /// operator's answer to members that crashed and will not come back (Consul's
+    /// `force-leave`, Cassandra's `removenode`). Forgetting a member twice is harmless; a
+    /// member that was in fact alive refutes the record of itself and comes back, and one that
+    /// restarts does so in a new generation. Returns the record as it now stands.
+    pub fn forget(&mut self, id: NodeId, now: u64) -> Result<MemberRecord, ForgetError> {
+        if id == self.me.id {
+            return Err(ForgetError::Myself(id));
+        }
+        let m = self.members.get(&id).ok_or(ForgetError::Unknown(id))?;
+        match m.rec.status {
+            Status::Left => Ok(m.rec),
+            Status::Dead => {
+                let rec = MemberRecord { status: Status::Left, ..m.rec };
+                self.apply(rec, now, true);
+                self.stats.forgotten += 1;
+                Ok(rec)
+            }
+            s @ (Status::Alive | Status::Suspect) => Err(ForgetError::NotDead(id, s)),
+        }
+    }
+
     /// The member id behind a gossip address, if known.
     pub fn id_at(&self, addr: &SocketAddr) -> Option<NodeId> {
         self.by_addr.get(addr).copied()
@@ -765,6 +823,54 @@ mod tests {
 
     fn view(id: NodeId) -> Membership {
         Membership::new(MembershipConfig::default(), id, addr(id), 1, vec![])
+    }
+
+    #[test]
+    fn forgetting_dead_members_restores_the_majority_and_spreads() {
+        // a 5-member table (us and 4 others) that lost 3 for good: no majority
+        let mut m = view(1);
+        m.apply(rec(2, 1, 0, Status::Alive), 0, false);
+        for id in [3, 4, 5] {
+            m.apply(rec(id, 1, 0, Status::Dead), 0, false);
+        }
+        assert!(!m.has_quorum(), "2 up of 5");
+        assert_eq!(m.forget(1, 0), Err(ForgetError::Myself(1)));
+        assert_eq!(m.forget(9, 0), Err(ForgetError::Unknown(9)));
+        assert_eq!(m.forget(2, 0), Err(ForgetError::NotDead(2, Status::Alive)));
+        assert_eq!(m.forget(3, 0).map(|r| r.status), Ok(Status::Left));
+        assert!(!m.has_quorum(), "2 up of 4: half is not a majority");
+        assert_eq!(m.forget(4, 0).map(|r| r.status), Ok(Status::Left));
+        assert!(m.has_quorum(), "2 up of 3");
+        assert_eq!(m.forget(5, 0).map(|r| r.status), Ok(Status::Left));
+        assert!(m.has_quorum(), "2 up, nobody dead");
+        assert_eq!(m.forget(5, 0).map(|r| r.status), Ok(Status::Left), "twice: harmless");
+        assert_eq!(m.stats().forgotten, 3);
+        assert!(m.has_rumors(), "the forget spreads as a rumor");
+
+        // a node that missed the rumors still sees a different digest (dead vs left) and
+        // pulls the difference
+        let mut other = view(2);
+        other.apply(rec(1, 1, 0, Status::Alive), 0, false);
+        for id in [3, 4, 5] {
+            other.apply(rec(id, 1, 0, Status::Dead), 0, false);
+        }
+        assert_ne!(other.digest(), m.digest());
+        for r in m.records_differing(&other.bucket_digests()) {
+            other.apply(r, 0, false);
+        }
+        assert_eq!(other.get(5).map(|r| r.status), Some(Status::Left));
+        assert!(other.has_quorum());
+
+        // a member forgotten by mistake refutes and comes back alive
+        let mut wrong = view(3);
+        let left = rec(3, 1, 0, Status::Left);
+        wrong.apply(left, 0, true);
+        let me = wrong.get(3).expect("ourselves");
+        assert_eq!((me.status, me.refute), (Status::Alive, 1));
+        let mut back = view(1);
+        back.apply(left, 0, false);
+        back.apply(me, 0, false);
+        assert_eq!(back.get(3).map(|r| r.status), Some(Status::Alive));
     }
 
     #[test]

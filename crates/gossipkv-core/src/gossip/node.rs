@@ -42,7 +42,9 @@ use hashbrown::HashMap;
 
 use crate::clock::{ClockKind, hlc_pack};
 use crate::digest::{TREE_ARITY, key_hash, short_hash, version_hash};
-use crate::gossip::members::{MemberRecord, Membership, MembershipConfig, ProbeAction, Status};
+use crate::gossip::members::{
+    ForgetError, MemberRecord, Membership, MembershipConfig, ProbeAction, Status,
+};
 use crate::gossip::wire::{
     self, Body, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WireEntry,
     Writer, entry_len, member_len,
@@ -421,6 +423,25 @@ impl Node {
     /// The membership view, if enabled.
     pub fn membership(&self) -> Option<&Membership> {
         self.members.as_ref()
+    }
+
+    /// Forgets member `id`, which must be believed dead ([`Membership::forget`]): it then
+    /// counts as having left, here and, as the record spreads, everywhere. The record is
+    /// sent to `fanout` members at once. `None` without membership.
+    pub fn forget_member(
+        &mut self,
+        id: NodeId,
+        now: u64,
+    ) -> Option<Result<MemberRecord, ForgetError>> {
+        let m = self.members.as_mut()?;
+        let rec = m.forget(id, now);
+        if rec.is_ok() {
+            let peers = m.pick(&mut self.rng, self.cfg.fanout);
+            for p in peers {
+                self.send_member_rumors(p, now);
+            }
+        }
+        Some(rec)
     }
 
     /// Leaves the cluster on purpose: our record becomes `Left` and is sent to `fanout`

@@ -7,7 +7,7 @@
 //!   the server description as a flat array (RESP2's encoding of a map).
 //! - `CLIENT LIST` / `CLIENT INFO` describe the calling connection only.
 
-use super::{Ctx, Flow, is, not_an_integer, syntax_error, unknown_subcommand, wrong_arity};
+use super::{Ctx, Flow, help, is, not_an_integer, syntax_error, unknown_subcommand, wrong_arity};
 use crate::resp::parse::parse_integer;
 use crate::resp::{Request, reply};
 
@@ -245,10 +245,7 @@ pub(crate) fn client(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     } else if (is(sub, b"NO-EVICT") || is(sub, b"NO-TOUCH")) && arity(3) {
         reply::ok(ctx.out);
     } else if is(sub, b"HELP") && arity(2) {
-        reply::array_len(ctx.out, CLIENT_HELP.len());
-        for line in CLIENT_HELP {
-            reply::simple(ctx.out, line.as_bytes());
-        }
+        help(ctx.out, CLIENT_HELP);
     } else if [&b"ID"[..], b"GETNAME", b"SETNAME", b"SETINFO", b"NO-EVICT", b"NO-TOUCH", b"HELP"]
         .iter()
         .any(|s| is(sub, s))

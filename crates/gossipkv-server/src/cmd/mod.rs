@@ -38,6 +38,17 @@ pub(crate) struct Client {
     pub(crate) connected_at: std::time::Instant,
     /// Physical time read once per batch of pipelined requests (see [`Ctx::now_ms`]).
     pub(crate) batch_now: Option<u64>,
+    /// The answer a command returning [`Flow::Await`] waits for.
+    pub(crate) pending: Option<Pending>,
+}
+
+/// An answer still to come ([`Flow::Await`]).
+pub(crate) struct Pending(pub(crate) crate::hooks::AdminFuture);
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
 }
 
 impl Client {
@@ -56,6 +67,7 @@ impl Client {
             authenticated: shared.config.requirepass.is_none(),
             connected_at: std::time::Instant::now(),
             batch_now: None,
+            pending: None,
         }
     }
 }
@@ -82,6 +94,9 @@ pub(crate) enum Flow {
     Continue,
     /// Flush the replies, then close (QUIT).
     Close,
+    /// Flush the replies, wait for [`Client::pending`] and reply with its answer, then go on
+    /// with the next command (`CLUSTER FORGET`: the gossip driver answers).
+    Await,
 }
 
 type Handler = fn(&mut Ctx<'_>, &Request<'_>) -> Flow;
@@ -149,11 +164,12 @@ static KEYS: Spec = spec("keys", 2, &["readonly"], NO_KEYS, keyspace::keys);
 static INFO: Spec = spec("info", -1, ADMIN, NO_KEYS, server::info);
 static CONFIG: Spec = spec("config", -2, ADMIN, NO_KEYS, server::config);
 static COMMAND: Spec = spec("command", -1, ADMIN, NO_KEYS, server::command);
+static CLUSTER: Spec = spec("cluster", -2, ADMIN, NO_KEYS, server::cluster);
 
 /// Every command, in `COMMAND` order.
 pub(crate) static ALL: &[&Spec] = &[
     &GET, &SET, &MGET, &MSET, &DEL, &EXISTS, &PUT, &VERSIONS, &DBSIZE, &SCAN, &KEYS, &PING, &ECHO,
-    &QUIT, &SELECT, &AUTH, &HELLO, &CLIENT, &INFO, &CONFIG, &COMMAND,
+    &QUIT, &SELECT, &AUTH, &HELLO, &CLIENT, &INFO, &CONFIG, &COMMAND, &CLUSTER,
 ];
 
 /// Finds a command by name, case-insensitively, without allocating.
@@ -184,6 +200,7 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
         b"INFO" => &INFO,
         b"CONFIG" => &CONFIG,
         b"COMMAND" => &COMMAND,
+        b"CLUSTER" => &CLUSTER,
         _ => return None,
     })
 }
@@ -265,6 +282,14 @@ pub(crate) fn syntax_error(out: &mut Vec<u8>) {
 /// `-ERR value is not an integer or out of range`.
 pub(crate) fn not_an_integer(out: &mut Vec<u8>) {
     reply::error(out, b"ERR value is not an integer or out of range");
+}
+
+/// A `HELP` subcommand's reply: one simple string per line, as Redis sends them.
+pub(crate) fn help(out: &mut Vec<u8>, lines: &[&str]) {
+    reply::array_len(out, lines.len());
+    for line in lines {
+        reply::simple(out, line.as_bytes());
+    }
 }
 
 /// `-ERR unknown subcommand 'x'. Try NAME HELP.`

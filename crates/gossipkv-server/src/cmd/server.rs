@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 
 use super::connection::REDIS_VERSION;
-use super::{ALL, Ctx, Flow, Spec, is, lookup, unknown_subcommand, wrong_arity};
+use super::{ALL, Ctx, Flow, Pending, Spec, help, is, lookup, unknown_subcommand, wrong_arity};
 use crate::glob;
 use crate::hooks::InfoSection;
 use crate::resp::{Request, reply};
@@ -199,10 +199,7 @@ pub(crate) fn config(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
             b"ERR CONFIG SET is not supported by gossipkv: settings are fixed when the node starts",
         );
     } else if is(sub, b"HELP") && req.len() == 2 {
-        reply::array_len(ctx.out, CONFIG_HELP.len());
-        for line in CONFIG_HELP {
-            reply::simple(ctx.out, line.as_bytes());
-        }
+        help(ctx.out, CONFIG_HELP);
     } else if is(sub, b"RESETSTAT") || is(sub, b"HELP") {
         let lower = String::from_utf8_lossy(sub).to_ascii_lowercase();
         wrong_arity(ctx.out, &format!("config|{lower}"));
@@ -272,4 +269,38 @@ pub(crate) fn command(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
         unknown_subcommand(out, sub, "COMMAND");
     }
     Flow::Continue
+}
+
+const CLUSTER_HELP: &[&str] = &[
+    "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "FORGET <node-id>",
+    "    Forget a member this node believes dead (crashed for good): it then counts as having",
+    "    left, here and, as the record spreads, on every node, so it no longer counts against",
+    "    the majority needed to purge tombstones. A member still alive refutes and comes back.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// `CLUSTER FORGET id` (answered by the gossip layer: [`Flow::Await`]) and `CLUSTER HELP`.
+pub(crate) fn cluster(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
+    let sub = req.arg(1);
+    if is(sub, b"FORGET") {
+        if req.len() != 3 {
+            wrong_arity(ctx.out, "cluster|forget");
+            return Flow::Continue;
+        }
+        let id = std::str::from_utf8(req.arg(2)).ok().and_then(|t| t.parse::<u32>().ok());
+        let Some(id) = id else {
+            reply::error(ctx.out, b"ERR Invalid node id: expected a member's numeric id");
+            return Flow::Continue;
+        };
+        ctx.client.pending = Some(Pending(ctx.shared.admin.forget(id)));
+        Flow::Await
+    } else if is(sub, b"HELP") && req.len() == 2 {
+        help(ctx.out, CLUSTER_HELP);
+        Flow::Continue
+    } else {
+        unknown_subcommand(ctx.out, sub, "CLUSTER");
+        Flow::Continue
+    }
 }
