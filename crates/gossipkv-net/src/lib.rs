@@ -303,6 +303,8 @@ pub struct GossipStatus {
 enum Admin {
     /// [`Node::forget_member`].
     Forget { id: NodeId, reply: oneshot::Sender<Result<MemberRecord, AdminError>> },
+    /// Every record of the member table, this node's included, by id.
+    Members { reply: oneshot::Sender<Result<Vec<MemberRecord>, AdminError>> },
 }
 
 /// Why an operator's request to the gossip driver failed.
@@ -324,9 +326,23 @@ impl GossipStatus {
     /// spreads, so it no longer counts against the majority that tombstone purging (and
     /// staying out of the away state) needs. Answered by the driver after its current input.
     pub async fn forget_member(&self, id: NodeId) -> Result<MemberRecord, AdminError> {
+        self.ask(|reply| Admin::Forget { id, reply }).await
+    }
+
+    /// The member table as the driver sees it now, this node included, sorted by id.
+    pub async fn member_records(&self) -> Result<Vec<MemberRecord>, AdminError> {
+        self.ask(|reply| Admin::Members { reply }).await
+    }
+
+    /// Sends the driver the request `make` builds around a reply channel and waits for the
+    /// answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, AdminError>>) -> Admin,
+    ) -> Result<T, AdminError> {
         let (reply, answer) = oneshot::channel();
         let tx = self.admin.lock().clone().ok_or(AdminError::NotRunning)?;
-        tx.send(Admin::Forget { id, reply }).map_err(|_| AdminError::NotRunning)?;
+        tx.send(make(reply)).map_err(|_| AdminError::NotRunning)?;
         answer.await.map_err(|_| AdminError::NotRunning)?
     }
 }
@@ -573,6 +589,10 @@ pub async fn run(
                 };
                 // the requester may have gone: nothing to tell then
                 let _ = reply.send(done);
+            }
+            Input::Admin(Admin::Members { reply }) => {
+                let recs = node.membership().map(|m| m.records()).ok_or(AdminError::NoMembership);
+                let _ = reply.send(recs);
             }
             Input::Datagram(Ok((n, from))) => {
                 if !faults.drop_recv(from, &status) {

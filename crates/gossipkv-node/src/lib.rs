@@ -16,10 +16,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use gossipkv_core::gossip::auth::{Keyring, Reject};
 use gossipkv_core::gossip::{GossipConfig, VersionId};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, VersionRef};
 use gossipkv_net::{Faults, GossipStatus, NetConfig, RumorRing};
+use gossipkv_server::resp::Frame;
 use gossipkv_server::{
     AdminFuture, ClusterAdmin, InfoSection, InfoSource, ServerConfig, ServerContext, WriteObserver,
 };
@@ -125,16 +127,44 @@ impl WriteObserver for RumorQueue {
     }
 }
 
-/// `CLUSTER FORGET`, carried out by the gossip driver.
+/// `CLUSTER MEMBERS` and `CLUSTER FORGET`, carried out by the gossip driver.
 struct Admin {
     status: Arc<GossipStatus>,
+}
+
+fn admin_error(e: impl std::fmt::Display) -> Frame {
+    Frame::Error(Bytes::from(format!("ERR {e}")))
 }
 
 impl ClusterAdmin for Admin {
     fn forget(&self, id: u32) -> AdminFuture {
         let status = Arc::clone(&self.status);
         Box::pin(async move {
-            status.forget_member(id).await.map(|_| ()).map_err(|e| format!("ERR {e}"))
+            match status.forget_member(id).await {
+                Ok(_) => Frame::Simple(Bytes::from_static(b"OK")),
+                Err(e) => admin_error(e),
+            }
+        })
+    }
+
+    fn members(&self) -> AdminFuture {
+        let status = Arc::clone(&self.status);
+        Box::pin(async move {
+            match status.member_records().await {
+                Ok(recs) => Frame::Array(
+                    recs.iter()
+                        .map(|r| {
+                            Frame::Array(vec![
+                                Frame::Integer(i64::from(r.id)),
+                                Frame::Bulk(Bytes::from(r.addr.to_string())),
+                                Frame::Bulk(Bytes::from_static(r.status.name().as_bytes())),
+                                Frame::Integer(i64::try_from(r.generation).unwrap_or(i64::MAX)),
+                            ])
+                        })
+                        .collect(),
+                ),
+                Err(e) => admin_error(e),
+            }
         })
     }
 }

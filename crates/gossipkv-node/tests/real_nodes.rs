@@ -272,6 +272,16 @@ fn cluster_forget_turns_crashed_members_into_left_ones_everywhere() -> redis::Re
         let () = forget(&mut a, id)?;
     }
     assert_eq!((info_field(&mut a, "members_dead"), info_field(&mut a, "members_left")), (0, 3));
+    // the table over RESP: id, gossip address, status, generation
+    let members: Vec<(u32, String, String, u64)> =
+        redis::cmd("CLUSTER").arg("MEMBERS").query(&mut a)?;
+    let statuses: Vec<(u32, &str)> = members.iter().map(|m| (m.0, m.2.as_str())).collect();
+    assert_eq!(
+        statuses,
+        [(0, "alive"), (1, "alive"), (2, "left"), (3, "left"), (4, "left")],
+        "{members:?}"
+    );
+    assert_eq!(members[0].1, c.nodes[0].gossip_addr.to_string());
     // pipelined behind the forget, in order: replies keep their places
     let (ok, pong): (String, String) =
         redis::pipe().cmd("CLUSTER").arg("FORGET").arg("2").cmd("PING").query(&mut a)?;

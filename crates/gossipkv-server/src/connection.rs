@@ -17,13 +17,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::cmd::{self, Client, Ctx, Flow};
-use crate::resp::{Parser, reply};
+use crate::resp::{Frame, Parser, reply};
 use crate::server::Shared;
 
 /// Read buffer growth step (Redis reads 16 KiB at a time too).
@@ -186,16 +186,13 @@ impl Connection {
             biased;
             () = stop => {
                 *stopping = true;
-                Err("ERR the server is shutting down".to_string())
+                Frame::Error(Bytes::from_static(b"ERR the server is shutting down"))
             }
-            r = tokio::time::timeout(ADMIN_TIMEOUT, answer) => {
-                r.unwrap_or_else(|_| Err("ERR no answer from the gossip layer in time".into()))
-            }
+            r = tokio::time::timeout(ADMIN_TIMEOUT, answer) => r.unwrap_or_else(|_| {
+                Frame::Error(Bytes::from_static(b"ERR no answer from the gossip layer in time"))
+            }),
         };
-        match answer {
-            Ok(()) => reply::ok(&mut self.wbuf),
-            Err(e) => reply::error(&mut self.wbuf, e.as_bytes()),
-        }
+        answer.encode(&mut self.wbuf);
     }
 
     /// Closes after a final reply (QUIT, protocol error) without losing it: send FIN, then

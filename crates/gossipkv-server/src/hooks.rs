@@ -1,6 +1,7 @@
 //! The seams through which the rest of the node (the gossip layer, built separately) plugs
 //! into the client-facing server: [`WriteObserver`] hears about every local write,
-//! [`InfoSource`] adds lines to `INFO`, and [`ClusterAdmin`] carries out `CLUSTER FORGET`.
+//! [`InfoSource`] adds lines to `INFO`, and [`ClusterAdmin`] answers `CLUSTER MEMBERS` and
+//! `CLUSTER FORGET`.
 //! They default to doing nothing (and to refusing the command).
 
 use std::fmt::{self, Write as _};
@@ -9,6 +10,8 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use gossipkv_core::{Version, VersionRef};
+
+use crate::resp::Frame;
 
 /// Told about every write a client makes at this node (`SET`, `PUT`, `MSET`, `DEL`), after it
 /// was merged into the local store, so the gossip layer can spread it as a fresh rumor.
@@ -57,17 +60,22 @@ impl WriteObserver for tokio::sync::mpsc::UnboundedSender<(Bytes, Version)> {
     }
 }
 
-/// The answer to an administration command, ready later: `Ok(())` is sent as `+OK`, an
-/// error as a RESP error with that text (which starts with its code, e.g. `ERR`).
-pub type AdminFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// The answer to an administration command, ready later: the reply frame itself (an error
+/// as [`Frame::Error`], whose text starts with its code, e.g. `ERR`).
+pub type AdminFuture = Pin<Box<dyn Future<Output = Frame> + Send>>;
 
-/// Carries out the cluster administration clients ask for (`CLUSTER FORGET id`). The
-/// connection waits for the answer before it executes the client's next command (others'
-/// connections go on meanwhile).
+/// Carries out the cluster administration clients ask for (`CLUSTER MEMBERS`, `CLUSTER
+/// FORGET id`). The connection waits for the answer before it executes the client's next
+/// command (others' connections go on meanwhile).
 pub trait ClusterAdmin: Send + Sync + 'static {
     /// Forgets member `id`, which must be believed dead: it stops counting against the
     /// majority the node needs (see `gossipkv_net::GossipStatus::forget_member`).
     fn forget(&self, id: u32) -> AdminFuture;
+
+    /// The member table as this node sees it, one entry per member. Refused by default.
+    fn members(&self) -> AdminFuture {
+        no_membership()
+    }
 }
 
 /// The default: no membership to administer; every request is refused.
@@ -76,8 +84,14 @@ pub struct NoAdmin;
 
 impl ClusterAdmin for NoAdmin {
     fn forget(&self, _id: u32) -> AdminFuture {
-        Box::pin(async { Err("ERR this server has no cluster membership".to_string()) })
+        no_membership()
     }
+}
+
+fn no_membership() -> AdminFuture {
+    Box::pin(async {
+        Frame::Error(Bytes::from_static(b"ERR this server has no cluster membership"))
+    })
 }
 
 /// Adds fields to `INFO` (`INFO replication`, `INFO gossip`). Called on the connection's task

@@ -523,7 +523,11 @@ impl gossipkv_server::ClusterAdmin for SlowAdmin {
         let delay = self.delay;
         Box::pin(async move {
             tokio::time::sleep(delay).await;
-            if id < 10 { Ok(()) } else { Err(format!("ERR no member with id {id} is known")) }
+            if id < 10 {
+                Frame::Simple(Bytes::from_static(b"OK"))
+            } else {
+                Frame::Error(Bytes::from(format!("ERR no member with id {id} is known")))
+            }
         })
     }
 }
@@ -534,6 +538,7 @@ fn cluster_forget_waits_for_its_answer_and_keeps_replies_in_order() {
     let plain = TestServer::start();
     let mut c = plain.connect();
     assert!(is_error_starting(&c.cmd(&[b"CLUSTER", b"FORGET", b"3"]), "ERR this server has no"));
+    assert!(is_error_starting(&c.cmd(&[b"CLUSTER", b"MEMBERS"]), "ERR this server has no"));
     assert!(is_error_starting(&c.cmd(&[b"CLUSTER", b"NODES"]), "ERR unknown subcommand 'NODES'"));
     assert!(is_error_starting(&c.cmd(&[b"CLUSTER", b"FORGET"]), "ERR wrong number of arguments"));
     let Frame::Array(help) = c.cmd(&[b"CLUSTER", b"HELP"]) else { panic!("help") };

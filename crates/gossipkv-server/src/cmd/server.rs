@@ -273,6 +273,9 @@ pub(crate) fn command(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
 
 const CLUSTER_HELP: &[&str] = &[
     "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "MEMBERS",
+    "    The member table as this node sees it: per member its node id, gossip address,",
+    "    status (alive, suspect, dead, left) and generation, this node included.",
     "FORGET <node-id>",
     "    Forget a member this node believes dead (crashed for good): it then counts as having",
     "    left, here and, as the record spreads, on every node, so it no longer counts against",
@@ -281,10 +284,18 @@ const CLUSTER_HELP: &[&str] = &[
     "    Print this help.",
 ];
 
-/// `CLUSTER FORGET id` (answered by the gossip layer: [`Flow::Await`]) and `CLUSTER HELP`.
+/// `CLUSTER MEMBERS` and `CLUSTER FORGET id` (answered by the gossip layer: [`Flow::Await`])
+/// and `CLUSTER HELP`.
 pub(crate) fn cluster(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     let sub = req.arg(1);
-    if is(sub, b"FORGET") {
+    if is(sub, b"MEMBERS") {
+        if req.len() != 2 {
+            wrong_arity(ctx.out, "cluster|members");
+            return Flow::Continue;
+        }
+        ctx.client.pending = Some(Pending(ctx.shared.admin.members()));
+        Flow::Await
+    } else if is(sub, b"FORGET") {
         if req.len() != 3 {
             wrong_arity(ctx.out, "cluster|forget");
             return Flow::Continue;
