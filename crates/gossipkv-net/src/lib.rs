@@ -41,8 +41,8 @@ use bytes::{Bytes, BytesMut};
 use gossipkv_core::Replica;
 use gossipkv_core::gossip::auth::{self, Auth, Keyring, Limits, Reject};
 use gossipkv_core::gossip::{
-    ForgetError, GossipConfig, MemberRecord, Node, NodeStats, Status, Transmit, Transport,
-    VersionId,
+    ForgetError, GossipConfig, MemberRecord, MemberStats, Node, NodeStats, Status, Transmit,
+    Transport, VersionId,
 };
 use gossipkv_core::lww::NodeId;
 use gossipkv_core::rng::Rng;
@@ -364,6 +364,8 @@ pub struct MemberCounts {
     pub away: bool,
     /// This node's generation (its start time, ms).
     pub generation: u64,
+    /// Membership events counted by this node (suspicions, deaths, refutations, ...).
+    pub events: MemberStats,
 }
 
 /// Milliseconds since the UNIX epoch: the physical time handed to the protocol core.
@@ -641,6 +643,7 @@ pub async fn run(
                 left: m.count(Status::Left),
                 away: node.is_away(),
                 generation: m.me().generation,
+                events: *m.stats(),
             };
             let key = m.digest() ^ (m.count(Status::Suspect) as u64).rotate_left(48);
             status.peers.lock().refresh_members(now_ms(), key, || m.records());

@@ -235,6 +235,11 @@ impl InfoSource for GossipInfo {
         s.field("members_left", m.left);
         s.field("generation", m.generation);
         s.field("away", u8::from(m.away));
+        s.field("member_suspicions", m.events.suspicions);
+        s.field("member_deaths", m.events.deaths);
+        s.field("member_refutes", m.events.refutes);
+        s.field("member_probe_misses", m.events.probe_misses);
+        s.field("members_forgotten", m.events.forgotten);
         s.field("loading", u8::from(!self.replica.is_ready()));
         s.field("member_pulls", st.member_pulls);
         s.field("tombstones_purged", st.tombstones_purged);

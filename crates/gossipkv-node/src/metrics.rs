@@ -713,6 +713,23 @@ impl Collector for Collect {
             st.bulk_started,
         )?;
         o.counter("gossip_member_pulls", "Member-table pulls sent.", st.member_pulls)?;
+        let ev = counts.events;
+        o.family(
+            "member_events",
+            "Membership events counted by this node: suspicions it raised after failed probes, \
+             deaths it declared, refutations of its own suspicion or death, direct probes that \
+             got no answer, dead members forgotten by an operator (CLUSTER FORGET).",
+            MetricType::Counter,
+            "event",
+            [
+                ("suspicion", ev.suspicions),
+                ("death", ev.deaths),
+                ("refute", ev.refutes),
+                ("probe_miss", ev.probe_misses),
+                ("forgotten", ev.forgotten),
+            ]
+            .map(|(k, v)| (k.to_string(), v)),
+        )?;
         o.family(
             "gossip_dropped_injected",
             "Gossip messages dropped on purpose by --drop-rate, by where.",

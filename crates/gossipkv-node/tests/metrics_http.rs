@@ -148,6 +148,7 @@ fn metrics_and_health_over_http_and_convergence_in_the_numbers() {
     let t = c.scrape(1);
     assert!(sample(&t, "gossipkv_gossip_versions_applied_total", "").unwrap_or(0.0) >= 200.0);
     assert_eq!(sample(&t, "gossipkv_members", "{status=\"alive\"}"), Some(3.0));
+    assert_eq!(sample(&t, "gossipkv_member_events_total", "{event=\"forgotten\"}"), Some(0.0));
 
     // the live view and its data
     let (status, head, body) = get(c.http[2].addr, "/", "");

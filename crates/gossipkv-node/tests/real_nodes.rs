@@ -291,6 +291,14 @@ fn cluster_forget_turns_crashed_members_into_left_ones_everywhere() -> redis::Re
         assert!(Instant::now() < deadline, "the forget did not reach node 1");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // the events as counted: the forgets at node 0 (the repeat counts no more), the deaths
+    // declared by the survivors
+    assert_eq!(info_field(&mut a, "members_forgotten"), 3);
+    assert_eq!(info_field(&mut b, "members_forgotten"), 0);
+    assert!(info_field(&mut a, "member_deaths") + info_field(&mut b, "member_deaths") >= 3);
+    assert!(
+        info_field(&mut a, "member_probe_misses") + info_field(&mut b, "member_probe_misses") > 0
+    );
     // the two survivors still replicate
     let () = a.set("after-forget", "yes")?;
     let deadline = Instant::now() + Duration::from_secs(20);
