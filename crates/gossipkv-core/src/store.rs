@@ -972,6 +972,15 @@ impl Store {
         self.node_hash(0, 0)
     }
 
+    /// [`Self::root_hash`] and [`Self::keys_held`] together, taking each shard's lock once
+    /// (every `Sync` and `SyncAck` carries both).
+    pub fn root_and_keys(&self) -> (u64, usize) {
+        self.shards.iter().fold((0, 0), |(root, keys), s| {
+            let s = s.read();
+            (root ^ s.total_hash, keys + s.entries.len())
+        })
+    }
+
     /// Hashes of the 16 children of node `index` at `level`.
     pub fn children_hashes(&self, level: u32, index: usize) -> [u64; TREE_ARITY] {
         let mut out = [0; TREE_ARITY];

@@ -108,6 +108,7 @@ proptest! {
         let b = load(&shuffled);
         prop_assert_eq!(b.snapshot(), expected);
         prop_assert_eq!(a.root_hash(), b.root_hash());
+        prop_assert_eq!(a.root_and_keys(), (a.root_hash(), a.keys_held()));
         for leaf in 0..a.tree().leaves() {
             prop_assert_eq!(a.leaf_hash(leaf), b.leaf_hash(leaf));
         }

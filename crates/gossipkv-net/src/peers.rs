@@ -110,15 +110,9 @@ impl PeerView {
     pub fn observe(&mut self, from: SocketAddr, msg: &Bytes, now_ms: u64) {
         let Some(replica) = &self.replica else { return };
         let Some((id, root, keys)) = peek_digest(msg) else { return };
-        let store = replica.store();
-        let seen = PeerDigest {
-            id,
-            root,
-            keys,
-            our_root: store.root_hash(),
-            our_keys: store.keys_held() as u64,
-            at_ms: now_ms,
-        };
+        let (our_root, our_keys) = replica.store().root_and_keys();
+        let seen =
+            PeerDigest { id, root, keys, our_root, our_keys: our_keys as u64, at_ms: now_ms };
         if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&from) {
             let oldest = self.peers.iter().min_by_key(|(_, p)| p.at_ms).map(|(a, _)| *a);
             if let Some(a) = oldest {

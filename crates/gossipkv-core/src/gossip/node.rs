@@ -885,8 +885,7 @@ impl Node {
                 peers
             }
         };
-        let root = self.replica.store().root_hash();
-        let keys = self.key_count();
+        let (root, keys) = self.root_and_keys();
         let hello = self.hello();
         for peer in chosen {
             let exchange = self.rng.next_u64() as u32;
@@ -920,6 +919,12 @@ impl Node {
 
     fn key_count(&self) -> u64 {
         self.replica.store().keys_held() as u64
+    }
+
+    /// The digest root and the key count a `Sync` / `SyncAck` carries.
+    fn root_and_keys(&self) -> (u64, u64) {
+        let (root, keys) = self.replica.store().root_and_keys();
+        (root, keys as u64)
     }
 
     /// Rumors that fit in one datagram after a header and `prefix` (and `reserve` bytes),
@@ -1134,8 +1139,7 @@ impl Node {
     ) {
         let (mut wants, mut push) = (Vec::new(), Vec::new());
         self.triage(now, haves, &mut wants, &mut push);
-        let root = self.replica.store().root_hash();
-        let keys = self.key_count();
+        let (root, keys) = self.root_and_keys();
         let mut prefix = Writer::with_capacity(64);
         prefix.u64(root);
         prefix.varint(keys);
