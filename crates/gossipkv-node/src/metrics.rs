@@ -177,10 +177,11 @@ impl NodeView {
         Health { status: "ok", state, node_id: s.id, loading, away }
     }
 
-    /// Waits (at most one gossip interval and [`MEMBERS_WAIT`] more) until the gossip driver has copied a fresh member
-    /// list for [`Self::status`]: the driver keeps that copy only while someone reads it, so
-    /// the first read after a quiet spell waits for the driver's next input (a datagram or
-    /// the round timer: milliseconds in a cluster, up to one interval for a lone node).
+    /// Waits (at most one gossip interval and [`MEMBERS_WAIT`] more, [`MEMBERS_WAIT_MAX`] in
+    /// all) until the gossip driver has copied a fresh member list for [`Self::status`]: the
+    /// driver keeps that copy only while someone reads it, so the first read after a quiet
+    /// spell waits for the driver's next input (a datagram or the round timer: milliseconds
+    /// in a cluster, up to one interval for a lone node).
     pub async fn fresh_members(&self) {
         let wait = Duration::from_millis(self.src.interval_ms) + MEMBERS_WAIT;
         let deadline = tokio::time::Instant::now() + wait.min(MEMBERS_WAIT_MAX);

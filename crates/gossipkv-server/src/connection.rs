@@ -37,7 +37,7 @@ const SHRINK_ABOVE: usize = 1 << 20;
 /// Bounds on draining a client's input after the final reply.
 const LINGER_TIME: Duration = Duration::from_millis(250);
 const LINGER_BYTES: usize = 1 << 20;
-/// How long a command answered by the gossip layer (`CLUSTER FORGET`) may take.
+/// How long a command answered by the gossip layer (`CLUSTER MEMBERS` / `FORGET`) may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a reply already being written may take once shutdown began.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
@@ -50,7 +50,7 @@ enum Step {
     Flush,
     /// Flush, then close (QUIT, or a protocol error).
     Close,
-    /// Flush, wait for the client's pending answer (`CLUSTER FORGET`), reply, then execute
+    /// Flush, wait for the client's pending answer (`CLUSTER MEMBERS` / `FORGET`), reply, then execute
     /// the rest before reading.
     Await,
 }
@@ -192,6 +192,9 @@ impl Connection {
                 Frame::Error(Bytes::from_static(b"ERR no answer from the gossip layer in time"))
             }),
         };
+        if matches!(answer, Frame::Error(_)) {
+            self.shared.metrics.late_command_error(cmd::cluster_slot());
+        }
         answer.encode(&mut self.wbuf);
     }
 

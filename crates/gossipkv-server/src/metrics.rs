@@ -168,6 +168,14 @@ impl Metrics {
     }
 
     /// Records one run of the command at `slot` (index in `cmd::ALL`; past it: unknown).
+    /// Counts an error for a command already counted by [`Self::command`] (whose reply came
+    /// later: `CLUSTER MEMBERS` / `FORGET`).
+    pub(crate) fn late_command_error(&self, slot: usize) {
+        if let Some(c) = self.per_command.get(slot) {
+            c.errors.fetch_add(1, Relaxed);
+        }
+    }
+
     pub(crate) fn command(&self, slot: usize, took: Duration, error: bool) {
         let Some(c) = self.per_command.get(slot).or_else(|| self.per_command.last()) else {
             return;

@@ -575,4 +575,8 @@ fn cluster_forget_waits_for_its_answer_and_keeps_replies_in_order() {
     assert_eq!(c.reply(), simple("PONG"));
     assert!(started.elapsed() >= Duration::from_millis(600), "both answers were waited for");
     assert_eq!(*asked.lock().expect("lock"), vec![3, 12]);
+    // the refusals count as errors of the command, the late one included
+    let stats = server.ctx.metrics().commands_snapshot();
+    let cluster = stats.iter().find(|c| c.name == "cluster").expect("cluster stats");
+    assert_eq!((cluster.calls, cluster.errors), (3, 2));
 }

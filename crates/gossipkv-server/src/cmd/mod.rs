@@ -95,7 +95,7 @@ pub(crate) enum Flow {
     /// Flush the replies, then close (QUIT).
     Close,
     /// Flush the replies, wait for [`Client::pending`] and reply with its answer, then go on
-    /// with the next command (`CLUSTER FORGET`: the gossip driver answers).
+    /// with the next command (`CLUSTER MEMBERS` / `FORGET`: the gossip driver answers).
     Await,
 }
 
@@ -171,6 +171,11 @@ pub(crate) static ALL: &[&Spec] = &[
     &GET, &SET, &MGET, &MSET, &DEL, &EXISTS, &PUT, &VERSIONS, &DBSIZE, &SCAN, &KEYS, &PING, &ECHO,
     &QUIT, &SELECT, &AUTH, &HELLO, &CLIENT, &INFO, &CONFIG, &COMMAND, &CLUSTER,
 ];
+
+/// The metrics slot of `CLUSTER` (the only command answered later, [`Flow::Await`]).
+pub(crate) fn cluster_slot() -> usize {
+    ALL.iter().position(|s| std::ptr::eq(*s, &CLUSTER)).unwrap_or(ALL.len())
+}
 
 /// Finds a command by name, case-insensitively, without allocating.
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
