@@ -84,11 +84,8 @@ impl Nodes {
     }
 
     fn info_field(&self, i: usize, name: &str) -> String {
-        let info: String = redis::cmd("INFO").arg("gossip").query(&mut self.con(i)).expect("INFO");
-        info.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
-            .unwrap_or_else(|| panic!("no {name} in INFO gossip:\n{info}"))
-            .to_string()
+        common::info_gossip_field(&mut self.con(i), name)
+            .unwrap_or_else(|| panic!("no {name} in INFO gossip at node {i}"))
     }
 }
 

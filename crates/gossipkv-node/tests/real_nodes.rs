@@ -234,13 +234,9 @@ fn malformed_input_gets_an_error_and_the_node_stays_up() {
     assert_eq!(pong, "PONG");
 }
 
-/// Reads `field` of `INFO gossip` (0 if absent).
+/// Reads the number `field` of `INFO gossip` (0 if absent).
 fn info_field(con: &mut Connection, field: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("gossip").query(con).unwrap_or_default();
-    info.lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    common::info_gossip_field(con, field).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Three of five nodes crash for good (no leave): the two left see them dead, a majority

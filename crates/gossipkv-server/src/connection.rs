@@ -181,7 +181,7 @@ impl Connection {
         stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
         stopping: &mut bool,
     ) {
-        let Some(cmd::Pending(answer)) = self.client.pending.take() else { return };
+        let Some(cmd::Pending { answer, slot }) = self.client.pending.take() else { return };
         let answer = tokio::select! {
             biased;
             () = stop => {
@@ -193,7 +193,7 @@ impl Connection {
             }),
         };
         if matches!(answer, Frame::Error(_)) {
-            self.shared.metrics.late_command_error(cmd::cluster_slot());
+            self.shared.metrics.late_command_error(slot);
         }
         answer.encode(&mut self.wbuf);
     }

@@ -168,8 +168,8 @@ impl Metrics {
     }
 
     /// Records one run of the command at `slot` (index in `cmd::ALL`; past it: unknown).
-    /// Counts an error for a command already counted by [`Self::command`] (whose reply came
-    /// later: `CLUSTER MEMBERS` / `FORGET`).
+    /// Counts an error for a command already counted by [`Self::command`] whose reply came
+    /// later (`CLUSTER MEMBERS` / `FORGET`, answered by the gossip layer).
     pub(crate) fn late_command_error(&self, slot: usize) {
         if let Some(c) = self.per_command.get(slot) {
             c.errors.fetch_add(1, Relaxed);

@@ -433,15 +433,21 @@ impl Node {
         id: NodeId,
         now: u64,
     ) -> Option<Result<MemberRecord, ForgetError>> {
-        let m = self.members.as_mut()?;
-        let rec = m.forget(id, now);
+        let rec = self.members.as_mut()?.forget(id, now);
         if rec.is_ok() {
-            let peers = m.pick(&mut self.rng, self.cfg.fanout);
-            for p in peers {
-                self.send_member_rumors(p, now);
-            }
+            self.rumor_members_now(now);
         }
         Some(rec)
+    }
+
+    /// Sends the pending membership rumors to `fanout` members at once, without waiting for
+    /// the next round (a leave, a forget).
+    fn rumor_members_now(&mut self, now: u64) {
+        let Some(m) = self.members.as_mut() else { return };
+        let peers = m.pick(&mut self.rng, self.cfg.fanout);
+        for p in peers {
+            self.send_member_rumors(p, now);
+        }
     }
 
     /// Leaves the cluster on purpose: our record becomes `Left` and is sent to `fanout`
@@ -449,10 +455,7 @@ impl Node {
     pub fn leave(&mut self, now: u64) {
         let Some(m) = self.members.as_mut() else { return };
         m.leave();
-        let peers = m.pick(&mut self.rng, self.cfg.fanout);
-        for p in peers {
-            self.send_member_rumors(p, now);
-        }
+        self.rumor_members_now(now);
     }
 
     /// Holds client writes (the replica reports not ready) until this node has caught up:

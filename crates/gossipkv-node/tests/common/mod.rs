@@ -35,3 +35,12 @@ pub fn spec(i: usize, gossip: &[SocketAddr], resp: SocketAddr) -> NodeSpec {
         gate_writes: false,
     }
 }
+
+/// The value of `name` in the node's `INFO gossip` reply over `con`, if the field is there.
+#[allow(dead_code, reason = "not every test file that includes this module reads INFO")]
+pub fn info_gossip_field(con: &mut redis::Connection, name: &str) -> Option<String> {
+    let info: String = redis::cmd("INFO").arg("gossip").query(con).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map(str::to_string)
+}

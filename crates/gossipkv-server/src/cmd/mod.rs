@@ -42,8 +42,19 @@ pub(crate) struct Client {
     pub(crate) pending: Option<Pending>,
 }
 
-/// An answer still to come ([`Flow::Await`]).
-pub(crate) struct Pending(pub(crate) crate::hooks::AdminFuture);
+/// An answer still to come ([`Flow::Await`]), and the metrics slot of the command it answers
+/// (filled in by [`dispatch`], so a late error counts against that command).
+pub(crate) struct Pending {
+    pub(crate) answer: crate::hooks::AdminFuture,
+    pub(crate) slot: usize,
+}
+
+impl Pending {
+    /// The handler's side: the answer (the slot is [`dispatch`]'s to fill in).
+    pub(crate) fn new(answer: crate::hooks::AdminFuture) -> Self {
+        Self { answer, slot: ALL.len() }
+    }
+}
 
 impl std::fmt::Debug for Pending {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -172,11 +183,6 @@ pub(crate) static ALL: &[&Spec] = &[
     &QUIT, &SELECT, &AUTH, &HELLO, &CLIENT, &INFO, &CONFIG, &COMMAND, &CLUSTER,
 ];
 
-/// The metrics slot of `CLUSTER` (the only command answered later, [`Flow::Await`]).
-pub(crate) fn cluster_slot() -> usize {
-    ALL.iter().position(|s| std::ptr::eq(*s, &CLUSTER)).unwrap_or(ALL.len())
-}
-
 /// Finds a command by name, case-insensitively, without allocating.
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
     let mut buf = [0u8; 8];
@@ -225,8 +231,14 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     };
     // unknown commands go to the slot past the table
     let slot = spec.and_then(|s| ALL.iter().position(|a| std::ptr::eq(*a, s)));
+    let slot = slot.unwrap_or(ALL.len());
     let error = ctx.out.get(mark) == Some(&b'-');
-    ctx.shared.metrics.command(slot.unwrap_or(ALL.len()), start.elapsed(), error);
+    ctx.shared.metrics.command(slot, start.elapsed(), error);
+    if flow == Flow::Await
+        && let Some(p) = ctx.client.pending.as_mut()
+    {
+        p.slot = slot;
+    }
     flow
 }
 

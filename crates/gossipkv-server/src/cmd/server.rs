@@ -293,7 +293,7 @@ pub(crate) fn cluster(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
             wrong_arity(ctx.out, "cluster|members");
             return Flow::Continue;
         }
-        ctx.client.pending = Some(Pending(ctx.shared.admin.members()));
+        ctx.client.pending = Some(Pending::new(ctx.shared.admin.members()));
         Flow::Await
     } else if is(sub, b"FORGET") {
         if req.len() != 3 {
@@ -305,7 +305,7 @@ pub(crate) fn cluster(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
             reply::error(ctx.out, b"ERR Invalid node id: expected a member's numeric id");
             return Flow::Continue;
         };
-        ctx.client.pending = Some(Pending(ctx.shared.admin.forget(id)));
+        ctx.client.pending = Some(Pending::new(ctx.shared.admin.forget(id)));
         Flow::Await
     } else if is(sub, b"HELP") && req.len() == 2 {
         help(ctx.out, CLUSTER_HELP);
