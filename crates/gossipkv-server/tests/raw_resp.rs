@@ -355,6 +355,106 @@ fn del_exists_dbsize_scan_keys() {
 }
 
 #[test]
+fn string_and_keyspace_commands_redis_users_reach_for() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    assert_eq!(c.cmd(&[b"RANDOMKEY"]), Frame::Null, "empty store");
+    c.cmd(&[b"SET", b"s", b"This is a string"]);
+    // TYPE and the expiry queries: a key without a time to live, or none
+    assert_eq!(c.cmd(&[b"TYPE", b"s"]), simple("string"));
+    assert_eq!(c.cmd(&[b"type", b"nope"]), simple("none"));
+    for q in [&b"TTL"[..], b"PTTL", b"EXPIRETIME", b"PEXPIRETIME"] {
+        assert_eq!(c.cmd(&[q, b"s"]), Frame::Integer(-1), "{q:?} of a live key");
+        assert_eq!(c.cmd(&[q, b"nope"]), Frame::Integer(-2), "{q:?} of a missing key");
+    }
+    assert_eq!(c.cmd(&[b"PERSIST", b"s"]), Frame::Integer(0));
+    assert_eq!(c.cmd(&[b"TOUCH", b"s", b"s", b"nope"]), Frame::Integer(2));
+    // reads of part of a value
+    assert_eq!(c.cmd(&[b"STRLEN", b"s"]), Frame::Integer(16));
+    assert_eq!(c.cmd(&[b"STRLEN", b"nope"]), Frame::Integer(0));
+    assert_eq!(c.cmd(&[b"GETRANGE", b"s", b"0", b"3"]), bulk(b"This"));
+    assert_eq!(c.cmd(&[b"GETRANGE", b"s", b"-3", b"-1"]), bulk(b"ing"));
+    assert_eq!(c.cmd(&[b"SUBSTR", b"s", b"10", b"100"]), bulk(b"string"));
+    assert_eq!(c.cmd(&[b"GETRANGE", b"nope", b"0", b"-1"]), bulk(b""));
+    assert_eq!(
+        c.cmd(&[b"GETRANGE", b"s", b"x", b"1"]),
+        error("ERR value is not an integer or out of range")
+    );
+    // GETEX reads; it cannot set an expiry
+    assert_eq!(c.cmd(&[b"GETEX", b"s"]), bulk(b"This is a string"));
+    assert_eq!(c.cmd(&[b"GETEX", b"s", b"PERSIST"]), bulk(b"This is a string"));
+    assert!(is_error_starting(
+        &c.cmd(&[b"GETEX", b"s", b"EX", b"10"]),
+        "ERR GETEX EX/PX/EXAT/PXAT is not supported"
+    ));
+    assert_eq!(c.cmd(&[b"GETEX", b"s", b"BOGUS"]), error("ERR syntax error"));
+    // swaps
+    assert_eq!(c.cmd(&[b"GETSET", b"s", b"two"]), bulk(b"This is a string"));
+    assert_eq!(c.cmd(&[b"GETSET", b"fresh", b"one"]), Frame::Null);
+    assert_eq!(c.cmd(&[b"GET", b"fresh"]), bulk(b"one"));
+    assert_eq!(c.cmd(&[b"GETDEL", b"s"]), bulk(b"two"));
+    assert_eq!(c.cmd(&[b"GET", b"s"]), Frame::Null);
+    assert_eq!(c.cmd(&[b"TYPE", b"s"]), simple("none"));
+    // GETDEL of a key this node does not hold still deletes it (as DEL does): a tombstone
+    assert_eq!(c.cmd(&[b"GETDEL", b"elsewhere"]), Frame::Null);
+    let Frame::Array(v) = c.cmd(&[b"VERSIONS", b"elsewhere"]) else { panic!("array") };
+    assert_eq!(v.len(), 1, "one version: the tombstone {v:?}");
+    assert_eq!(c.cmd(&[b"UNLINK", b"fresh", b"nope"]), Frame::Integer(1));
+    assert_eq!(c.cmd(&[b"DBSIZE"]), Frame::Integer(0));
+    // RANDOMKEY: one of the live keys, never a deleted one
+    for i in 0..50 {
+        c.cmd(&[b"SET", format!("k{i}").as_bytes(), b"v"]);
+    }
+    c.cmd(&[b"DEL", b"k7"]);
+    for _ in 0..20 {
+        let Frame::Bulk(k) = c.cmd(&[b"RANDOMKEY"]) else { panic!("a key") };
+        let i: usize = std::str::from_utf8(&k[1..]).expect("utf8").parse().expect("k<n>");
+        assert!(i < 50 && i != 7, "{k:?}");
+    }
+    // TIME: seconds and microseconds of the node's clock
+    let Frame::Array(t) = c.cmd(&[b"TIME"]) else { panic!("array") };
+    let [Frame::Bulk(secs), Frame::Bulk(us)] = &t[..] else { panic!("shape {t:?}") };
+    let secs: u64 = std::str::from_utf8(secs).expect("utf8").parse().expect("secs");
+    let us: u64 = std::str::from_utf8(us).expect("utf8").parse().expect("micros");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(secs.abs_diff(now) <= 2 && us < 1_000_000, "{secs} {us} against {now}");
+}
+
+#[test]
+fn commands_left_out_on_purpose_say_why_and_write_nothing() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    c.cmd(&[b"SET", b"n", b"1"]);
+    let refused: [(&[&[u8]], &str); 8] = [
+        (&[b"INCR", b"n"], "ERR INCR is not supported: two replicas running it at once"),
+        (&[b"incrby", b"n", b"5"], "ERR INCRBY is not supported: two replicas"),
+        (&[b"APPEND", b"n", b"x"], "ERR APPEND is not supported: two replicas"),
+        (&[b"SETNX", b"m", b"1"], "ERR SETNX is not supported: gossipkv replicas are"),
+        (&[b"EXPIRE", b"n", b"10"], "ERR EXPIRE is not supported: gossipkv keys do not expire"),
+        (&[b"SETEX", b"m", b"10", b"v"], "ERR SETEX is not supported: gossipkv keys do not"),
+        (&[b"MULTI"], "ERR MULTI is not supported: gossipkv replicas are eventually consistent"),
+        (&[b"FLUSHALL"], "ERR FLUSHALL is not supported: a flush cannot reach"),
+    ];
+    for (args, prefix) in refused {
+        let r = c.cmd(args);
+        assert!(is_error_starting(&r, prefix), "{args:?}: {r:?}");
+    }
+    assert_eq!(c.cmd(&[b"GET", b"n"]), bulk(b"1"), "refused writes wrote nothing");
+    assert_eq!(c.cmd(&[b"EXISTS", b"m"]), Frame::Integer(0));
+    assert_eq!(c.cmd(&[b"DBSIZE"]), Frame::Integer(1));
+    // a command nobody offers is still unknown, worded as Redis does
+    assert_eq!(
+        c.cmd(&[b"LPUSH", b"l", b"x"]),
+        error("ERR unknown command 'LPUSH', with args beginning with: 'l' 'x' ")
+    );
+    // and the connection goes on
+    assert_eq!(c.cmd(&[b"PING"]), simple("PONG"));
+}
+
+#[test]
 fn put_and_versions_expose_timestamps() {
     let server = TestServer::start();
     let mut c = server.connect();

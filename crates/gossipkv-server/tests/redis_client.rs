@@ -53,6 +53,45 @@ fn basic_commands() -> redis::RedisResult<()> {
     Ok(())
 }
 
+/// The `redis` crate's own helpers for the string and key-space commands a Redis user reaches
+/// for, and its error type for the ones left out on purpose.
+#[test]
+fn redis_crate_helpers_for_everyday_commands() -> redis::RedisResult<()> {
+    let server = TestServer::start();
+    let mut con = connect(&server);
+    let () = con.set("k", "hello world")?;
+    let kind: String = con.key_type("k")?;
+    assert_eq!(kind, "string");
+    let ttl: i64 = con.ttl("k")?;
+    assert_eq!(ttl, -1, "no time to live");
+    let ttl: i64 = con.pttl("nope")?;
+    assert_eq!(ttl, -2, "no key");
+    let n: usize = con.strlen("k")?;
+    assert_eq!(n, 11);
+    let part: String = con.getrange("k", 0, 4)?;
+    assert_eq!(part, "hello");
+    let old: Option<String> = con.getset("k", "bye")?;
+    assert_eq!(old.as_deref(), Some("hello world"));
+    let gone: Option<String> = con.get_del("k")?;
+    assert_eq!(gone.as_deref(), Some("bye"));
+    let exists: bool = con.exists("k")?;
+    assert!(!exists);
+    let () = con.set("u", "1")?;
+    let n: usize = con.unlink(&["u", "nope"])?;
+    assert_eq!(n, 1);
+    let none: Option<String> = redis::cmd("RANDOMKEY").query(&mut con)?;
+    assert_eq!(none, None);
+    let (secs, _micros): (u64, u64) = redis::cmd("TIME").query(&mut con)?;
+    assert!(secs > 1_700_000_000);
+    let err = con.incr::<_, _, i64>("n", 1).expect_err("INCR is refused");
+    assert!(err.to_string().contains("not supported"), "{err}");
+    let err = con.expire::<_, ()>("n", 10).expect_err("EXPIRE is refused");
+    assert!(err.to_string().contains("do not expire"), "{err}");
+    let exists: bool = con.exists("n")?;
+    assert!(!exists, "the refused INCR wrote nothing");
+    Ok(())
+}
+
 #[test]
 fn put_and_versions() -> redis::RedisResult<()> {
     let server = TestServer::start();

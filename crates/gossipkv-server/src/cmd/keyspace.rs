@@ -1,11 +1,17 @@
-//! Key-space commands: DBSIZE, SCAN, KEYS.
+//! Key-space commands: DBSIZE, SCAN, KEYS, RANDOMKEY, TYPE, and the expiry queries.
 //!
 //! `SCAN`'s cursor is a digest-tree leaf index (`Store::scan`): a key's leaf never changes,
 //! so a key present for the whole iteration is returned exactly once, whatever is written
 //! meanwhile (Redis promises at least once). `COUNT` is a hint, as in Redis: a call returns the
 //! live keys of whole leaves until at least `COUNT` were collected, before `MATCH` filtering.
 //! `TYPE string` matches every key, any other type none. `KEYS` walks everything at once and,
-//! as in Redis, is meant for debugging, not for production traffic.
+//! as in Redis, is meant for debugging, not for production traffic. `RANDOMKEY` takes the
+//! first live leaf from a random one on (every key is not equally likely: a key alone in its
+//! leaf is picked more often than one of many).
+//!
+//! Keys never expire, so the expiry queries answer as Redis does for a key without a time to
+//! live: `TTL`, `PTTL`, `EXPIRETIME` and `PEXPIRETIME` give -1 for a live key and -2 for a
+//! missing one, `PERSIST` gives 0. `TYPE` is `string` or `none`.
 
 use bytes::Bytes;
 
@@ -13,6 +19,43 @@ use super::{Ctx, Flow, is, not_an_integer, syntax_error};
 use crate::glob;
 use crate::resp::parse::parse_integer;
 use crate::resp::{Request, reply};
+
+pub(crate) fn type_(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
+    let live = ctx.shared.replica.store().contains(req.arg(1));
+    reply::simple(ctx.out, if live { b"string" } else { b"none" });
+    Flow::Continue
+}
+
+pub(crate) fn ttl(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
+    let live = ctx.shared.replica.store().contains(req.arg(1));
+    reply::integer(ctx.out, if live { -1 } else { -2 });
+    Flow::Continue
+}
+
+pub(crate) fn persist(ctx: &mut Ctx<'_>, _req: &Request<'_>) -> Flow {
+    reply::integer(ctx.out, 0);
+    Flow::Continue
+}
+
+pub(crate) fn randomkey(ctx: &mut Ctx<'_>, _req: &Request<'_>) -> Flow {
+    let store = ctx.shared.replica.store();
+    let leaves = store.tree().leaves();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ ctx.client.id.rotate_left(32);
+    let mut rng = gossipkv_core::rng::Rng::new(seed);
+    let from = rng.below(leaves as u64) as usize;
+    let mut keys: Vec<Bytes> = Vec::new();
+    // the first live leaf from the random one on, else from the start
+    store.scan(from, 1, &mut keys);
+    if keys.is_empty() && from > 0 {
+        store.scan(0, 1, &mut keys);
+    }
+    let pick = (!keys.is_empty()).then(|| rng.below(keys.len() as u64) as usize);
+    reply::bulk_or_null(ctx.out, pick.and_then(|i| keys.get(i)).map(|k| &k[..]));
+    Flow::Continue
+}
 
 pub(crate) fn dbsize(ctx: &mut Ctx<'_>, _req: &Request<'_>) -> Flow {
     reply::integer(ctx.out, ctx.shared.replica.store().len() as i64);

@@ -3,13 +3,19 @@
 //! family, as in mini-redis:
 //!
 //! - [`connection`]: PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT.
-//! - [`strings`]: GET, SET, MGET, MSET, DEL, EXISTS (Redis's string commands).
+//! - [`strings`]: GET, SET, MGET, MSET, DEL, EXISTS, STRLEN, GETRANGE, GETDEL, GETSET, GETEX
+//!   (Redis's string commands).
 //! - [`lww`]: PUT and VERSIONS, gossipkv's own (timestamps and concurrent values).
-//! - [`keyspace`]: DBSIZE, SCAN, KEYS.
-//! - [`server`]: INFO, CONFIG, COMMAND.
+//! - [`keyspace`]: DBSIZE, SCAN, KEYS, TYPE, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, TOUCH,
+//!   UNLINK, RANDOMKEY.
+//! - [`server`]: INFO, CONFIG, COMMAND, CLUSTER, TIME.
 //!
 //! Errors follow Redis's wording (`-ERR unknown command 'foo', with args beginning with: ...`,
 //! `-ERR wrong number of arguments for 'get' command`), so client libraries recognise them.
+//!
+//! Redis commands whose guarantee an eventually consistent LWW replica cannot give (a
+//! conditional write, a read-modify-write, an expiry, a transaction, a flush) are not
+//! "unknown": they get an error that says why ([`refusal`]), as `SET ... NX` does.
 
 pub(crate) mod connection;
 pub(crate) mod keyspace;
@@ -176,16 +182,69 @@ static INFO: Spec = spec("info", -1, ADMIN, NO_KEYS, server::info);
 static CONFIG: Spec = spec("config", -2, ADMIN, NO_KEYS, server::config);
 static COMMAND: Spec = spec("command", -1, ADMIN, NO_KEYS, server::command);
 static CLUSTER: Spec = spec("cluster", -2, ADMIN, NO_KEYS, server::cluster);
+static TIME: Spec = spec("time", 1, &["random", "fast"], NO_KEYS, server::time);
+static STRLEN: Spec = spec("strlen", 2, RO, ONE_KEY, strings::strlen);
+static GETRANGE: Spec = spec("getrange", 4, &["readonly"], ONE_KEY, strings::getrange);
+static SUBSTR: Spec = spec("substr", 4, &["readonly"], ONE_KEY, strings::getrange);
+static GETDEL: Spec = spec("getdel", 2, &["write", "fast"], ONE_KEY, strings::getdel);
+static GETSET: Spec = spec("getset", 3, WR, ONE_KEY, strings::getset);
+static GETEX: Spec = spec("getex", -2, &["write", "fast"], ONE_KEY, strings::getex);
+static UNLINK: Spec = spec("unlink", -2, &["write", "fast"], ALL_KEYS, strings::del);
+static TYPE: Spec = spec("type", 2, RO, ONE_KEY, keyspace::type_);
+static TTL: Spec = spec("ttl", 2, RO, ONE_KEY, keyspace::ttl);
+static PTTL: Spec = spec("pttl", 2, RO, ONE_KEY, keyspace::ttl);
+static EXPIRETIME: Spec = spec("expiretime", 2, RO, ONE_KEY, keyspace::ttl);
+static PEXPIRETIME: Spec = spec("pexpiretime", 2, RO, ONE_KEY, keyspace::ttl);
+static PERSIST: Spec = spec("persist", 2, &["write", "fast"], ONE_KEY, keyspace::persist);
+static TOUCH: Spec = spec("touch", -2, RO, ALL_KEYS, strings::exists);
+static RANDOMKEY: Spec = spec("randomkey", 1, &["readonly"], NO_KEYS, keyspace::randomkey);
 
 /// Every command, in `COMMAND` order.
 pub(crate) static ALL: &[&Spec] = &[
-    &GET, &SET, &MGET, &MSET, &DEL, &EXISTS, &PUT, &VERSIONS, &DBSIZE, &SCAN, &KEYS, &PING, &ECHO,
-    &QUIT, &SELECT, &AUTH, &HELLO, &CLIENT, &INFO, &CONFIG, &COMMAND, &CLUSTER,
+    &GET,
+    &SET,
+    &MGET,
+    &MSET,
+    &DEL,
+    &EXISTS,
+    &PUT,
+    &VERSIONS,
+    &DBSIZE,
+    &SCAN,
+    &KEYS,
+    &PING,
+    &ECHO,
+    &QUIT,
+    &SELECT,
+    &AUTH,
+    &HELLO,
+    &CLIENT,
+    &INFO,
+    &CONFIG,
+    &COMMAND,
+    &CLUSTER,
+    &TIME,
+    &STRLEN,
+    &GETRANGE,
+    &SUBSTR,
+    &GETDEL,
+    &GETSET,
+    &GETEX,
+    &UNLINK,
+    &TYPE,
+    &TTL,
+    &PTTL,
+    &EXPIRETIME,
+    &PEXPIRETIME,
+    &PERSIST,
+    &TOUCH,
+    &RANDOMKEY,
 ];
 
 /// Finds a command by name, case-insensitively, without allocating.
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    let mut buf = [0u8; 8];
+    // longer than any name we know (`PEXPIRETIME`)
+    let mut buf = [0u8; 16];
     let up = buf.get_mut(..name.len())?;
     up.copy_from_slice(name);
     up.make_ascii_uppercase();
@@ -212,8 +271,74 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
         b"CONFIG" => &CONFIG,
         b"COMMAND" => &COMMAND,
         b"CLUSTER" => &CLUSTER,
+        b"TIME" => &TIME,
+        b"STRLEN" => &STRLEN,
+        b"GETRANGE" => &GETRANGE,
+        b"SUBSTR" => &SUBSTR,
+        b"GETDEL" => &GETDEL,
+        b"GETSET" => &GETSET,
+        b"GETEX" => &GETEX,
+        b"UNLINK" => &UNLINK,
+        b"TYPE" => &TYPE,
+        b"TTL" => &TTL,
+        b"PTTL" => &PTTL,
+        b"EXPIRETIME" => &EXPIRETIME,
+        b"PEXPIRETIME" => &PEXPIRETIME,
+        b"PERSIST" => &PERSIST,
+        b"TOUCH" => &TOUCH,
+        b"RANDOMKEY" => &RANDOMKEY,
         _ => return None,
     })
+}
+
+const CONDITIONAL: &str = "gossipkv replicas are eventually consistent, so a conditional write \
+    cannot be made atomic (two nodes can both see the key absent and both write)";
+const READ_MODIFY_WRITE: &str = "two replicas running it at once would each write a value \
+    computed from the old one, and last-write-wins would keep only one of them (a lost \
+    update); read, compute and SET instead";
+const EXPIRY: &str = "gossipkv keys do not expire";
+const TRANSACTION: &str = "gossipkv replicas are eventually consistent, so a group of \
+    commands cannot be made atomic across them";
+const FLUSH: &str = "a flush cannot reach the writes this node has not received yet; \
+    delete keys by name (SCAN, then DEL)";
+const WAIT: &str = "gossip replicates asynchronously and does not acknowledge writes; \
+    INFO gossip and VERSIONS show what a node holds";
+
+/// The Redis commands a Redis user is likely to try that gossipkv leaves out on purpose, and
+/// why (in [`refusal`]'s reply).
+const REFUSED: &[(&str, &str)] = &[
+    ("SETNX", CONDITIONAL),
+    ("MSETNX", CONDITIONAL),
+    ("RENAMENX", CONDITIONAL),
+    ("INCR", READ_MODIFY_WRITE),
+    ("DECR", READ_MODIFY_WRITE),
+    ("INCRBY", READ_MODIFY_WRITE),
+    ("DECRBY", READ_MODIFY_WRITE),
+    ("INCRBYFLOAT", READ_MODIFY_WRITE),
+    ("APPEND", READ_MODIFY_WRITE),
+    ("SETRANGE", READ_MODIFY_WRITE),
+    ("RENAME", READ_MODIFY_WRITE),
+    ("COPY", READ_MODIFY_WRITE),
+    ("EXPIRE", EXPIRY),
+    ("PEXPIRE", EXPIRY),
+    ("EXPIREAT", EXPIRY),
+    ("PEXPIREAT", EXPIRY),
+    ("SETEX", EXPIRY),
+    ("PSETEX", EXPIRY),
+    ("MULTI", TRANSACTION),
+    ("EXEC", TRANSACTION),
+    ("DISCARD", TRANSACTION),
+    ("WATCH", TRANSACTION),
+    ("UNWATCH", TRANSACTION),
+    ("FLUSHALL", FLUSH),
+    ("FLUSHDB", FLUSH),
+    ("WAIT", WAIT),
+    ("WAITAOF", WAIT),
+];
+
+/// If `name` is a command left out on purpose: `(its name as Redis spells it, why)`.
+pub(crate) fn refusal(name: &[u8]) -> Option<(&'static str, &'static str)> {
+    REFUSED.iter().copied().find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
 }
 
 /// Runs one request and appends its reply to `ctx.out`; records its calls, error reply and
@@ -225,7 +350,12 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     let flow = match spec {
         Some(spec) => run(ctx, spec, req),
         None => {
-            unknown_command(ctx.out, req);
+            match refusal(req.arg(0)) {
+                Some((name, why)) => {
+                    reply::error_fmt(ctx.out, format_args!("ERR {name} is not supported: {why}"));
+                }
+                None => unknown_command(ctx.out, req),
+            }
             Flow::Continue
         }
     };

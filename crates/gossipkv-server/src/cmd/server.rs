@@ -1,4 +1,4 @@
-//! Introspection commands: INFO, CONFIG, COMMAND.
+//! Introspection commands: INFO, CONFIG, COMMAND, CLUSTER, TIME.
 //!
 //! - `INFO [section ...]`: `server`, `clients`, `memory`, `persistence`, `stats`,
 //!   `replication`, `gossip` and `keyspace` (`db0:keys=N,expires=0,avg_ttl=0`, omitted when
@@ -8,6 +8,8 @@
 //! - `CONFIG GET pattern [pattern ...]`: a fixed, read-only table (enough for
 //!   `redis-benchmark`, which asks for `save` and `appendonly`); `CONFIG RESETSTAT` zeroes the
 //!   counters; `CONFIG SET` is refused (settings are fixed at start).
+//! - `TIME`: the node's physical clock (the one its timestamps start from, configured skew
+//!   included), as seconds and microseconds.
 //! - `COMMAND`, `COMMAND COUNT`, `COMMAND LIST`, `COMMAND INFO name ...`, and
 //!   `COMMAND DOCS` (an empty reply, which `redis-cli` accepts).
 
@@ -314,4 +316,16 @@ pub(crate) fn cluster(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
         unknown_subcommand(ctx.out, sub, "CLUSTER");
         Flow::Continue
     }
+}
+
+pub(crate) fn time(ctx: &mut Ctx<'_>, _req: &Request<'_>) -> Flow {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let skew_us = ctx.shared.config.clock_skew_ms.saturating_mul(1000);
+    let micros = micros.saturating_add_signed(skew_us);
+    reply::array_len(ctx.out, 2);
+    reply::bulk_decimal(ctx.out, micros / 1_000_000);
+    reply::bulk_decimal(ctx.out, micros % 1_000_000);
+    Flow::Continue
 }
