@@ -35,7 +35,7 @@ fn a_want_naming_a_key_many_times_gets_it_once() {
     let (replica, mut node) = node();
     replica.put(b"k", vec![7u8; 1000], 1000);
     // header: magic, version 2, kind 6 (Want), from 9, exchange 7; count 170 (varint)
-    let mut datagram = b"gK\x02\x06\x09\x07\xaa\x01".to_vec();
+    let mut datagram = b"gK\x03\x06\x09\x07\xaa\x01".to_vec();
     datagram.extend(KH_K.repeat(170));
     assert!(matches!(
         wire::decode(&Bytes::from(datagram.clone())).map(|m| m.body),
@@ -63,10 +63,10 @@ fn a_want_naming_a_key_many_times_gets_it_once() {
 #[test]
 fn a_far_future_timestamp_does_not_make_local_writes_lose() {
     // Entries, from 9, exchange 7: one entry, key "k", ts u64::MAX, origin 9, tombstone
-    let entries = &b"gK\x02\x07\x09\x07\x01\x01k\xff\xff\xff\xff\xff\xff\xff\xff\x09\x01"[..];
+    let entries = &b"gK\x03\x07\x09\x07\x01\x01k\xff\xff\xff\xff\xff\xff\xff\xff\x09\x01"[..];
     // Sync, from 9, exchange 7: root 0, 0 keys, hello { generation 0, refute 0, digest 0,
     // members 0, clock u64::MAX, flags 0 }, no rumors
-    let sync = &b"gK\x02\x01\x09\x07\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\
+    let sync = &b"gK\x03\x01\x09\x07\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\
                  \xff\xff\xff\xff\xff\xff\xff\xff\0\0"[..];
     for (name, datagram) in [("Entries", entries), ("Sync", sync)] {
         assert!(wire::decode(&Bytes::from_static(datagram)).is_ok(), "{name} decodes");

@@ -23,7 +23,7 @@ use gossipkv_core::gossip::wire::{
     self, Body, DecodeError, Hello, KIND_NAMES, KINDS, LeafId, LeafSection, MAGIC, Message, Packer,
     VersionId, WIRE_VERSION, WireEntry,
 };
-use gossipkv_core::gossip::{MemberRecord, Status};
+use gossipkv_core::gossip::{MemberNews, MemberRecord, Status};
 use proptest::prelude::*;
 
 /// Checks every property a decoded message must have, given the bytes it came from.
@@ -102,20 +102,18 @@ fn addr() -> impl Strategy<Value = SocketAddr> {
     (ip, any::<u16>()).prop_map(|(ip, port)| SocketAddr::new(ip, port))
 }
 
-fn member() -> impl Strategy<Value = MemberRecord> {
+/// A member record as sent: a suspicion with or without its suspector, other records without.
+fn member() -> impl Strategy<Value = MemberNews> {
     let status = prop_oneof![
         Just(Status::Alive),
         Just(Status::Suspect),
         Just(Status::Dead),
         Just(Status::Left)
     ];
-    (num32(), addr(), num64(), num32(), status).prop_map(
-        |(id, addr, generation, refute, status)| MemberRecord {
-            id,
-            addr,
-            generation,
-            refute,
-            status,
+    (num32(), addr(), num64(), num32(), status, proptest::option::of(num32())).prop_map(
+        |(id, addr, generation, refute, status, suspector)| MemberNews {
+            rec: MemberRecord { id, addr, generation, refute, status },
+            suspector: suspector.filter(|_| status == Status::Suspect),
         },
     )
 }

@@ -238,6 +238,7 @@ impl InfoSource for GossipInfo {
         s.field("member_suspicions", m.events.suspicions);
         s.field("member_deaths", m.events.deaths);
         s.field("member_refutes", m.events.refutes);
+        s.field("member_confirmations", m.events.confirmations);
         s.field("member_probe_misses", m.events.probe_misses);
         s.field("members_forgotten", m.events.forgotten);
         s.field("loading", u8::from(!self.replica.is_ready()));

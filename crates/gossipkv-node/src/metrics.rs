@@ -719,7 +719,8 @@ impl Collector for Collect {
             "member_events",
             "Membership events counted by this node: suspicions it raised after failed probes, \
              deaths it declared, refutations of its own suspicion or death, direct probes that \
-             got no answer, dead members forgotten by an operator (CLUSTER FORGET).",
+             got no answer, dead members forgotten by an operator (CLUSTER FORGET), suspicions \
+             confirmed by a further suspector (each shortens the suspicion timeout).",
             MetricType::Counter,
             "event",
             [
@@ -728,6 +729,7 @@ impl Collector for Collect {
                 ("refute", ev.refutes),
                 ("probe_miss", ev.probe_misses),
                 ("forgotten", ev.forgotten),
+                ("confirmation", ev.confirmations),
             ]
             .map(|(k, v)| (k.to_string(), v)),
         )?;

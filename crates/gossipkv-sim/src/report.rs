@@ -207,6 +207,8 @@ pub struct MembersCheck {
     pub deaths: u64,
     /// Suspicions or deaths refuted by the member itself.
     pub refutes: u64,
+    /// Suspicions confirmed by a further, independent suspector (Lifeguard).
+    pub confirmations: u64,
     /// Member-table pulls.
     pub member_pulls: u64,
     /// Tombstones purged after the grace period.
@@ -306,8 +308,14 @@ impl Report {
             let _ = writeln!(
                 s,
                 "  membership    {agree}; {view}; {} live, each knows >= {}; {} suspicions, \
-                 {} deaths, {} refuted; {} table pulls",
-                m.live, m.min_known, m.suspicions, m.deaths, m.refutes, m.member_pulls
+                 {} confirmations, {} deaths, {} refuted; {} table pulls",
+                m.live,
+                m.min_known,
+                m.suspicions,
+                m.confirmations,
+                m.deaths,
+                m.refutes,
+                m.member_pulls
             );
             if m.tombstones_purged > 0 || m.horizon_resets > 0 {
                 let _ = writeln!(

@@ -696,6 +696,7 @@ impl<'a> Sim<'a> {
             totals.suspicions += s.suspicions;
             totals.deaths += s.deaths;
             totals.refutes += s.refutes;
+            totals.confirmations += s.confirmations;
             // walk the node's table, not the live nodes: O(view) a node, not O(n)
             let (mut known, mut gone) = (0usize, 0u64);
             for r in m.iter() {
@@ -723,6 +724,7 @@ impl<'a> Sim<'a> {
         out.suspicions = totals.suspicions;
         out.deaths = totals.deaths;
         out.refutes = totals.refutes;
+        out.confirmations = totals.confirmations;
         Some(out)
     }
 

@@ -24,8 +24,15 @@
 //! The first peer a node contacts each round is also probed: if no message comes back from
 //! it before the next round, the node asks `indirect_probes` other members to ping it
 //! (`PingReq`) and pings it again itself; if nothing comes back by the round after, it is
-//! marked `Suspect` and the suspicion is rumored. A suspect that does not refute within
-//! `suspicion_mult × log10(n)` rounds becomes `Dead`. Gossip goes to members believed up and to
+//! marked `Suspect` and the suspicion is rumored with the suspector's id. A suspect that does
+//! not refute in time becomes `Dead`. The time is Lifeguard's dynamic suspicion timeout (Dadgar
+//! et al., "Lifeguard: Local Health Awareness for More Accurate Failure Detection", 2018, as
+//! in memberlist): it starts at `suspicion_max_mult` times the nominal `suspicion_mult ×
+//! log10(n)` rounds and falls toward the nominal one as independent suspectors confirm the
+//! suspicion (`ln(c + 1) / ln(k + 1)` of the way with c confirmations, k = `suspicion_mult − 2`
+//! expected). A member that is down is probed and suspected by several members within a few
+//! rounds, so it is declared dead about as fast as before; a live member suspected by one
+//! member that lost its datagrams has several times longer to refute. Gossip goes to members believed up and to
 //! seeds not heard from yet (each drawn like a member until picked twice); now and then
 //! (`retry_share` of rounds) one slot goes to a dead member or an unknown seed, so members
 //! that come back (a healed partition, a restart) are found again.
@@ -147,6 +154,30 @@ impl MemberRecord {
     }
 }
 
+/// A member record as it travels: the record and, for a suspicion, who raised it (so a
+/// node can count independent confirmations of a suspicion, see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemberNews {
+    /// The record.
+    pub rec: MemberRecord,
+    /// The member that suspected `rec.id`: on the wire only when `rec.status` is `Suspect`
+    /// (otherwise, and when unknown, `None`).
+    pub suspector: Option<NodeId>,
+}
+
+impl MemberNews {
+    /// A record that is not a suspicion, or one whose suspector is not known.
+    pub fn plain(rec: MemberRecord) -> Self {
+        Self { rec, suspector: None }
+    }
+}
+
+impl From<MemberRecord> for MemberNews {
+    fn from(rec: MemberRecord) -> Self {
+        Self::plain(rec)
+    }
+}
+
 /// Why a member cannot be forgotten ([`Membership::forget`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ForgetError {
@@ -176,8 +207,12 @@ pub struct MembershipConfig {
     /// 3: in the simulator's chaos (30% loss, 1,000 nodes, seeds 1-30) five left a fifth to
     /// a quarter of the suspicions three did (docs/protocol.md, docs/benchmarks.md).
     pub indirect_probes: usize,
-    /// Suspicion timeout in rounds is `suspicion_mult × max(1, log10(n))`.
+    /// Nominal suspicion timeout in rounds: `suspicion_mult × max(1, log10(n))`, the time a
+    /// suspicion confirmed by `suspicion_mult − 2` other members takes to become a death.
     pub suspicion_mult: u32,
+    /// A suspicion nobody else confirmed lasts this many times the nominal timeout
+    /// (memberlist's `SuspicionMaxTimeoutMult`, 6 there too); 1 turns the dynamic timeout off.
+    pub suspicion_max_mult: u32,
     /// A membership change is piggy-backed `retransmit_mult × ⌈log10(n + 1)⌉` times.
     pub retransmit_mult: u32,
     /// Share of rounds in which one peer slot goes to a dead member or an unknown seed.
@@ -195,6 +230,7 @@ impl Default for MembershipConfig {
         Self {
             indirect_probes: 5,
             suspicion_mult: 4,
+            suspicion_max_mult: 6,
             retransmit_mult: 4,
             retry_share: 0.1,
             max_members: 1 << 17,
@@ -223,6 +259,8 @@ pub struct MemberStats {
     pub evicted: u64,
     /// Dead members this node was told to forget ([`Membership::forget`]).
     pub forgotten: u64,
+    /// Suspicions confirmed by a further, independent suspector.
+    pub confirmations: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -230,6 +268,52 @@ struct Member {
     rec: MemberRecord,
     /// When the status last changed here (local ms).
     since: u64,
+    /// Distinct members known to suspect it in the current suspicion (the first
+    /// `suspectors_len` slots), the first one first.
+    suspectors: [NodeId; MAX_SUSPECTORS],
+    suspectors_len: u8,
+    /// The suspector told along with the record when it is rumored: the latest one learned,
+    /// so that a confirmation spreads as memberlist's re-broadcast suspect message does.
+    rumored_suspector: Option<NodeId>,
+}
+
+/// Most suspectors counted per suspicion (the expected confirmations are capped below it).
+const MAX_SUSPECTORS: usize = 8;
+
+impl Member {
+    fn new(rec: MemberRecord, since: u64) -> Self {
+        Self {
+            rec,
+            since,
+            suspectors: [0; MAX_SUSPECTORS],
+            suspectors_len: 0,
+            rumored_suspector: None,
+        }
+    }
+
+    fn suspectors(&self) -> &[NodeId] {
+        &self.suspectors[..usize::from(self.suspectors_len)]
+    }
+
+    /// Counts `who` as a suspector of the current suspicion; false if already counted (or
+    /// unknown, or no room).
+    fn add_suspector(&mut self, who: Option<NodeId>) -> bool {
+        let Some(who) = who else { return false };
+        let n = usize::from(self.suspectors_len);
+        if n >= MAX_SUSPECTORS || self.suspectors().contains(&who) {
+            return false;
+        }
+        self.suspectors[n] = who;
+        self.suspectors_len += 1;
+        self.rumored_suspector = Some(who);
+        true
+    }
+
+    fn news(&self) -> MemberNews {
+        let suspector =
+            (self.rec.status == Status::Suspect).then_some(self.rumored_suspector).flatten();
+        MemberNews { rec: self.rec, suspector }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -266,7 +350,7 @@ pub enum ProbeAction {
         /// The member's address.
         to: SocketAddr,
         /// Our record of it.
-        rec: MemberRecord,
+        news: MemberNews,
     },
 }
 
@@ -354,12 +438,20 @@ impl Membership {
 
     /// The records (ourselves included) of every bucket whose digest differs from `theirs`
     /// (a peer's `bucket_digests`); all records if `theirs` is malformed.
-    pub fn records_differing(&self, theirs: &[u32]) -> Vec<MemberRecord> {
+    pub fn records_differing(&self, theirs: &[u32]) -> Vec<MemberNews> {
         let differs = |id: NodeId| {
             let b = bucket_of(id);
             theirs.get(b).is_none_or(|t| *t != self.buckets[b] as u32) || theirs.len() != BUCKETS
         };
-        self.iter().filter(|r| differs(r.id)).collect()
+        self.iter().filter(|r| differs(r.id)).map(|r| self.news_of(r)).collect()
+    }
+
+    /// `rec` (a record of our table) with the suspector we would rumor along with it.
+    fn news_of(&self, rec: MemberRecord) -> MemberNews {
+        match self.members.get(&rec.id) {
+            Some(m) => m.news(),
+            None => MemberNews::plain(rec),
+        }
     }
 
     fn flip(&mut self, rec: &MemberRecord) {
@@ -420,11 +512,31 @@ impl Membership {
         (n.log(base).ceil() as u32).max(1)
     }
 
-    /// Suspicion timeout in milliseconds for a round of `interval_ms`.
+    /// Nominal suspicion timeout in milliseconds for a round of `interval_ms`: that of a
+    /// suspicion confirmed by the expected number of suspectors ([`Self::suspicion_timeout_ms`]).
     pub fn suspicion_ms(&self, interval_ms: u64) -> u64 {
         let n = (self.len() as f64).max(10.0);
         let rounds = (f64::from(self.cfg.suspicion_mult) * n.log10()).ceil() as u64;
         rounds.max(2) * interval_ms
+    }
+
+    /// Lifeguard's timeout of a suspicion raised by `suspectors` distinct members (the first
+    /// one included; 0 if none is known): from `suspicion_max_mult` times the nominal timeout
+    /// with no confirmation down to the nominal one with `k = suspicion_mult − 2` of them
+    /// (memberlist's formula). With too few members to expect k confirmations (n − 2 < k)
+    /// the nominal timeout holds at once.
+    pub fn suspicion_timeout_ms(&self, interval_ms: u64, suspectors: usize) -> u64 {
+        let min = self.suspicion_ms(interval_ms);
+        let max = min.saturating_mul(u64::from(self.cfg.suspicion_max_mult.max(1)));
+        let k = (self.cfg.suspicion_mult.saturating_sub(2) as usize).min(MAX_SUSPECTORS - 1);
+        let others = self.len().saturating_sub(2);
+        let confirmations = suspectors.saturating_sub(1);
+        if k == 0 || others < k || confirmations >= k {
+            return min;
+        }
+        let frac = ((confirmations + 1) as f64).ln() / ((k + 1) as f64).ln();
+        let raw = max as f64 - frac * (max - min) as f64;
+        (raw as u64).clamp(min, max)
     }
 
     fn retransmits(&self) -> u32 {
@@ -445,10 +557,12 @@ impl Membership {
         }
     }
 
-    /// Merges one record learned from a peer. `spread`: rumor it on if it changed our view
+    /// Merges one record learned from a peer, with the suspector it came with if it is a
+    /// suspicion. `spread`: rumor it on if it changed our view or confirmed a suspicion
     /// (records from a full-table pull are not re-rumored). Returns whether the view changed.
-    pub fn apply(&mut self, rec: MemberRecord, now: u64, spread: bool) -> bool {
-        self.merge(rec, now, spread, false)
+    pub fn apply(&mut self, news: impl Into<MemberNews>, now: u64, spread: bool) -> bool {
+        let news = news.into();
+        self.merge(news.rec, news.suspector, now, spread, false)
     }
 
     /// Members (self excluded) believed dead or left.
@@ -493,12 +607,33 @@ impl Membership {
         Some(pos)
     }
 
-    fn merge(&mut self, rec: MemberRecord, now: u64, spread: bool, direct: bool) -> bool {
+    fn merge(
+        &mut self,
+        rec: MemberRecord,
+        suspector: Option<NodeId>,
+        now: u64,
+        spread: bool,
+        direct: bool,
+    ) -> bool {
         if rec.id == self.me.id {
             return self.about_me(rec);
         }
+        let suspector = suspector.filter(|_| rec.status == Status::Suspect);
         match self.members.get_mut(&rec.id) {
             Some(m) => {
+                if rec.rank() == m.rec.rank() && rec.status == Status::Suspect {
+                    // the same suspicion from another member: a confirmation
+                    if !m.add_suspector(suspector) {
+                        return false;
+                    }
+                    if m.suspectors_len > 1 {
+                        self.stats.confirmations += 1;
+                    }
+                    if spread {
+                        self.rumor(rec.id);
+                    }
+                    return false;
+                }
                 if rec.rank() <= m.rec.rank() {
                     return false;
                 }
@@ -506,6 +641,12 @@ impl Membership {
                 m.rec = rec;
                 if old.status != rec.status {
                     m.since = now;
+                }
+                if rec.status == Status::Suspect {
+                    // a new suspicion (or one of a newer refutation): count afresh
+                    m.suspectors_len = 0;
+                    m.rumored_suspector = None;
+                    m.add_suspector(suspector);
                 }
                 self.flip(&old);
                 self.flip(&rec);
@@ -533,7 +674,9 @@ impl Membership {
                     self.stats.refused += 1;
                     return false;
                 }
-                self.members.insert(rec.id, Member { rec, since: now });
+                let mut m = Member::new(rec, now);
+                m.add_suspector(suspector);
+                self.members.insert(rec.id, m);
                 if let Some(old) = self.by_addr.insert(rec.addr, rec.id) {
                     // the address now belongs to another id: the old one moved or is gone
                     debug_assert_ne!(old, rec.id);
@@ -580,7 +723,7 @@ impl Membership {
 
     /// The sender of a `Sync` / `SyncAck` told us its own record.
     pub fn hello(&mut self, rec: MemberRecord, now: u64) {
-        self.merge(rec, now, true, true);
+        self.merge(rec, None, now, true, true);
     }
 
     /// Any message from `addr` shows it is up: its pending probes succeed.
@@ -632,23 +775,32 @@ impl Membership {
                 && m.rec.status == Status::Alive
             {
                 self.stats.suspicions += 1;
-                let rec = MemberRecord { status: Status::Suspect, ..m.rec };
-                self.apply(rec, now, true);
-                out.push(ProbeAction::Notify { to: rec.addr, rec });
+                let news = MemberNews {
+                    rec: MemberRecord { status: Status::Suspect, ..m.rec },
+                    suspector: Some(self.me.id),
+                };
+                self.apply(news, now, true);
+                out.push(ProbeAction::Notify { to: news.rec.addr, news });
+            } else if let Some(m) = self.members.get(&p.target).copied()
+                && m.rec.status == Status::Suspect
+            {
+                // someone else suspected it first and our probes failed too: confirm
+                let news = MemberNews { rec: m.rec, suspector: Some(self.me.id) };
+                self.apply(news, now, true);
             }
         }
-        let timeout = self.suspicion_ms(interval_ms);
         let mut suspects = std::mem::take(&mut self.suspects);
         suspects.retain(|id| {
             let Some(m) = self.members.get(id).copied() else { return false };
             if m.rec.status != Status::Suspect {
                 return false;
             }
+            let timeout = self.suspicion_timeout_ms(interval_ms, m.suspectors().len());
             if m.since + timeout <= now {
                 self.stats.deaths += 1;
                 let rec = MemberRecord { status: Status::Dead, ..m.rec };
                 self.apply(rec, now, true);
-                out.push(ProbeAction::Notify { to: rec.addr, rec });
+                out.push(ProbeAction::Notify { to: rec.addr, news: MemberNews::plain(rec) });
                 return false;
             }
             true
@@ -746,7 +898,7 @@ impl Membership {
     }
 
     /// Membership rumors to piggy-back on one message, each counted as one retransmission.
-    pub fn take_rumors(&mut self, max: usize) -> Vec<MemberRecord> {
+    pub fn take_rumors(&mut self, max: usize) -> Vec<MemberNews> {
         let mut out = Vec::new();
         let n = self.rumors.len();
         for _ in 0..n {
@@ -755,7 +907,7 @@ impl Membership {
             }
             let Some((id, left)) = self.rumors.pop_front() else { break };
             if let Some(rec) = self.get(id) {
-                out.push(rec);
+                out.push(self.news_of(rec));
             }
             if left > 1 {
                 self.rumors.push_back((id, left - 1));
@@ -935,7 +1087,9 @@ mod tests {
         assert!(matches!(out[..], [ProbeAction::Notify { to, .. }] if to == addr(2)));
         out.clear();
         assert!(m.has_quorum());
-        let t = 300 + m.suspicion_ms(100);
+        // our own suspicion, unconfirmed: Lifeguard's longest timeout
+        let t = 300 + m.suspicion_timeout_ms(100, 1);
+        assert_eq!(m.suspicion_timeout_ms(100, 1), 6 * m.suspicion_ms(100));
         m.tick(t - 1, t, 100, &mut rng, &mut out);
         assert_eq!(m.get(2).map(|r| r.status), Some(Status::Suspect));
         m.tick(t, t + 100, 100, &mut rng, &mut out);
@@ -945,6 +1099,61 @@ mod tests {
         m.heard(addr(3));
         m.tick(t + 500, t + 600, 100, &mut rng, &mut out);
         assert_eq!(m.get(3).map(|r| r.status), Some(Status::Alive));
+    }
+
+    #[test]
+    fn confirmed_suspicions_die_sooner_and_unconfirmed_ones_wait() {
+        let mut m = view(1);
+        for id in 2..=20 {
+            m.apply(rec(id, 1, 0, Status::Alive), 0, false);
+        }
+        let nominal = m.suspicion_ms(100);
+        let (t0, t1, t2) = (
+            m.suspicion_timeout_ms(100, 1),
+            m.suspicion_timeout_ms(100, 2),
+            m.suspicion_timeout_ms(100, 3),
+        );
+        assert_eq!(t0, 6 * nominal, "no confirmation: the longest");
+        assert!(nominal < t1 && t1 < t0, "one confirmation: between ({t1})");
+        assert_eq!(t2, nominal, "k = suspicion_mult - 2 = 2 confirmations: the nominal one");
+        assert_eq!(m.suspicion_timeout_ms(100, 8), nominal);
+        let news = |id, by| MemberNews { rec: rec(id, 1, 0, Status::Suspect), suspector: by };
+        // member 2: suspected by 7, confirmed by 8 and 9 (8 twice: counted once)
+        let mut rng = Rng::new(1);
+        let mut out = Vec::new();
+        m.apply(news(2, Some(7)), 1_000, true);
+        m.apply(news(2, Some(8)), 1_000, true);
+        m.apply(news(2, Some(8)), 1_000, true);
+        assert_eq!(m.stats().confirmations, 1);
+        // the confirmation is rumored with its suspector
+        let told = m.take_rumors(64);
+        assert!(told.contains(&news(2, Some(8))), "{told:?}");
+        m.apply(news(2, Some(9)), 1_000, true);
+        assert_eq!(m.stats().confirmations, 2);
+        // member 3: suspected by 7 alone
+        m.apply(news(3, Some(7)), 1_000, true);
+        m.tick(1_000 + nominal, 1_100 + nominal, 100, &mut rng, &mut out);
+        assert_eq!(m.get(2).map(|r| r.status), Some(Status::Dead), "confirmed: nominal time");
+        assert_eq!(m.get(3).map(|r| r.status), Some(Status::Suspect), "unconfirmed: waits");
+        // it refutes in time
+        m.apply(rec(3, 1, 1, Status::Alive), 1_000 + 2 * nominal, true);
+        m.tick(1_000 + t0, 1_100 + t0, 100, &mut rng, &mut out);
+        assert_eq!(m.get(3).map(|r| r.status), Some(Status::Alive));
+        // a new suspicion (after the refutation) counts its suspectors afresh
+        m.apply(MemberNews { rec: rec(3, 1, 1, Status::Suspect), suspector: Some(8) }, 0, true);
+        assert_eq!(m.stats().confirmations, 2);
+        // with too few members to expect k confirmations the nominal timeout holds
+        let mut small = view(1);
+        small.apply(rec(2, 1, 0, Status::Alive), 0, false);
+        small.apply(rec(3, 1, 0, Status::Alive), 0, false);
+        assert_eq!(small.suspicion_timeout_ms(100, 1), small.suspicion_ms(100));
+        // and suspicion_max_mult = 1 turns the dynamic timeout off
+        let cfg = MembershipConfig { suspicion_max_mult: 1, ..MembershipConfig::default() };
+        let mut off = Membership::new(cfg, 1, addr(1), 1, vec![]);
+        for id in 2..=20 {
+            off.apply(rec(id, 1, 0, Status::Alive), 0, false);
+        }
+        assert_eq!(off.suspicion_timeout_ms(100, 1), off.suspicion_ms(100));
     }
 
     #[test]
@@ -1035,7 +1244,7 @@ mod tests {
         assert!(a.records_differing(&b.bucket_digests()).is_empty());
         a.apply(rec(500, 1, 0, Status::Alive), 0, false);
         let diff = a.records_differing(&b.bucket_digests());
-        assert!(diff.iter().any(|r| r.id == 500));
+        assert!(diff.iter().any(|r| r.rec.id == 500));
         assert!(diff.len() < 20, "one bucket of about 200/64 records, got {}", diff.len());
         for r in diff {
             b.apply(r, 0, false);

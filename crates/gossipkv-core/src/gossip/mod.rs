@@ -7,6 +7,8 @@ pub mod members;
 pub mod node;
 pub mod wire;
 
-pub use members::{ForgetError, MemberRecord, MemberStats, Membership, MembershipConfig, Status};
+pub use members::{
+    ForgetError, MemberNews, MemberRecord, MemberStats, Membership, MembershipConfig, Status,
+};
 pub use node::{GossipConfig, Node, NodeStats, Transmit, Transport};
 pub use wire::{Body, DecodeError, Hello, Message, VersionId, WireEntry};

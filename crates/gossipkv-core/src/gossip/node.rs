@@ -43,7 +43,7 @@ use hashbrown::HashMap;
 use crate::clock::{ClockKind, hlc_pack};
 use crate::digest::{TREE_ARITY, key_hash, short_hash, version_hash};
 use crate::gossip::members::{
-    ForgetError, MemberRecord, Membership, MembershipConfig, ProbeAction, Status,
+    ForgetError, MemberNews, MemberRecord, Membership, MembershipConfig, ProbeAction, Status,
 };
 use crate::gossip::wire::{
     self, Body, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WireEntry,
@@ -577,7 +577,7 @@ impl Node {
             rumors = respond && m.has_rumors();
         }
         if let Some(rec) = tell {
-            self.send_members(from, false, &[rec]);
+            self.send_members(from, false, &[MemberNews::plain(rec)]);
         }
         if pull {
             self.last_member_pull = now;
@@ -623,7 +623,7 @@ impl Node {
         self.send_members(to, false, &recs);
     }
 
-    fn send_members(&mut self, to: SocketAddr, full: bool, recs: &[MemberRecord]) {
+    fn send_members(&mut self, to: SocketAddr, full: bool, recs: &[MemberNews]) {
         if recs.is_empty() {
             return;
         }
@@ -682,7 +682,7 @@ impl Node {
                 ProbeAction::PingReq { relay, target } => {
                     self.send_body(relay, 0, Body::PingReq { target });
                 }
-                ProbeAction::Notify { to, rec } => self.send_members(to, false, &[rec]),
+                ProbeAction::Notify { to, news } => self.send_members(to, false, &[news]),
             }
         }
         self.check_away(now);

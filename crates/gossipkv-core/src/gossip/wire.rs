@@ -23,13 +23,13 @@ use thiserror::Error;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::digest::TREE_ARITY;
-use crate::gossip::members::{MemberRecord, Status};
+use crate::gossip::members::{MemberNews, MemberRecord, Status};
 use crate::lww::{NodeId, Timestamp, Version, VersionRef};
 
 /// First two bytes of every gossip datagram.
 pub const MAGIC: [u8; 2] = *b"gK";
-/// Wire format version.
-pub const WIRE_VERSION: u8 = 2;
+/// Wire format version. 3: a suspect member record carries its suspector's id.
+pub const WIRE_VERSION: u8 = 3;
 /// Encoded size of a [`VersionId`].
 pub const ID_LEN: usize = 20;
 
@@ -182,8 +182,8 @@ pub enum Body {
     Members {
         /// A page of a full table (not re-rumored by the receiver).
         full: bool,
-        /// The records.
-        records: Vec<MemberRecord>,
+        /// The records (a suspicion with its suspector).
+        records: Vec<MemberNews>,
     },
     /// One chunk of a bulk catch-up.
     BulkChunk {
@@ -357,13 +357,20 @@ pub fn addr_len(a: &SocketAddr) -> usize {
     if a.is_ipv4() { 1 + 4 + 2 } else { 1 + 16 + 2 }
 }
 
-/// Encoded length of a member record.
-pub fn member_len(m: &MemberRecord) -> usize {
+/// Encoded length of a member record (with its suspector, if a suspicion).
+pub fn member_len(n: &MemberNews) -> usize {
+    let m = &n.rec;
     varint_len(u64::from(m.id))
         + addr_len(&m.addr)
         + varint_len(m.generation)
         + varint_len(u64::from(m.refute))
         + 1
+        + if m.status == Status::Suspect { suspector_len(n.suspector) } else { 0 }
+}
+
+/// A suspect record's suspector: its id + 1, 0 when unknown.
+fn suspector_len(s: Option<NodeId>) -> usize {
+    varint_len(s.map_or(0, |id| u64::from(id) + 1))
 }
 
 /// Encoded length of an entry.
@@ -452,13 +459,18 @@ impl Writer {
         self.u8(h.flags);
     }
 
-    /// Appends a member record.
-    pub fn member(&mut self, m: &MemberRecord) {
+    /// Appends a member record; a suspicion is followed by its suspector (id + 1, or 0 if
+    /// unknown).
+    pub fn member(&mut self, n: &MemberNews) {
+        let m = &n.rec;
         self.varint(u64::from(m.id));
         self.addr(&m.addr);
         self.varint(m.generation);
         self.varint(u64::from(m.refute));
         self.u8(m.status.to_byte());
+        if m.status == Status::Suspect {
+            self.varint(n.suspector.map_or(0, |id| u64::from(id) + 1));
+        }
     }
 
     /// Appends a version id.
@@ -631,15 +643,23 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Reads a member record.
-    pub fn member(&mut self) -> Result<MemberRecord, DecodeError> {
+    /// Reads a member record (and a suspicion's suspector).
+    pub fn member(&mut self) -> Result<MemberNews, DecodeError> {
         let id = self.varint32()?;
         let addr = self.addr()?;
         let generation = self.varint()?;
         let refute = self.varint32()?;
         let b = self.u8()?;
         let status = Status::from_byte(b).ok_or(DecodeError::Tag(b))?;
-        Ok(MemberRecord { id, addr, generation, refute, status })
+        let suspector = if status == Status::Suspect {
+            match self.varint()? {
+                0 => None,
+                s => Some(NodeId::try_from(s - 1).map_err(|_| DecodeError::Varint)?),
+            }
+        } else {
+            None
+        };
+        Ok(MemberNews { rec: MemberRecord { id, addr, generation, refute, status }, suspector })
     }
 
     /// Reads a version id.
@@ -987,16 +1007,26 @@ mod tests {
         roundtrip(Body::PingReq { target: v4 });
         roundtrip(Body::Ack);
         roundtrip(Body::MemberRequest { buckets: vec![1, u32::MAX] });
-        let m = |id, addr, status| MemberRecord { id, addr, generation: 77, refute: 1, status };
+        let m = |id, addr, status| {
+            MemberNews::plain(MemberRecord { id, addr, generation: 77, refute: 1, status })
+        };
+        let suspected = |by| MemberNews { suspector: by, ..m(9, v4, Status::Suspect) };
         roundtrip(Body::Members {
             full: true,
-            records: vec![m(1, v4, Status::Alive), m(u32::MAX, v6, Status::Left)],
+            records: vec![
+                m(1, v4, Status::Alive),
+                m(u32::MAX, v6, Status::Left),
+                suspected(Some(0)),
+                suspected(Some(u32::MAX)),
+                suspected(None),
+            ],
         });
         roundtrip(Body::Members { full: false, records: vec![] });
-        let rec = m(5, v6, Status::Suspect);
-        let mut w = Writer::default();
-        w.member(&rec);
-        assert_eq!(w.buf.len(), member_len(&rec));
+        for rec in [m(5, v6, Status::Suspect), suspected(Some(u32::MAX)), m(5, v6, Status::Dead)] {
+            let mut w = Writer::default();
+            w.member(&rec);
+            assert_eq!(w.buf.len(), member_len(&rec));
+        }
         let mut w = Writer::default();
         w.hello(&hello);
         assert_eq!(w.buf.len(), hello.len());
@@ -1066,12 +1096,14 @@ mod tests {
         assert_eq!(decode(&Bytes::from_static(b"xx\x01\x01")), Err(DecodeError::BadMagic));
         // version 1 (leaf summaries one leaf per message) is not spoken any more
         assert_eq!(decode(&Bytes::from_static(b"gK\x01\x01")), Err(DecodeError::Version(1)));
-        assert_eq!(decode(&Bytes::from_static(b"gK\x03\x01")), Err(DecodeError::Version(3)));
+        // version 2 (a suspicion without its suspector) neither
+        assert_eq!(decode(&Bytes::from_static(b"gK\x02\x01")), Err(DecodeError::Version(2)));
+        assert_eq!(decode(&Bytes::from_static(b"gK\x04\x01")), Err(DecodeError::Version(4)));
         // a count claiming 2^60 items in a tiny datagram
-        let huge = b"gK\x02\x06\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x0f";
+        let huge = b"gK\x03\x06\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x0f";
         assert_eq!(decode(&Bytes::from_static(huge)), Err(DecodeError::Length));
         // an overlong varint
-        let bad = b"gK\x02\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
+        let bad = b"gK\x03\x06\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01";
         assert_eq!(decode(&Bytes::from_static(bad)), Err(DecodeError::Varint));
     }
 }
