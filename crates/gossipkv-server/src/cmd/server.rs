@@ -2,7 +2,9 @@
 //!
 //! - `INFO [section ...]`: `server`, `clients`, `memory`, `persistence`, `stats`,
 //!   `replication`, `gossip` and `keyspace` (`db0:keys=N,expires=0,avg_ttl=0`, omitted when
-//!   empty as in Redis). `replication` and `gossip` carry the node's LWW state and whatever the
+//!   empty as in Redis); `commandstats` (Redis's `cmdstat_<name>:calls=..,usec=..` lines) only
+//!   when asked for by name or with `all` / `everything`, as in Redis. `replication` and
+//!   `gossip` carry the node's LWW state and whatever the
 //!   [`InfoSource`](crate::hooks::InfoSource) adds. Memory figures are the process's resident
 //!   set (the store does not count its allocations).
 //! - `CONFIG GET pattern [pattern ...]`: a fixed, read-only table (enough for
@@ -21,8 +23,20 @@ use crate::glob;
 use crate::hooks::InfoSection;
 use crate::resp::{Request, reply};
 
-const SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "gossip", "keyspace"];
+const SECTIONS: [&str; 9] = [
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "gossip",
+    "keyspace",
+    "commandstats",
+];
+
+/// Sections `INFO` and `INFO default` leave out (as Redis leaves out `commandstats`).
+const NOT_DEFAULT: &[&str] = &["commandstats"];
 
 /// Resident set size of this process in bytes (Linux; 0 elsewhere).
 fn rss_bytes() -> u64 {
@@ -90,7 +104,8 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut InfoSection) {
             s.field("total_net_input_bytes", m.net_input_bytes);
             s.field("total_net_output_bytes", m.net_output_bytes);
             s.field("rejected_connections", m.connections_rejected);
-            s.field("total_error_replies", 0);
+            let errors: u64 = shared.metrics.commands_snapshot().iter().map(|c| c.errors).sum();
+            s.field("total_error_replies", errors);
             s.field("protocol_errors", m.protocol_errors);
             s.field("expired_keys", 0);
             s.field("evicted_keys", 0);
@@ -110,6 +125,25 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut InfoSection) {
             shared.info.replication(s);
         }
         "gossip" => shared.info.gossip(s),
+        "commandstats" => {
+            // Redis's format; every error reply counts as a failed call (Redis tells calls
+            // refused before running, e.g. for arity, apart as rejected_calls)
+            for c in shared.metrics.commands_snapshot() {
+                if c.calls == 0 || c.name == "unknown" {
+                    continue;
+                }
+                let usec = c.total_ns / 1_000;
+                s.field(
+                    &format!("cmdstat_{}", c.name),
+                    format!(
+                        "calls={},usec={usec},usec_per_call={:.2},rejected_calls=0,failed_calls={}",
+                        c.calls,
+                        c.total_ns as f64 / 1_000.0 / c.calls as f64,
+                        c.errors
+                    ),
+                );
+            }
+        }
         "keyspace" => {
             let n = replica.store().len();
             if n > 0 {
@@ -121,10 +155,13 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut InfoSection) {
 }
 
 pub(crate) fn info(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
-    let mut wanted = [req.len() == 1; SECTIONS.len()];
+    let default = SECTIONS.map(|s| !NOT_DEFAULT.contains(&s));
+    let mut wanted = if req.len() == 1 { default } else { [false; SECTIONS.len()] };
     for arg in req.iter().skip(1) {
-        if is(arg, b"ALL") || is(arg, b"EVERYTHING") || is(arg, b"DEFAULT") {
+        if is(arg, b"ALL") || is(arg, b"EVERYTHING") {
             wanted = [true; SECTIONS.len()];
+        } else if is(arg, b"DEFAULT") {
+            wanted.iter_mut().zip(default).for_each(|(w, d)| *w |= d);
         } else if let Some(i) = SECTIONS.iter().position(|s| is(arg, s.as_bytes())) {
             wanted[i] = true;
         }
