@@ -88,6 +88,23 @@ impl Replica {
         (ts, kh, vh)
     }
 
+    /// [`Replica::write_hashed`], first calling `before` with the value the key had here,
+    /// atomically with the write ([`Store::merge_hashed_after`]).
+    pub fn write_hashed_after<R>(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        phys_ms: u64,
+        before: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> (Timestamp, u64, u64, R) {
+        let ts = self.clock.issue(phys_ms);
+        let v = VersionRef { ts, origin: self.id, value };
+        let kh = key_hash(key);
+        let vh = version_hash(kh, v);
+        let (_, r) = self.store.merge_hashed_after(kh, vh, key, v, before);
+        (ts, kh, vh, r)
+    }
+
     /// PUT: stores `value` under a fresh timestamp and returns the version written.
     pub fn put(&self, key: &[u8], value: impl Into<Bytes>, phys_ms: u64) -> Version {
         let value = value.into();

@@ -854,6 +854,28 @@ impl Store {
         self.shards[s].write().merge((kh, vh), leaf, key, v, self.cfg.max_concurrent)
     }
 
+    /// [`Store::merge_hashed`], first calling `before` with the key's winning value (`None` if
+    /// absent or deleted) under the same write lock, so no other write of the key comes
+    /// between the read and the merge (GETSET, GETDEL: exactly one of two racing callers sees
+    /// the old value).
+    pub fn merge_hashed_after<R>(
+        &self,
+        kh: u64,
+        vh: u64,
+        key: &[u8],
+        v: VersionRef<'_>,
+        before: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> (MergeOutcome, R) {
+        debug_assert_eq!((kh, vh), (key_hash(key), version_hash(kh, v)));
+        let (s, leaf) = self.locate(kh);
+        let mut shard = self.shards[s].write();
+        let r = match shard.find(kh, key) {
+            Some(pos) => before(shard.entries[pos as usize].version().value),
+            None => before(None),
+        };
+        (shard.merge((kh, vh), leaf, key, v, self.cfg.max_concurrent), r)
+    }
+
     /// Merges a batch and appends to `changed` the index (within the batch) of every version
     /// that changed the store, so gossip can forward exactly the fresh ones.
     pub fn merge_batch<'a>(

@@ -67,3 +67,32 @@ fn concurrent_puts_and_merges_equal_the_sequential_fold() {
     assert_eq!(replica.store().root_hash(), sequential.root_hash());
     assert_eq!(replica.store().stats(), sequential.stats());
 }
+
+/// GETDEL's read-and-delete (`Replica::write_hashed_after`) is atomic per key: of threads
+/// racing to take the same value, exactly one gets it, for every key.
+#[test]
+fn racing_swaps_hand_each_value_to_exactly_one_taker() {
+    const ROUNDS: usize = 300;
+    let replica = Arc::new(Replica::new(0, ClockKind::Hlc, cfg()));
+    for round in 0..ROUNDS {
+        let key = format!("take-{round}");
+        replica.put(key.as_bytes(), Bytes::from(format!("v{round}")), 1);
+        let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+        let takers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (r, key, barrier) = (Arc::clone(&replica), key.clone(), Arc::clone(&barrier));
+                thread::spawn(move || {
+                    barrier.wait();
+                    let (_, _, _, old) = r.write_hashed_after(key.as_bytes(), None, 2, |v| {
+                        v.map(Bytes::copy_from_slice)
+                    });
+                    old
+                })
+            })
+            .collect();
+        let got: Vec<Bytes> =
+            takers.into_iter().filter_map(|h| h.join().expect("taker panicked")).collect();
+        assert_eq!(got, vec![Bytes::from(format!("v{round}"))], "round {round}");
+        assert!(replica.get(key.as_bytes()).is_none(), "deleted");
+    }
+}

@@ -34,6 +34,7 @@ pub const LATENCY_BUCKETS_NS: [u64; 13] = [
 struct CommandCounters {
     calls: AtomicU64,
     errors: AtomicU64,
+    rejected: AtomicU64,
     nanos: AtomicU64,
     /// Per bucket (not cumulative); the last one is +Inf.
     buckets: [AtomicU64; LATENCY_BUCKETS_NS.len() + 1],
@@ -48,6 +49,9 @@ pub struct CommandStats {
     pub calls: u64,
     /// Runs whose reply was an error (wrong arity, NOAUTH, LOADING, bad arguments...).
     pub errors: u64,
+    /// Of those errors, the ones given before the command ran (wrong arity, NOAUTH,
+    /// LOADING): Redis's `rejected_calls`.
+    pub rejected: u64,
     /// Total execution time, nanoseconds.
     pub total_ns: u64,
     /// Runs per latency bucket, cumulative as Prometheus wants them: `le[i]` counts runs that
@@ -140,6 +144,7 @@ impl Metrics {
                     // read after the buckets: calls >= the +Inf bucket while calls race in
                     calls: c.calls.load(Relaxed).max(acc),
                     errors: c.errors.load(Relaxed),
+                    rejected: c.rejected.load(Relaxed),
                     total_ns: c.nanos.load(Relaxed),
                     le,
                 }
@@ -161,13 +166,12 @@ impl Metrics {
             c.store(0, Relaxed);
         }
         for c in self.per_command.iter() {
-            for a in [&c.calls, &c.errors, &c.nanos].into_iter().chain(&c.buckets) {
+            for a in [&c.calls, &c.errors, &c.rejected, &c.nanos].into_iter().chain(&c.buckets) {
                 a.store(0, Relaxed);
             }
         }
     }
 
-    /// Records one run of the command at `slot` (index in `cmd::ALL`; past it: unknown).
     /// Counts an error for a command already counted by [`Self::command`] whose reply came
     /// later (`CLUSTER MEMBERS` / `FORGET`, answered by the gossip layer).
     pub(crate) fn late_command_error(&self, slot: usize) {
@@ -176,7 +180,9 @@ impl Metrics {
         }
     }
 
-    pub(crate) fn command(&self, slot: usize, took: Duration, error: bool) {
+    /// Records one run of the command at `slot` (index in `cmd::ALL`; past it: unknown):
+    /// `error` if its reply was one, `rejected` if that error came before it ran.
+    pub(crate) fn command(&self, slot: usize, took: Duration, error: bool, rejected: bool) {
         let Some(c) = self.per_command.get(slot).or_else(|| self.per_command.last()) else {
             return;
         };
@@ -188,6 +194,9 @@ impl Metrics {
         c.buckets[bucket].fetch_add(1, Relaxed);
         if error {
             c.errors.fetch_add(1, Relaxed);
+        }
+        if rejected {
+            c.rejected.fetch_add(1, Relaxed);
         }
     }
 
@@ -231,9 +240,9 @@ mod tests {
     fn per_command_histogram_is_cumulative_and_resets() {
         let m = Metrics::new();
         let get = cmd::ALL.iter().position(|s| s.name == "get").unwrap_or(0);
-        m.command(get, Duration::from_nanos(800), false);
-        m.command(get, Duration::from_micros(30), true);
-        m.command(cmd::ALL.len() + 7, Duration::from_secs(1), true);
+        m.command(get, Duration::from_nanos(800), false, false);
+        m.command(get, Duration::from_micros(30), true, false);
+        m.command(cmd::ALL.len() + 7, Duration::from_secs(1), true, true);
         let snap = m.commands_snapshot();
         assert_eq!(snap.len(), cmd::ALL.len() + 1);
         let g = &snap[get];

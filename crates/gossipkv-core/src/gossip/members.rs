@@ -268,51 +268,45 @@ struct Member {
     rec: MemberRecord,
     /// When the status last changed here (local ms).
     since: u64,
-    /// Distinct members known to suspect it in the current suspicion (the first
-    /// `suspectors_len` slots), the first one first.
-    suspectors: [NodeId; MAX_SUSPECTORS],
-    suspectors_len: u8,
-    /// The suspector told along with the record when it is rumored: the latest one learned,
-    /// so that a confirmation spreads as memberlist's re-broadcast suspect message does.
-    rumored_suspector: Option<NodeId>,
 }
 
 /// Most suspectors counted per suspicion (the expected confirmations are capped below it).
 const MAX_SUSPECTORS: usize = 8;
 
-impl Member {
-    fn new(rec: MemberRecord, since: u64) -> Self {
-        Self {
-            rec,
-            since,
-            suspectors: [0; MAX_SUSPECTORS],
-            suspectors_len: 0,
-            rumored_suspector: None,
-        }
+/// Who suspects a member we hold as `Suspect` (kept beside the table, only for suspects:
+/// local bookkeeping, not part of the record).
+#[derive(Clone, Copy, Debug, Default)]
+struct Suspectors {
+    /// Distinct suspectors in the first `len` slots, the first one first.
+    ids: [NodeId; MAX_SUSPECTORS],
+    len: u8,
+    /// The suspector told along with the record when it is rumored: the latest one learned,
+    /// so that a confirmation spreads as memberlist's re-broadcast suspect message does.
+    rumored: Option<NodeId>,
+}
+
+impl Suspectors {
+    fn of(who: Option<NodeId>) -> Self {
+        let mut s = Self::default();
+        s.add(who);
+        s
     }
 
-    fn suspectors(&self) -> &[NodeId] {
-        &self.suspectors[..usize::from(self.suspectors_len)]
+    fn count(&self) -> usize {
+        usize::from(self.len)
     }
 
-    /// Counts `who` as a suspector of the current suspicion; false if already counted (or
-    /// unknown, or no room).
-    fn add_suspector(&mut self, who: Option<NodeId>) -> bool {
+    /// Counts `who`; false if already counted (or unknown, or no room).
+    fn add(&mut self, who: Option<NodeId>) -> bool {
         let Some(who) = who else { return false };
-        let n = usize::from(self.suspectors_len);
-        if n >= MAX_SUSPECTORS || self.suspectors().contains(&who) {
+        let n = self.count();
+        if n >= MAX_SUSPECTORS || self.ids[..n].contains(&who) {
             return false;
         }
-        self.suspectors[n] = who;
-        self.suspectors_len += 1;
-        self.rumored_suspector = Some(who);
+        self.ids[n] = who;
+        self.len += 1;
+        self.rumored = Some(who);
         true
-    }
-
-    fn news(&self) -> MemberNews {
-        let suspector =
-            (self.rec.status == Status::Suspect).then_some(self.rumored_suspector).flatten();
-        MemberNews { rec: self.rec, suspector }
     }
 }
 
@@ -379,6 +373,8 @@ pub struct Membership {
     rumors: VecDeque<(NodeId, u32)>,
     probes: Vec<Probe>,
     suspects: Vec<NodeId>,
+    /// Who suspects each member held as `Suspect` (Lifeguard's confirmations).
+    suspicions: HashMap<NodeId, Suspectors>,
     stats: MemberStats,
 }
 
@@ -412,6 +408,7 @@ impl Membership {
             rumors: VecDeque::new(),
             probes: Vec::new(),
             suspects: Vec::new(),
+            suspicions: HashMap::new(),
             stats: MemberStats::default(),
         }
     }
@@ -448,10 +445,10 @@ impl Membership {
 
     /// `rec` (a record of our table) with the suspector we would rumor along with it.
     fn news_of(&self, rec: MemberRecord) -> MemberNews {
-        match self.members.get(&rec.id) {
-            Some(m) => m.news(),
-            None => MemberNews::plain(rec),
-        }
+        let suspector = (rec.status == Status::Suspect)
+            .then(|| self.suspicions.get(&rec.id).and_then(|s| s.rumored))
+            .flatten();
+        MemberNews { rec, suspector }
     }
 
     fn flip(&mut self, rec: &MemberRecord) {
@@ -598,6 +595,7 @@ impl Membership {
             (!self.order.is_empty()).then(|| (draw % self.order.len() as u64) as usize)
         })?;
         let victim = self.members.remove(&self.order[pos])?;
+        self.suspicions.remove(&victim.rec.id);
         self.flip(&victim.rec);
         self.set_count(victim.rec.status, false);
         if self.by_addr.get(&victim.rec.addr) == Some(&victim.rec.id) {
@@ -623,10 +621,11 @@ impl Membership {
             Some(m) => {
                 if rec.rank() == m.rec.rank() && rec.status == Status::Suspect {
                     // the same suspicion from another member: a confirmation
-                    if !m.add_suspector(suspector) {
+                    let s = self.suspicions.entry(rec.id).or_default();
+                    if !s.add(suspector) {
                         return false;
                     }
-                    if m.suspectors_len > 1 {
+                    if s.count() > 1 {
                         self.stats.confirmations += 1;
                     }
                     if spread {
@@ -639,14 +638,15 @@ impl Membership {
                 }
                 let old = m.rec;
                 m.rec = rec;
-                if old.status != rec.status {
+                // a newer suspicion (one we missed the refutation of) starts its own timer
+                if old.status != rec.status || rec.status == Status::Suspect {
                     m.since = now;
                 }
                 if rec.status == Status::Suspect {
                     // a new suspicion (or one of a newer refutation): count afresh
-                    m.suspectors_len = 0;
-                    m.rumored_suspector = None;
-                    m.add_suspector(suspector);
+                    self.suspicions.insert(rec.id, Suspectors::of(suspector));
+                } else {
+                    self.suspicions.remove(&rec.id);
                 }
                 self.flip(&old);
                 self.flip(&rec);
@@ -674,9 +674,10 @@ impl Membership {
                     self.stats.refused += 1;
                     return false;
                 }
-                let mut m = Member::new(rec, now);
-                m.add_suspector(suspector);
-                self.members.insert(rec.id, m);
+                self.members.insert(rec.id, Member { rec, since: now });
+                if rec.status == Status::Suspect {
+                    self.suspicions.insert(rec.id, Suspectors::of(suspector));
+                }
                 if let Some(old) = self.by_addr.insert(rec.addr, rec.id) {
                     // the address now belongs to another id: the old one moved or is gone
                     debug_assert_ne!(old, rec.id);
@@ -795,7 +796,8 @@ impl Membership {
             if m.rec.status != Status::Suspect {
                 return false;
             }
-            let timeout = self.suspicion_timeout_ms(interval_ms, m.suspectors().len());
+            let suspectors = self.suspicions.get(id).map_or(0, Suspectors::count);
+            let timeout = self.suspicion_timeout_ms(interval_ms, suspectors);
             if m.since + timeout <= now {
                 self.stats.deaths += 1;
                 let rec = MemberRecord { status: Status::Dead, ..m.rec };
@@ -1142,6 +1144,15 @@ mod tests {
         // a new suspicion (after the refutation) counts its suspectors afresh
         m.apply(MemberNews { rec: rec(3, 1, 1, Status::Suspect), suspector: Some(8) }, 0, true);
         assert_eq!(m.stats().confirmations, 2);
+        // a newer suspicion straight after an older one (its refutation missed here) starts its
+        // own timer: member 4 suspected at refute 0 long ago, then at refute 1 now
+        m.apply(news(4, Some(7)), 1_000, true);
+        let later = 1_000 + t0 - nominal;
+        m.apply(MemberNews { rec: rec(4, 1, 1, Status::Suspect), suspector: Some(9) }, later, true);
+        m.tick(1_000 + t0, 1_100 + t0, 100, &mut rng, &mut out);
+        assert_eq!(m.get(4).map(|r| r.status), Some(Status::Suspect), "timer restarted");
+        m.tick(later + t0, later + t0 + 100, 100, &mut rng, &mut out);
+        assert_eq!(m.get(4).map(|r| r.status), Some(Status::Dead));
         // with too few members to expect k confirmations the nominal timeout holds
         let mut small = view(1);
         small.apply(rec(2, 1, 0, Status::Alive), 0, false);

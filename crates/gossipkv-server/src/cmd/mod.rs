@@ -3,11 +3,11 @@
 //! family, as in mini-redis:
 //!
 //! - [`connection`]: PING, ECHO, QUIT, SELECT, AUTH, HELLO, CLIENT.
-//! - [`strings`]: GET, SET, MGET, MSET, DEL, EXISTS, STRLEN, GETRANGE, GETDEL, GETSET, GETEX
-//!   (Redis's string commands).
+//! - [`strings`]: GET, SET, MGET, MSET, DEL and UNLINK, EXISTS and TOUCH, STRLEN, GETRANGE,
+//!   GETDEL, GETSET, GETEX (Redis's string commands).
 //! - [`lww`]: PUT and VERSIONS, gossipkv's own (timestamps and concurrent values).
-//! - [`keyspace`]: DBSIZE, SCAN, KEYS, TYPE, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST, TOUCH,
-//!   UNLINK, RANDOMKEY.
+//! - [`keyspace`]: DBSIZE, SCAN, KEYS, TYPE, TTL, PTTL, EXPIRETIME, PEXPIRETIME, PERSIST,
+//!   RANDOMKEY.
 //! - [`server`]: INFO, CONFIG, COMMAND, CLUSTER, TIME.
 //!
 //! Errors follow Redis's wording (`-ERR unknown command 'foo', with args beginning with: ...`,
@@ -26,6 +26,7 @@ pub(crate) mod strings;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use gossipkv_core::{Timestamp, VersionRef};
 
 use crate::resp::{Request, reply};
@@ -347,7 +348,7 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     let start = std::time::Instant::now();
     let mark = ctx.out.len();
     let spec = lookup(req.arg(0));
-    let flow = match spec {
+    let (flow, rejected) = match spec {
         Some(spec) => run(ctx, spec, req),
         None => {
             match refusal(req.arg(0)) {
@@ -356,14 +357,14 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
                 }
                 None => unknown_command(ctx.out, req),
             }
-            Flow::Continue
+            (Flow::Continue, true)
         }
     };
     // unknown commands go to the slot past the table
     let slot = spec.and_then(|s| ALL.iter().position(|a| std::ptr::eq(*a, s)));
     let slot = slot.unwrap_or(ALL.len());
     let error = ctx.out.get(mark) == Some(&b'-');
-    ctx.shared.metrics.command(slot, start.elapsed(), error);
+    ctx.shared.metrics.command(slot, start.elapsed(), error, rejected);
     if flow == Flow::Await
         && let Some(p) = ctx.client.pending.as_mut()
     {
@@ -372,23 +373,24 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     flow
 }
 
-/// Checks arity, authentication and the write gate, then calls the handler.
-fn run(ctx: &mut Ctx<'_>, spec: &'static Spec, req: &Request<'_>) -> Flow {
+/// Checks arity, authentication and the write gate, then calls the handler. The flag is
+/// true if the command was refused before it ran (Redis's rejected calls).
+fn run(ctx: &mut Ctx<'_>, spec: &'static Spec, req: &Request<'_>) -> (Flow, bool) {
     if !spec.arity_ok(req.len()) {
         wrong_arity(ctx.out, spec.name);
-        return Flow::Continue;
+        return (Flow::Continue, true);
     }
     if !ctx.client.authenticated && !spec.no_auth {
         reply::error(ctx.out, b"NOAUTH Authentication required.");
-        return Flow::Continue;
+        return (Flow::Continue, true);
     }
     if spec.flags.first() == Some(&"write") && !ctx.shared.replica.is_ready() {
         // a restarted node catching up: its timestamps could still be below the ones it
         // issued before the crash (Redis answers LOADING while it loads its dataset)
         reply::error(ctx.out, b"LOADING gossipkv is catching up with its peers after a start");
-        return Flow::Continue;
+        return (Flow::Continue, true);
     }
-    (spec.handler)(ctx, req)
+    ((spec.handler)(ctx, req), false)
 }
 
 /// Redis's reply to an unknown command, arguments quoted and cut at about 128 bytes.
@@ -455,16 +457,30 @@ pub(crate) fn now_ms() -> u64 {
 /// the observer.
 pub(crate) fn write_local(ctx: &mut Ctx<'_>, key: &[u8], value: Option<&[u8]>) -> Timestamp {
     let now = ctx.now_ms();
-    let shared = ctx.shared;
-    let replica = &*shared.replica;
-    let (ts, kh, vh) = replica.write_hashed(key, value, now);
-    shared.observer.on_local_write_hashed(
+    let (ts, kh, vh) = ctx.shared.replica.write_hashed(key, value, now);
+    told(ctx, key, value, ts, kh, vh);
+    ts
+}
+
+/// [`write_local`] that also returns (a copy of) the value the key had here, read atomically
+/// with the write: GETSET, GETDEL, `SET ... GET`.
+pub(crate) fn swap_local(ctx: &mut Ctx<'_>, key: &[u8], value: Option<&[u8]>) -> Option<Bytes> {
+    let now = ctx.now_ms();
+    let (ts, kh, vh, old) =
+        ctx.shared.replica.write_hashed_after(key, value, now, |v| v.map(Bytes::copy_from_slice));
+    told(ctx, key, value, ts, kh, vh);
+    old
+}
+
+/// Tells the observer (gossip) of a local write.
+fn told(ctx: &Ctx<'_>, key: &[u8], value: Option<&[u8]>, ts: Timestamp, kh: u64, vh: u64) {
+    let replica = &*ctx.shared.replica;
+    ctx.shared.observer.on_local_write_hashed(
         key,
         VersionRef { ts, origin: replica.id(), value },
         kh,
         vh,
     );
-    ts
 }
 
 /// Whether `a` equals `b` ignoring ASCII case (`b` upper-case).

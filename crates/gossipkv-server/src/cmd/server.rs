@@ -104,8 +104,9 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut InfoSection) {
             s.field("total_net_input_bytes", m.net_input_bytes);
             s.field("total_net_output_bytes", m.net_output_bytes);
             s.field("rejected_connections", m.connections_rejected);
+            // every error reply, protocol errors included, as Redis counts them
             let errors: u64 = shared.metrics.commands_snapshot().iter().map(|c| c.errors).sum();
-            s.field("total_error_replies", errors);
+            s.field("total_error_replies", errors + m.protocol_errors);
             s.field("protocol_errors", m.protocol_errors);
             s.field("expired_keys", 0);
             s.field("evicted_keys", 0);
@@ -126,20 +127,21 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut InfoSection) {
         }
         "gossip" => shared.info.gossip(s),
         "commandstats" => {
-            // Redis's format; every error reply counts as a failed call (Redis tells calls
-            // refused before running, e.g. for arity, apart as rejected_calls)
+            // Redis's format: calls that ran (rejected ones, refused before running, apart)
             for c in shared.metrics.commands_snapshot() {
                 if c.calls == 0 || c.name == "unknown" {
                     continue;
                 }
+                let ran = c.calls - c.rejected.min(c.calls);
                 let usec = c.total_ns / 1_000;
                 s.field(
                     &format!("cmdstat_{}", c.name),
                     format!(
-                        "calls={},usec={usec},usec_per_call={:.2},rejected_calls=0,failed_calls={}",
-                        c.calls,
-                        c.total_ns as f64 / 1_000.0 / c.calls as f64,
-                        c.errors
+                        "calls={ran},usec={usec},usec_per_call={:.2},rejected_calls={},\
+                         failed_calls={}",
+                        c.total_ns as f64 / 1_000.0 / ran.max(1) as f64,
+                        c.rejected,
+                        c.errors - c.rejected.min(c.errors)
                     ),
                 );
             }

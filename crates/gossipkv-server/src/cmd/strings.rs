@@ -24,7 +24,7 @@
 //! it is refused as `SET`'s expiry options are. `GETSET` is `SET key value GET`. `TOUCH` counts
 //! the live keys, as `EXISTS` (there is no access time to update).
 
-use super::{Ctx, Flow, is, not_an_integer, syntax_error, write_local, wrong_arity};
+use super::{Ctx, Flow, is, not_an_integer, swap_local, syntax_error, write_local, wrong_arity};
 use crate::resp::parse::parse_integer;
 use crate::resp::{Request, reply};
 
@@ -98,10 +98,10 @@ pub(crate) fn set(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
 }
 
 /// Writes `value` (`None`: a tombstone) and replies with the value this node held just
-/// before: `SET ... GET`, `GETSET`, `GETDEL`.
+/// before, read atomically with the write (of two racing `GETDEL`s one gets the value):
+/// `SET ... GET`, `GETSET`, `GETDEL`.
 fn swap(ctx: &mut Ctx<'_>, key: &[u8], value: Option<&[u8]>) -> Flow {
-    let old = ctx.shared.replica.store().get(key);
-    write_local(ctx, key, value);
+    let old = swap_local(ctx, key, value);
     reply::bulk_or_null(ctx.out, old.as_deref());
     Flow::Continue
 }
