@@ -161,6 +161,10 @@ pub struct SimArgs {
     /// nodes, else 10,000,000 / nodes, within 100..=1,000]
     #[arg(long)]
     pub member_view: Option<usize>,
+    /// With membership: an unconfirmed suspicion lasts this many times the nominal timeout
+    /// (Lifeguard; 1 turns the dynamic timeout off) [default: the core's, 6]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub suspicion_max_mult: Option<u32>,
     /// Real nodes in each node's seed list [default: all others; members 3]
     #[arg(long)]
     pub seeds: Option<usize>,
@@ -207,6 +211,9 @@ impl SimArgs {
         c.gossip.tombstone_grace_ms =
             self.tombstone_grace_rounds.unwrap_or(default_grace) * self.interval_ms;
         c.gossip.mtu = self.mtu;
+        if let Some(m) = self.suspicion_max_mult {
+            c.gossip.membership.suspicion_max_mult = m;
+        }
         if let Some(r) = self.rumor_rounds {
             c.gossip.rumor_rounds = r;
         }

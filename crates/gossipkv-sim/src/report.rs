@@ -77,6 +77,8 @@ pub struct Report {
     pub view: usize,
     /// With membership: most other members a node keeps (0: the whole table).
     pub member_view: usize,
+    /// With membership: how many times the nominal timeout an unconfirmed suspicion lasts.
+    pub suspicion_max_mult: u32,
     /// Key space.
     pub keys: usize,
     /// Write slots.

@@ -1128,6 +1128,7 @@ pub fn run_keeping_nodes(
         tree_depth: depth,
         view: sim.view,
         member_view: cfg.effective_member_view(),
+        suspicion_max_mult: cfg.gossip.membership.suspicion_max_mult,
         keys: cfg.keys,
         writes: cfg.writes,
         key_size: cfg.key_size,

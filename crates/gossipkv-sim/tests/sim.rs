@@ -269,3 +269,36 @@ fn partial_views_shed_dead_members_after_crashes() {
     assert_eq!((m.missing, m.gone_marked_up), (0, 0), "{m:?}");
     assert!(r.crashes > 0);
 }
+
+/// Lifeguard's dynamic suspicion timeout (docs/protocol.md, "Failure detection"): under a
+/// loss that lasts the whole run and no crash, every death declared is a false one. Letting
+/// an unconfirmed suspicion last six times the nominal timeout (the default) must declare
+/// fewer of them than the fixed nominal timeout (`suspicion_max_mult = 1`), same seeds.
+#[test]
+fn dynamic_suspicion_timeout_cuts_false_deaths_under_lasting_loss() {
+    let deaths = |mult: u32| {
+        (1..=3)
+            .map(|seed| {
+                let mut c = SimConfig {
+                    nodes: 200,
+                    keys: 50,
+                    writes: 50,
+                    loss: 0.35,
+                    stream_loss: 0.35,
+                    idle_rounds: 60,
+                    ..small(Scenario::Spec, seed)
+                };
+                c.gossip.membership.suspicion_max_mult = mult;
+                let r = go(&c);
+                assert_converged(&r, &format!("seed {seed}, max mult {mult}"));
+                assert_eq!(r.suspicion_max_mult, mult);
+                let m = r.members.expect("membership report");
+                assert_eq!(m.gone_marked_up, 0, "seed {seed}, max mult {mult}: {m:?}");
+                m.deaths
+            })
+            .sum::<u64>()
+    };
+    let (fixed, dynamic) = (deaths(1), deaths(6));
+    assert!(fixed > 0, "the fixed timeout declares live members dead at 35% loss");
+    assert!(dynamic < fixed, "dynamic {dynamic} false deaths, fixed {fixed}");
+}
