@@ -16,7 +16,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use gossipkv_core::Replica;
 use gossipkv_core::gossip::MemberRecord;
-use gossipkv_core::gossip::wire::{MAGIC, Reader, WIRE_VERSION};
+use gossipkv_core::gossip::wire::{MAGIC, Reader, version_understood};
 use gossipkv_core::lww::NodeId;
 
 /// Most peers remembered; past it the one heard from longest ago is forgotten.
@@ -59,7 +59,7 @@ impl PeerDigest {
 /// message or malformed bytes.
 pub fn peek_digest(msg: &Bytes) -> Option<(NodeId, u64, u64)> {
     let mut r = Reader::new(msg);
-    if r.u16().ok()? != u16::from_le_bytes(MAGIC) || r.u8().ok()? != WIRE_VERSION {
+    if r.u16().ok()? != u16::from_le_bytes(MAGIC) || !version_understood(r.u8().ok()?) {
         return None;
     }
     let kind = r.u8().ok()?;

@@ -627,7 +627,9 @@ impl Node {
         if recs.is_empty() {
             return;
         }
-        let mut p = Packer::new(16, self.id(), 0, vec![u8::from(full)], self.cfg.mtu);
+        let version = wire::members_version(recs);
+        let mut p =
+            Packer::new(16, self.id(), 0, vec![u8::from(full)], self.cfg.mtu).with_version(version);
         for r in recs {
             p.push(member_len(r), |w| w.member(r));
         }

@@ -28,8 +28,27 @@ use crate::lww::{NodeId, Timestamp, Version, VersionRef};
 
 /// First two bytes of every gossip datagram.
 pub const MAGIC: [u8; 2] = *b"gK";
-/// Wire format version. 3: a suspect member record carries its suspector's id.
+/// Newest wire format version. 3: a suspect member record carries its suspector's id.
 pub const WIRE_VERSION: u8 = 3;
+/// Oldest version understood, and the one every message that version 3 does not change is
+/// sent in (all but a `Members` message holding a suspicion), so nodes of the previous
+/// release still understand everything else during a rolling upgrade.
+pub const WIRE_VERSION_BASE: u8 = 2;
+
+/// Whether messages of wire `version` are understood here.
+pub fn version_understood(version: u8) -> bool {
+    (WIRE_VERSION_BASE..=WIRE_VERSION).contains(&version)
+}
+
+/// The version a `Members` message holding `records` is sent in: 3 if one is a suspicion
+/// (whose suspector only version 3 carries), else the base version.
+pub fn members_version<'a>(records: impl IntoIterator<Item = &'a MemberNews>) -> u8 {
+    if records.into_iter().any(|n| n.rec.status == Status::Suspect) {
+        WIRE_VERSION
+    } else {
+        WIRE_VERSION_BASE
+    }
+}
 /// Encoded size of a [`VersionId`].
 pub const ID_LEN: usize = 20;
 
@@ -425,10 +444,15 @@ impl Writer {
         self.buf.extend_from_slice(b);
     }
 
-    /// Appends a message header.
+    /// Appends a message header in the base version ([`WIRE_VERSION_BASE`]).
     pub fn header(&mut self, kind: u8, from: NodeId, exchange: u32) {
+        self.header_v(WIRE_VERSION_BASE, kind, from, exchange);
+    }
+
+    /// Appends a message header of wire `version`.
+    pub fn header_v(&mut self, version: u8, kind: u8, from: NodeId, exchange: u32) {
         self.buf.extend_from_slice(&MAGIC);
-        self.u8(WIRE_VERSION);
+        self.u8(version);
         self.u8(kind);
         self.varint(u64::from(from));
         self.varint(u64::from(exchange));
@@ -527,12 +551,14 @@ impl Writer {
 pub struct Reader<'a> {
     src: &'a Bytes,
     pos: usize,
+    /// Wire version of the message read ([`WIRE_VERSION`] until [`decode`] reads it).
+    version: u8,
 }
 
 impl<'a> Reader<'a> {
     /// A reader over `src`.
     pub fn new(src: &'a Bytes) -> Self {
-        Self { src, pos: 0 }
+        Self { src, pos: 0, version: WIRE_VERSION }
     }
 
     /// Bytes not yet read.
@@ -643,7 +669,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Reads a member record (and a suspicion's suspector).
+    /// Reads a member record (and a suspicion's suspector, from version 3 on).
     pub fn member(&mut self) -> Result<MemberNews, DecodeError> {
         let id = self.varint32()?;
         let addr = self.addr()?;
@@ -651,7 +677,7 @@ impl<'a> Reader<'a> {
         let refute = self.varint32()?;
         let b = self.u8()?;
         let status = Status::from_byte(b).ok_or(DecodeError::Tag(b))?;
-        let suspector = if status == Status::Suspect {
+        let suspector = if status == Status::Suspect && self.version >= 3 {
             match self.varint()? {
                 0 => None,
                 s => Some(NodeId::try_from(s - 1).map_err(|_| DecodeError::Varint)?),
@@ -701,7 +727,11 @@ impl<'a> Reader<'a> {
 /// with [`Packer`]).
 pub fn encode(msg: &Message) -> Vec<u8> {
     let mut w = Writer::with_capacity(64);
-    w.header(msg.body.kind(), msg.from, msg.exchange);
+    let version = match &msg.body {
+        Body::Members { records, .. } => members_version(records),
+        _ => WIRE_VERSION_BASE,
+    };
+    w.header_v(version, msg.body.kind(), msg.from, msg.exchange);
     match &msg.body {
         Body::Sync { root, keys, hello, haves } => {
             w.u64(*root);
@@ -792,9 +822,10 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
         return Err(DecodeError::BadMagic);
     }
     let version = r.u8()?;
-    if version != WIRE_VERSION {
+    if !version_understood(version) {
         return Err(DecodeError::Version(version));
     }
+    r.version = version;
     let kind = r.u8()?;
     let from = r.varint32()?;
     let exchange = r.varint32()?;
@@ -912,6 +943,7 @@ pub struct Packer {
     items: Writer,
     count: u64,
     done: Vec<Vec<u8>>,
+    version: u8,
 }
 
 impl Packer {
@@ -926,7 +958,14 @@ impl Packer {
             items: Writer::default(),
             count: 0,
             done: Vec::new(),
+            version: WIRE_VERSION_BASE,
         }
+    }
+
+    /// The same, its datagrams of wire `version` (the base version by default).
+    pub fn with_version(mut self, version: u8) -> Self {
+        self.version = version;
+        self
     }
 
     fn overhead(&self, count: u64) -> usize {
@@ -963,7 +1002,7 @@ impl Packer {
 
     fn finish_one(&mut self) {
         let mut w = Writer::with_capacity(self.overhead(self.count) + self.items.buf.len());
-        w.header(self.kind, self.from, self.exchange);
+        w.header_v(self.version, self.kind, self.from, self.exchange);
         w.buf.extend_from_slice(&self.prefix);
         w.varint(self.count);
         w.buf.append(&mut self.items.buf);
@@ -989,6 +1028,49 @@ mod tests {
         let msg = Message { from: 300, exchange: 7, body };
         let bytes = Bytes::from(encode(&msg));
         assert_eq!(decode(&bytes), Ok(msg));
+    }
+
+    /// Rolling upgrades from version 2: only a `Members` message holding a suspicion is sent
+    /// in version 3; version-2 messages still decode (a suspicion in one has no suspector).
+    #[test]
+    fn version_2_peers_are_understood_and_understand_us() {
+        let v4 = SocketAddr::from(([10, 1, 2, 3], 7000));
+        let rec = |status| MemberRecord { id: 9, addr: v4, generation: 5, refute: 1, status };
+        let msg = |records| Message {
+            from: 3,
+            exchange: 0,
+            body: Body::Members { full: false, records },
+        };
+        let alive = MemberNews::plain(rec(Status::Alive));
+        let suspect = MemberNews { rec: rec(Status::Suspect), suspector: Some(4) };
+        let sync = Message { from: 3, exchange: 1, body: Body::Ack };
+        assert_eq!(encode(&sync)[2], WIRE_VERSION_BASE, "unchanged kinds go out as version 2");
+        assert_eq!(encode(&msg(vec![alive]))[2], WIRE_VERSION_BASE);
+        let with_suspicion = encode(&msg(vec![alive, suspect]));
+        assert_eq!(with_suspicion[2], WIRE_VERSION, "a suspicion needs version 3");
+        assert_eq!(decode(&Bytes::from(with_suspicion)), Ok(msg(vec![alive, suspect])));
+        // what a version-2 node sends: the same record bytes, no suspector after a suspect
+        let mut w = Writer::default();
+        w.header_v(2, 16, 3, 0);
+        w.u8(0);
+        w.varint(1);
+        let r = rec(Status::Suspect);
+        w.varint(u64::from(r.id));
+        w.addr(&r.addr);
+        w.varint(r.generation);
+        w.varint(u64::from(r.refute));
+        w.u8(r.status.to_byte());
+        let from_v2 = Bytes::from(w.buf);
+        let unknown = MemberNews::plain(rec(Status::Suspect));
+        assert_eq!(decode(&from_v2), Ok(msg(vec![unknown])));
+        // the same bytes claiming version 3 lack the suspector: truncated, not misread
+        let mut as_v3 = from_v2.to_vec();
+        as_v3[2] = 3;
+        assert_eq!(decode(&Bytes::from(as_v3)), Err(DecodeError::Truncated));
+        // and any other version-2 message (an `Ack`)
+        let mut w = Writer::default();
+        w.header_v(2, 14, 3, 1);
+        assert_eq!(decode(&Bytes::from(w.buf)).map(|m| m.body), Ok(Body::Ack));
     }
 
     #[test]
@@ -1096,8 +1178,6 @@ mod tests {
         assert_eq!(decode(&Bytes::from_static(b"xx\x01\x01")), Err(DecodeError::BadMagic));
         // version 1 (leaf summaries one leaf per message) is not spoken any more
         assert_eq!(decode(&Bytes::from_static(b"gK\x01\x01")), Err(DecodeError::Version(1)));
-        // version 2 (a suspicion without its suspector) neither
-        assert_eq!(decode(&Bytes::from_static(b"gK\x02\x01")), Err(DecodeError::Version(2)));
         assert_eq!(decode(&Bytes::from_static(b"gK\x04\x01")), Err(DecodeError::Version(4)));
         // a count claiming 2^60 items in a tiny datagram
         let huge = b"gK\x03\x06\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x0f";
