@@ -307,6 +307,44 @@ fn a_node_without_peers_is_not_gated() {
     }
 }
 
+/// Suspects count as up, so losing sight of a majority is only noticed once they die: the
+/// dynamic suspicion timeout (up to 6x the nominal) is capped at a quarter of the purge
+/// horizon, keeping failure detection well inside the half horizon the away rule allows.
+#[test]
+fn the_suspicion_timeout_stays_within_a_quarter_of_the_purge_horizon() {
+    use gossipkv_core::gossip::{Body, MemberNews, MemberRecord, Message, Status, wire};
+    // (longest suspicion timeout, nominal one) of a node that knows 11 members
+    let longest = |grace_ms: u64| {
+        let cfg =
+            GossipConfig { interval_ms: 200, tombstone_grace_ms: grace_ms, ..Default::default() };
+        let mut n = fresh_node(1, 0, cfg, 1, ClockKind::Hlc, 0);
+        n.enable_membership(addr(0), 1, 0);
+        let records = (1..=10)
+            .map(|i| {
+                let rec = MemberRecord {
+                    id: i as u32,
+                    addr: addr(i),
+                    generation: 1,
+                    refute: 0,
+                    status: Status::Alive,
+                };
+                MemberNews::plain(rec)
+            })
+            .collect();
+        let msg = Message { from: 1, exchange: 0, body: Body::Members { full: true, records } };
+        n.handle_datagram(1, addr(1), Bytes::from(wire::encode(&msg)));
+        let m = n.membership().expect("membership on");
+        assert_eq!(m.len(), 11);
+        (m.suspicion_timeout_ms(200, 1), m.suspicion_ms(200))
+    };
+    // nominal: ceil(4 x log10(11)) = 5 rounds of 200 ms
+    let (uncapped, nominal) = longest(0);
+    assert_eq!((uncapped, nominal), (6_000, 1_000), "no horizon: 6 x nominal");
+    assert_eq!(longest(40_000).0, 6_000, "a quarter of 40 s is above 6 x nominal");
+    assert_eq!(longest(8_000).0, 2_000, "8 s horizon: capped at 2 s");
+    assert_eq!(longest(2_000).0, 1_000, "never below the nominal timeout");
+}
+
 /// Under a steady stream of deletes of fresh keys, tombstones are purged once older than the
 /// grace period (with membership on, while a majority is up): what each node holds stays
 /// bounded by the delete rate times the grace period, instead of growing without end.

@@ -213,6 +213,11 @@ pub struct MembershipConfig {
     /// A suspicion nobody else confirmed lasts this many times the nominal timeout
     /// (memberlist's `SuspicionMaxTimeoutMult`, 6 there too); 1 turns the dynamic timeout off.
     pub suspicion_max_mult: u32,
+    /// Longest suspicion timeout in ms whatever the multiplier (0: no cap; never below the
+    /// nominal timeout). A node with a purge horizon sets it to a quarter of the horizon:
+    /// losing sight of a majority must be noticed well within the half horizon the away
+    /// rule allows (docs/protocol.md, "Deletes"), and suspects count as up until they die.
+    pub suspicion_cap_ms: u64,
     /// A membership change is piggy-backed `retransmit_mult × ⌈log10(n + 1)⌉` times.
     pub retransmit_mult: u32,
     /// Share of rounds in which one peer slot goes to a dead member or an unknown seed.
@@ -231,6 +236,7 @@ impl Default for MembershipConfig {
             indirect_probes: 5,
             suspicion_mult: 4,
             suspicion_max_mult: 6,
+            suspicion_cap_ms: 0,
             retransmit_mult: 4,
             retry_share: 0.1,
             max_members: 1 << 17,
@@ -521,10 +527,13 @@ impl Membership {
     /// one included; 0 if none is known): from `suspicion_max_mult` times the nominal timeout
     /// with no confirmation down to the nominal one with `k = suspicion_mult − 2` of them
     /// (memberlist's formula). With too few members to expect k confirmations (n − 2 < k)
-    /// the nominal timeout holds at once.
+    /// the nominal timeout holds at once; `suspicion_cap_ms` bounds the longest.
     pub fn suspicion_timeout_ms(&self, interval_ms: u64, suspectors: usize) -> u64 {
         let min = self.suspicion_ms(interval_ms);
-        let max = min.saturating_mul(u64::from(self.cfg.suspicion_max_mult.max(1)));
+        let mut max = min.saturating_mul(u64::from(self.cfg.suspicion_max_mult.max(1)));
+        if self.cfg.suspicion_cap_ms > 0 {
+            max = max.min(self.cfg.suspicion_cap_ms).max(min);
+        }
         let k = (self.cfg.suspicion_mult.saturating_sub(2) as usize).min(MAX_SUSPECTORS - 1);
         let others = self.len().saturating_sub(2);
         let confirmations = suspectors.saturating_sub(1);
@@ -1165,6 +1174,19 @@ mod tests {
             off.apply(rec(id, 1, 0, Status::Alive), 0, false);
         }
         assert_eq!(off.suspicion_timeout_ms(100, 1), off.suspicion_ms(100));
+        // a cap (a quarter of the purge horizon) bounds the longest timeout, never below the
+        // nominal one
+        let capped = |cap| {
+            let cfg = MembershipConfig { suspicion_cap_ms: cap, ..MembershipConfig::default() };
+            let mut m = Membership::new(cfg, 1, addr(1), 1, vec![]);
+            for id in 2..=20 {
+                m.apply(rec(id, 1, 0, Status::Alive), 0, false);
+            }
+            m
+        };
+        assert_eq!(capped(2 * nominal).suspicion_timeout_ms(100, 1), 2 * nominal);
+        assert_eq!(capped(nominal / 2).suspicion_timeout_ms(100, 1), nominal);
+        assert_eq!(capped(100 * nominal).suspicion_timeout_ms(100, 1), 6 * nominal);
     }
 
     #[test]

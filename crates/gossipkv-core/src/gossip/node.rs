@@ -415,8 +415,14 @@ impl Node {
     /// picks peers among members it believes alive.
     pub fn enable_membership(&mut self, addr: SocketAddr, generation: u64, now: u64) {
         let seeds = std::mem::take(&mut self.peers);
-        self.members =
-            Some(Membership::new(self.cfg.membership, self.id(), addr, generation, seeds));
+        let mut cfg = self.cfg.membership;
+        if let Some(grace) = self.horizon() {
+            // failure detection well inside the half horizon of the away rule
+            let cap = grace / 4;
+            cfg.suspicion_cap_ms =
+                if cfg.suspicion_cap_ms == 0 { cap } else { cfg.suspicion_cap_ms.min(cap) };
+        }
+        self.members = Some(Membership::new(cfg, self.id(), addr, generation, seeds));
         self.last_quorum = now;
     }
 
