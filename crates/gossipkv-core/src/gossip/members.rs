@@ -32,10 +32,13 @@
 //! suspicion (`ln(c + 1) / ln(k + 1)` of the way with c confirmations, k = `suspicion_mult − 2`
 //! expected). A member that is down is probed and suspected by several members within a few
 //! rounds, so it is declared dead about as fast as before; a live member suspected by one
-//! member that lost its datagrams has several times longer to refute. Gossip goes to members believed up and to
-//! seeds not heard from yet (each drawn like a member until picked twice); now and then
-//! (`retry_share` of rounds) one slot goes to a dead member or an unknown seed, so members
-//! that come back (a healed partition, a restart) are found again.
+//! member that lost its datagrams has several times longer to refute. With a purge horizon the
+//! longest timeout is capped at a quarter of it (`suspicion_cap_ms`, set by the node).
+//!
+//! Gossip goes to members believed up and to seeds not heard from yet (each drawn like a
+//! member until picked twice); now and then (`retry_share` of rounds) one slot goes to a dead
+//! member or an unknown seed, so members that come back (a healed partition, a restart) are
+//! found again.
 //!
 //! # Partial views (`view > 0`)
 //!
