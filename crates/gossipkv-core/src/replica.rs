@@ -80,12 +80,21 @@ impl Replica {
         value: Option<&[u8]>,
         phys_ms: u64,
     ) -> (Timestamp, u64, u64) {
-        let ts = self.clock.issue(phys_ms);
-        let v = VersionRef { ts, origin: self.id, value };
-        let kh = key_hash(key);
-        let vh = version_hash(kh, v);
+        let (v, kh, vh) = self.fresh(key, value, phys_ms);
         self.store.merge_hashed(kh, vh, key, v);
-        (ts, kh, vh)
+        (v.ts, kh, vh)
+    }
+
+    /// A new local version of `key` (a fresh timestamp) and its hashes.
+    fn fresh<'v>(
+        &self,
+        key: &[u8],
+        value: Option<&'v [u8]>,
+        phys_ms: u64,
+    ) -> (VersionRef<'v>, u64, u64) {
+        let v = VersionRef { ts: self.clock.issue(phys_ms), origin: self.id, value };
+        let kh = key_hash(key);
+        (v, kh, version_hash(kh, v))
     }
 
     /// [`Replica::write_hashed`], first calling `before` with the value the key had here,
@@ -97,12 +106,9 @@ impl Replica {
         phys_ms: u64,
         before: impl FnOnce(Option<&[u8]>) -> R,
     ) -> (Timestamp, u64, u64, R) {
-        let ts = self.clock.issue(phys_ms);
-        let v = VersionRef { ts, origin: self.id, value };
-        let kh = key_hash(key);
-        let vh = version_hash(kh, v);
+        let (v, kh, vh) = self.fresh(key, value, phys_ms);
         let (_, r) = self.store.merge_hashed_after(kh, vh, key, v, before);
-        (ts, kh, vh, r)
+        (v.ts, kh, vh, r)
     }
 
     /// PUT: stores `value` under a fresh timestamp and returns the version written.

@@ -15,7 +15,7 @@
 
 use bytes::Bytes;
 
-use super::{Ctx, Flow, is, not_an_integer, syntax_error};
+use super::{Ctx, Flow, is, not_an_integer, physical_us, syntax_error};
 use crate::glob;
 use crate::resp::parse::parse_integer;
 use crate::resp::{Request, reply};
@@ -40,10 +40,7 @@ pub(crate) fn persist(ctx: &mut Ctx<'_>, _req: &Request<'_>) -> Flow {
 pub(crate) fn randomkey(ctx: &mut Ctx<'_>, _req: &Request<'_>) -> Flow {
     let store = ctx.shared.replica.store();
     let leaves = store.tree().leaves();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
-        ^ ctx.client.id.rotate_left(32);
+    let seed = physical_us(0) ^ ctx.client.id.rotate_left(32);
     let mut rng = gossipkv_core::rng::Rng::new(seed);
     let from = rng.below(leaves as u64) as usize;
     let mut keys: Vec<Bytes> = Vec::new();

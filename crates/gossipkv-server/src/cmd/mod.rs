@@ -102,7 +102,7 @@ impl Ctx<'_> {
     /// batch (the HLC still gives each write a distinct, increasing timestamp).
     pub(crate) fn now_ms(&mut self) -> u64 {
         let skew = self.shared.config.clock_skew_ms;
-        *self.client.batch_now.get_or_insert_with(|| now_ms().saturating_add_signed(skew))
+        *self.client.batch_now.get_or_insert_with(|| physical_us(skew) / 1_000)
     }
 }
 
@@ -447,10 +447,14 @@ pub(crate) fn unknown_subcommand(out: &mut Vec<u8>, sub: &[u8], cmd: &str) {
     reply::error_fmt(out, format_args!("ERR unknown subcommand '{sub}'. Try {cmd} HELP."));
 }
 
-/// Physical time for timestamps: milliseconds since the UNIX epoch (0 if the clock is
-/// before it; the HLC stays monotonic regardless).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+/// This node's physical time: microseconds since the UNIX epoch (0 if the clock is before
+/// it; the HLC stays monotonic regardless), shifted by the configured skew in ms (tests).
+/// Timestamps start from it ([`Ctx::now_ms`]) and `TIME` reports it.
+pub(crate) fn physical_us(skew_ms: i64) -> u64 {
+    let us = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    us.saturating_add_signed(skew_ms.saturating_mul(1_000))
 }
 
 /// A local write (`Replica::write`: fresh timestamp, merged, value copied once), then told to

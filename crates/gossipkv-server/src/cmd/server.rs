@@ -18,7 +18,9 @@
 use std::fmt::Write as _;
 
 use super::connection::REDIS_VERSION;
-use super::{ALL, Ctx, Flow, Pending, Spec, help, is, lookup, unknown_subcommand, wrong_arity};
+use super::{
+    ALL, Ctx, Flow, Pending, Spec, help, is, lookup, physical_us, unknown_subcommand, wrong_arity,
+};
 use crate::glob;
 use crate::hooks::InfoSection;
 use crate::resp::{Request, reply};
@@ -358,11 +360,7 @@ pub(crate) fn cluster(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
 }
 
 pub(crate) fn time(ctx: &mut Ctx<'_>, _req: &Request<'_>) -> Flow {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let skew_us = ctx.shared.config.clock_skew_ms.saturating_mul(1000);
-    let micros = micros.saturating_add_signed(skew_us);
+    let micros = physical_us(ctx.shared.config.clock_skew_ms);
     reply::array_len(ctx.out, 2);
     reply::bulk_decimal(ctx.out, micros / 1_000_000);
     reply::bulk_decimal(ctx.out, micros % 1_000_000);
