@@ -594,6 +594,13 @@ impl Collector for Collect {
             "command",
             cmds.iter().map(|c| (c.name.to_string(), c.errors)),
         )?;
+        o.family(
+            "client_command_rejected",
+            "Client commands refused before they ran (arity, NOAUTH, LOADING), by command; also counted in client_commands and client_command_errors (Redis's rejected_calls).",
+            MetricType::Counter,
+            "command",
+            cmds.iter().map(|c| (c.name.to_string(), c.rejected)),
+        )?;
         {
             let mut m = o.enc.encode_descriptor(
                 "client_command_duration_seconds",
@@ -1046,6 +1053,15 @@ mod tests {
             sample(&text, "gossipkv_client_command_errors_total", "{command=\"get\"}"),
             Some(1.0),
             "GET without a key is an arity error"
+        );
+        assert_eq!(
+            sample(&text, "gossipkv_client_command_rejected_total", "{command=\"get\"}"),
+            Some(1.0),
+            "an arity error is refused before the command runs"
+        );
+        assert_eq!(
+            sample(&text, "gossipkv_client_command_rejected_total", "{command=\"set\"}"),
+            Some(0.0)
         );
         assert_eq!(
             sample(&text, "gossipkv_client_command_duration_seconds_count", "{command=\"get\"}"),
