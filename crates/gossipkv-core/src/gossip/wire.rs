@@ -384,12 +384,12 @@ pub fn member_len(n: &MemberNews) -> usize {
         + varint_len(m.generation)
         + varint_len(u64::from(m.refute))
         + 1
-        + if m.status == Status::Suspect { suspector_len(n.suspector) } else { 0 }
+        + if m.status == Status::Suspect { varint_len(suspector_code(n.suspector)) } else { 0 }
 }
 
-/// A suspect record's suspector: its id + 1, 0 when unknown.
-fn suspector_len(s: Option<NodeId>) -> usize {
-    varint_len(s.map_or(0, |id| u64::from(id) + 1))
+/// How a suspect record's suspector is written: its id + 1, 0 when unknown.
+fn suspector_code(s: Option<NodeId>) -> u64 {
+    s.map_or(0, |id| u64::from(id) + 1)
 }
 
 /// Encoded length of an entry.
@@ -493,7 +493,7 @@ impl Writer {
         self.varint(u64::from(m.refute));
         self.u8(m.status.to_byte());
         if m.status == Status::Suspect {
-            self.varint(n.suspector.map_or(0, |id| u64::from(id) + 1));
+            self.varint(suspector_code(n.suspector));
         }
     }
 

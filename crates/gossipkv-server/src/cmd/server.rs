@@ -134,7 +134,7 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut InfoSection) {
                 if c.calls == 0 || c.name == "unknown" {
                     continue;
                 }
-                let ran = c.calls - c.rejected.min(c.calls);
+                let ran = c.calls.saturating_sub(c.rejected);
                 let usec = c.total_ns / 1_000;
                 s.field(
                     &format!("cmdstat_{}", c.name),
@@ -143,7 +143,7 @@ fn section(ctx: &Ctx<'_>, name: &str, s: &mut InfoSection) {
                          failed_calls={}",
                         c.total_ns as f64 / 1_000.0 / ran.max(1) as f64,
                         c.rejected,
-                        c.errors - c.rejected.min(c.errors)
+                        c.errors.saturating_sub(c.rejected)
                     ),
                 );
             }
