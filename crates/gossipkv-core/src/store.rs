@@ -441,6 +441,12 @@ impl Shard {
             .copied()
     }
 
+    /// The position of the key whose stable hash is `kh`, by hash alone (gossip names keys
+    /// by hash: see [`Store::get_by_hash`]).
+    fn find_by_hash(&self, kh: u64) -> Option<u32> {
+        self.index.find(index_hash(index_bits(kh)), |&i| self.entries[i as usize].kh == kh).copied()
+    }
+
     /// Whether local leaf `la` of `a` and local leaf `lb` of `b` hold the same keys with the
     /// same kept versions, compared byte for byte: both sorted by key hash (in `scratch`),
     /// then entry by entry.
@@ -743,9 +749,7 @@ impl Store {
     pub fn get_by_hash(&self, kh: u64) -> Option<(Bytes, Vec<Version>)> {
         let (s, _) = self.locate(kh);
         let shard = self.shards[s].read();
-        let pos = *shard
-            .index
-            .find(index_hash(index_bits(kh)), |&i| shard.entries[i as usize].kh == kh)?;
+        let pos = shard.find_by_hash(kh)?;
         let key = Bytes::copy_from_slice(shard.entries[pos as usize].key());
         Some((key, shard.kept(pos).map(|v| v.to_owned()).collect()))
     }
@@ -759,10 +763,8 @@ impl Store {
     ) -> R {
         let (s, _) = self.locate(kh);
         let shard = self.shards[s].read();
-        let found =
-            shard.index.find(index_hash(index_bits(kh)), |&i| shard.entries[i as usize].kh == kh);
-        match found {
-            Some(&pos) => f(&mut shard.kept(pos)),
+        match shard.find_by_hash(kh) {
+            Some(pos) => f(&mut shard.kept(pos)),
             None => f(&mut std::iter::empty()),
         }
     }
@@ -776,10 +778,8 @@ impl Store {
     ) -> R {
         let (s, _) = self.locate(kh);
         let shard = self.shards[s].read();
-        let found =
-            shard.index.find(index_hash(index_bits(kh)), |&i| shard.entries[i as usize].kh == kh);
-        match found {
-            Some(&pos) => f(Some((shard.entries[pos as usize].key(), shard.kept(pos)))),
+        match shard.find_by_hash(kh) {
+            Some(pos) => f(Some((shard.entries[pos as usize].key(), shard.kept(pos)))),
             None => f(None),
         }
     }

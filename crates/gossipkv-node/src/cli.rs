@@ -381,6 +381,18 @@ fn gossip_runtime(nice: i32) -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The client runtime of `server` and the gossip runtime ([`gossip_runtime`]), or the exit
+/// code of a process that cannot start them (the error printed).
+fn runtimes(
+    server: &ServerConfig,
+    gossip_nice: i32,
+) -> Result<(tokio::runtime::Runtime, tokio::runtime::Runtime), ExitCode> {
+    let rt = server.runtime().map_err(|e| fail(format!("cannot start the runtime: {e}")))?;
+    let gossip_rt = gossip_runtime(gossip_nice)
+        .map_err(|e| fail(format!("cannot start the gossip runtime: {e}")))?;
+    Ok((rt, gossip_rt))
+}
+
 /// Unless `thp`, turns transparent huge pages off for this process: the kernel's
 /// per-process flag, so the allocator's `madvise(MADV_HUGEPAGE)` has no effect from here on
 /// (best effort: a kernel without the flag keeps its default).
@@ -424,13 +436,9 @@ pub fn node_main(args: NodeArgs) -> ExitCode {
         membership: !args.gossip_flags.no_membership,
         gate_writes: !args.fresh,
     };
-    let rt = match spec.server.runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the runtime: {e}")),
-    };
-    let gossip_rt = match gossip_runtime(args.gossip_flags.gossip_nice) {
-        Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the gossip runtime: {e}")),
+    let (rt, gossip_rt) = match runtimes(&spec.server, args.gossip_flags.gossip_nice) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let gossip_handle = gossip_rt.handle().clone();
     let seed = args.seed.unwrap_or(u64::from(args.id).wrapping_mul(0x9e37_79b9_7f4a_7c15));
@@ -532,13 +540,9 @@ pub fn cluster_main(args: ClusterArgs) -> ExitCode {
         idle_spin: Duration::from_micros(args.idle_spin_us),
         ..ServerConfig::default()
     };
-    let rt = match client_runtime.runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the runtime: {e}")),
-    };
-    let gossip_rt = match gossip_runtime(args.gossip_flags.gossip_nice) {
-        Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the gossip runtime: {e}")),
+    let (rt, gossip_rt) = match runtimes(&client_runtime, args.gossip_flags.gossip_nice) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     let gossip_handle = gossip_rt.handle().clone();
     rt.block_on(async move {

@@ -37,11 +37,7 @@ struct Nodes {
 impl Nodes {
     /// One node per keyring, every node a potential peer of every other, 100 ms rounds.
     fn start(rings: Vec<Option<Keyring>>) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = common::runtime(2);
         let (stop, stop_rx) = watch::channel(false);
         let nodes = rt.block_on(async {
             let bound = common::bind_all(rings.len()).await;

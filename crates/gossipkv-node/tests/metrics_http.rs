@@ -22,11 +22,7 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = common::runtime(2);
         let (stop, stop_rx) = watch::channel(false);
         let (nodes, http) = rt.block_on(async {
             let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");

@@ -35,19 +35,9 @@ impl Cluster {
         interval_ms: u64,
         gossip_thread: bool,
     ) -> Self {
-        let gossip_rt = gossip_thread.then(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .expect("gossip runtime")
-        });
+        let gossip_rt = gossip_thread.then(|| common::runtime(1));
         let gossip_handle = gossip_rt.as_ref().map(|r| r.handle().clone());
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = common::runtime(2);
         let (stop, stop_rx) = watch::channel(false);
         let nodes = rt.block_on(async {
             let bound = common::bind_all(n).await;

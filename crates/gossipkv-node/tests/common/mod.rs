@@ -8,6 +8,15 @@ use gossipkv_core::{ClockKind, StoreConfig};
 use gossipkv_node::{Bound, NodeSpec, bind};
 use gossipkv_server::ServerConfig;
 
+/// A multi-thread tokio runtime with `workers` worker threads, for nodes run by a test.
+pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// `n` RESP + gossip socket pairs on free loopback ports.
 pub async fn bind_all(n: usize) -> Vec<Bound> {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
