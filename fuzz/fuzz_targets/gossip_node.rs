@@ -37,7 +37,9 @@ use gossipkv_core::digest::{TreeShape, key_hash, short_hash, version_hash};
 use gossipkv_core::gossip::wire::{
     self, Body, LeafId, LeafSection, Message, VersionId, WireEntry, entry_len, member_len,
 };
-use gossipkv_core::gossip::{GossipConfig, MemberRecord, Node, Status, Transmit, Transport};
+use gossipkv_core::gossip::{
+    GossipConfig, MemberNews, MemberRecord, Node, Status, Transmit, Transport,
+};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, Version};
 use libfuzzer_sys::fuzz_target;
 
@@ -278,6 +280,8 @@ struct ArbMember {
     generation: u8,
     refute: u8,
     status: u8,
+    /// The suspector of a suspicion (wire version 3); ignored on the wire for other statuses.
+    suspector: Option<u8>,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -422,12 +426,15 @@ impl World {
                 full: *full,
                 records: records
                     .iter()
-                    .map(|m| MemberRecord {
-                        id: u32::from(m.id % 8),
-                        addr: m.addr.map_or_else(a_addr, Peer::addr),
-                        generation: u64::from(m.generation),
-                        refute: u32::from(m.refute),
-                        status: Status::from_byte(m.status % 4).unwrap_or(Status::Alive),
+                    .map(|m| MemberNews {
+                        rec: MemberRecord {
+                            id: u32::from(m.id % 8),
+                            addr: m.addr.map_or_else(a_addr, Peer::addr),
+                            generation: u64::from(m.generation),
+                            refute: u32::from(m.refute),
+                            status: Status::from_byte(m.status % 4).unwrap_or(Status::Alive),
+                        },
+                        suspector: m.suspector.map(|id| u32::from(id % 8)),
                     })
                     .collect(),
             },
@@ -498,7 +505,7 @@ impl World {
             .map(|(k, vs)| vs.iter().map(|v| entry_len(k, v)).sum::<usize>())
             .sum();
         let members: usize =
-            self.a.membership().map_or(0, |m| m.records().iter().map(|r| member_len(r) + 16).sum());
+            self.a.membership().map_or(0, |m| m.records().iter().map(|r| member_len(&MemberNews::plain(*r), wire::WIRE_VERSION) + 16).sum());
         store + members
     }
 

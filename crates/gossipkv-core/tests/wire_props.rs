@@ -21,7 +21,7 @@ use gossipkv_core::Version;
 use gossipkv_core::digest::TREE_ARITY;
 use gossipkv_core::gossip::wire::{
     self, Body, DecodeError, Hello, KIND_NAMES, KINDS, LeafId, LeafSection, MAGIC, Message, Packer,
-    VersionId, WIRE_VERSION, WireEntry,
+    VersionId, WIRE_VERSION, WIRE_VERSION_BASE, WireEntry,
 };
 use gossipkv_core::gossip::{MemberNews, MemberRecord, Status};
 use proptest::prelude::*;
@@ -207,11 +207,13 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         check_decoded(&bytes)?;
-        // the same bytes behind a valid header, so the body decoders see them too
-        for kind in 0..=KINDS as u8 {
-            let mut d = vec![MAGIC[0], MAGIC[1], WIRE_VERSION, kind, 0, 0];
-            d.extend_from_slice(&bytes);
-            check_decoded(&d)?;
+        // the same bytes behind a valid header of each version, so the body decoders see them
+        for version in [WIRE_VERSION_BASE, WIRE_VERSION] {
+            for kind in 0..=KINDS as u8 {
+                let mut d = vec![MAGIC[0], MAGIC[1], version, kind, 0, 0];
+                d.extend_from_slice(&bytes);
+                check_decoded(&d)?;
+            }
         }
     }
 
@@ -272,4 +274,21 @@ proptest! {
         }
         prop_assert_eq!(got, accepted);
     }
+}
+
+/// Found by `fuzz/run.sh wire_decode` (2026-11-28): a version-2 `Members` message holding a
+/// suspicion decoded to a suspicion with no suspector, which was re-encoded as version 3 with
+/// a 0 for the suspector: one byte longer than what came in, and unreadable to version-2
+/// nodes. Such a message now goes out as version 2 again.
+#[test]
+fn fuzz_found_version_2_suspicion_reencodes_as_it_came() {
+    let src = [
+        0x67, 0x4b, 0x02, 0x10, 0x67, 0x4b, 0x00, 0x01, 0xff, 0x03, 0x04, 0x01, 0xff, 0xff, 0xff,
+        0x01, 0x01, 0x01, 0xb2, 0x30, 0x01,
+    ];
+    let msg = wire::decode(&Bytes::copy_from_slice(&src)).expect("the fuzzer's input decodes");
+    assert!(matches!(&msg.body, Body::Members { records, .. }
+        if records.iter().any(|n| n.rec.status == Status::Suspect && n.suspector.is_none())));
+    assert_eq!(wire::encode(&msg), src.to_vec());
+    check_decoded(&src).expect("canonical, and no longer than the input");
 }

@@ -637,7 +637,7 @@ impl Node {
         let mut p =
             Packer::new(16, self.id(), 0, vec![u8::from(full)], self.cfg.mtu).with_version(version);
         for r in recs {
-            p.push(member_len(r), |w| w.member(r));
+            p.push(member_len(r, version), |w| w.member(r, version));
         }
         let dgrams = p.finish(false);
         self.send_all(to, dgrams);

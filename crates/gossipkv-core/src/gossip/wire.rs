@@ -41,13 +41,10 @@ pub fn version_understood(version: u8) -> bool {
 }
 
 /// The version a `Members` message holding `records` is sent in: 3 if one is a suspicion
-/// (whose suspector only version 3 carries), else the base version.
+/// whose suspector is known (only version 3 carries it), else the base version, which every
+/// node of the previous release reads.
 pub fn members_version<'a>(records: impl IntoIterator<Item = &'a MemberNews>) -> u8 {
-    if records.into_iter().any(|n| n.rec.status == Status::Suspect) {
-        WIRE_VERSION
-    } else {
-        WIRE_VERSION_BASE
-    }
+    if records.into_iter().any(carries_suspector) { WIRE_VERSION } else { WIRE_VERSION_BASE }
 }
 /// Encoded size of a [`VersionId`].
 pub const ID_LEN: usize = 20;
@@ -376,15 +373,28 @@ pub fn addr_len(a: &SocketAddr) -> usize {
     if a.is_ipv4() { 1 + 4 + 2 } else { 1 + 16 + 2 }
 }
 
-/// Encoded length of a member record (with its suspector, if a suspicion).
-pub fn member_len(n: &MemberNews) -> usize {
+/// Encoded length of a member record in a message of wire `version` ([`members_version`]):
+/// with its suspector if a suspicion and the version carries one.
+pub fn member_len(n: &MemberNews, version: u8) -> usize {
     let m = &n.rec;
     varint_len(u64::from(m.id))
         + addr_len(&m.addr)
         + varint_len(m.generation)
         + varint_len(u64::from(m.refute))
         + 1
-        + if m.status == Status::Suspect { varint_len(suspector_code(n.suspector)) } else { 0 }
+        + if has_suspector_field(n, version) { varint_len(suspector_code(n.suspector)) } else { 0 }
+}
+
+/// Whether `n` is a suspicion whose suspector is known: what makes a `Members` message
+/// version 3.
+fn carries_suspector(n: &MemberNews) -> bool {
+    n.rec.status == Status::Suspect && n.suspector.is_some()
+}
+
+/// Whether record `n` is followed by its suspector in a message of wire `version`: every
+/// suspicion is from version 3 on, none before.
+fn has_suspector_field(n: &MemberNews, version: u8) -> bool {
+    n.rec.status == Status::Suspect && version >= 3
 }
 
 /// How a suspect record's suspector is written: its id + 1, 0 when unknown.
@@ -483,16 +493,16 @@ impl Writer {
         self.u8(h.flags);
     }
 
-    /// Appends a member record; a suspicion is followed by its suspector (id + 1, or 0 if
-    /// unknown).
-    pub fn member(&mut self, n: &MemberNews) {
+    /// Appends a member record for a message of wire `version`; from version 3 on, a
+    /// suspicion is followed by its suspector (id + 1, or 0 if unknown).
+    pub fn member(&mut self, n: &MemberNews, version: u8) {
         let m = &n.rec;
         self.varint(u64::from(m.id));
         self.addr(&m.addr);
         self.varint(m.generation);
         self.varint(u64::from(m.refute));
         self.u8(m.status.to_byte());
-        if m.status == Status::Suspect {
+        if has_suspector_field(n, version) {
             self.varint(suspector_code(n.suspector));
         }
     }
@@ -804,7 +814,7 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         Body::Members { full, records } => {
             w.u8(u8::from(*full));
             w.varint(records.len() as u64);
-            records.iter().for_each(|m| w.member(m));
+            records.iter().for_each(|m| w.member(m, version));
         }
         Body::BulkChunk { next, entries } => {
             w.varint(u64::from(*next));
@@ -1030,8 +1040,9 @@ mod tests {
         assert_eq!(decode(&bytes), Ok(msg));
     }
 
-    /// Rolling upgrades from version 2: only a `Members` message holding a suspicion is sent
-    /// in version 3; version-2 messages still decode (a suspicion in one has no suspector).
+    /// Rolling upgrades from version 2: only a `Members` message holding a suspicion with a
+    /// known suspector is sent in version 3; version-2 messages still decode (a suspicion in
+    /// one has no suspector).
     #[test]
     fn version_2_peers_are_understood_and_understand_us() {
         let v4 = SocketAddr::from(([10, 1, 2, 3], 7000));
@@ -1063,6 +1074,10 @@ mod tests {
         let from_v2 = Bytes::from(w.buf);
         let unknown = MemberNews::plain(rec(Status::Suspect));
         assert_eq!(decode(&from_v2), Ok(msg(vec![unknown])));
+        // a suspicion whose suspector is unknown (such as one relayed from a version-2 node)
+        // goes out as version 2 again, byte for byte, so version-2 nodes still read it
+        assert_eq!(encode(&msg(vec![unknown])), from_v2.to_vec());
+        assert_eq!(encode(&msg(vec![alive, unknown]))[2], WIRE_VERSION_BASE);
         // the same bytes claiming version 3 lack the suspector: truncated, not misread
         let mut as_v3 = from_v2.to_vec();
         as_v3[2] = 3;
@@ -1104,10 +1119,13 @@ mod tests {
             ],
         });
         roundtrip(Body::Members { full: false, records: vec![] });
+        roundtrip(Body::Members { full: true, records: vec![suspected(None)] });
         for rec in [m(5, v6, Status::Suspect), suspected(Some(u32::MAX)), m(5, v6, Status::Dead)] {
-            let mut w = Writer::default();
-            w.member(&rec);
-            assert_eq!(w.buf.len(), member_len(&rec));
+            for version in [WIRE_VERSION_BASE, WIRE_VERSION] {
+                let mut w = Writer::default();
+                w.member(&rec, version);
+                assert_eq!(w.buf.len(), member_len(&rec, version));
+            }
         }
         let mut w = Writer::default();
         w.hello(&hello);
