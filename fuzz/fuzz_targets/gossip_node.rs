@@ -10,7 +10,7 @@
 //! - the outbox is bounded: what one step makes A send is at most a fixed budget (the leaf
 //!   summary budget, a few MTUs, four times the input) plus three times A's whole store in
 //!   wire bytes, so no message can make A send unboundedly many copies of anything;
-//! - the rumor list stays within `max_hot`;
+//! - the rumor lists (values, deletes) stay within `max_hot` each;
 //! - a client write at A wins at A at once (the version it returns is A's winner).
 //!
 //! At the end, both nodes' gossip is run with lossless delivery for a number of rounds and A
@@ -504,8 +504,12 @@ impl World {
             .iter()
             .map(|(k, vs)| vs.iter().map(|v| entry_len(k, v)).sum::<usize>())
             .sum();
-        let members: usize =
-            self.a.membership().map_or(0, |m| m.records().iter().map(|r| member_len(&MemberNews::plain(*r), wire::WIRE_VERSION) + 16).sum());
+        let members: usize = self.a.membership().map_or(0, |m| {
+            m.records()
+                .iter()
+                .map(|r| member_len(&MemberNews::plain(*r), wire::WIRE_VERSION) + 16)
+                .sum()
+        });
         store + members
     }
 
@@ -583,7 +587,8 @@ impl World {
             }
         }
         assert!(self.a.stats().max_datagram <= cfg.mtu);
-        assert!(self.a.hot_len() <= cfg.max_hot, "{} rumors", self.a.hot_len());
+        // values and deletes are bounded apart, each by max_hot
+        assert!(self.a.hot_len() <= 2 * cfg.max_hot, "{} rumors", self.a.hot_len());
         // leaf summaries (an exchange's budget plus one leaf), a round's Syncs, a SyncAck,
         // answers in proportion to what was asked, and a few copies of the store
         let fixed = cfg.summary_bytes_per_exchange

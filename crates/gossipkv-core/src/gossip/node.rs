@@ -79,7 +79,8 @@ pub struct GossipConfig {
     pub mtu: usize,
     /// Rounds a fresh version is advertised as a rumor.
     pub rumor_rounds: u32,
-    /// Most rumors kept at once (oldest dropped first; anti-entropy covers them).
+    /// Most rumors kept at once of each kind, values and deletes apart, so a burst of writes
+    /// cannot push the deletes out (oldest dropped first; anti-entropy covers them).
     pub max_hot: usize,
     /// Most leaves reconciled per exchange when digests differ.
     pub leaves_per_exchange: usize,
@@ -760,7 +761,7 @@ impl Node {
         &self.stats
     }
 
-    /// Rumors currently advertised.
+    /// Rumors currently advertised, values and deletes (each kind at most `max_hot`).
     pub fn hot_len(&self) -> usize {
         self.hot.len() + self.hot_dels.len()
     }
