@@ -382,7 +382,11 @@ pub fn member_len(n: &MemberNews, version: u8) -> usize {
         + varint_len(m.generation)
         + varint_len(u64::from(m.refute))
         + 1
-        + if has_suspector_field(n, version) { varint_len(suspector_code(n.suspector)) } else { 0 }
+        + if suspector_on_wire(m.status, version) {
+            varint_len(suspector_code(n.suspector))
+        } else {
+            0
+        }
 }
 
 /// Whether `n` is a suspicion whose suspector is known: what makes a `Members` message
@@ -391,10 +395,10 @@ fn carries_suspector(n: &MemberNews) -> bool {
     n.rec.status == Status::Suspect && n.suspector.is_some()
 }
 
-/// Whether record `n` is followed by its suspector in a message of wire `version`: every
-/// suspicion is from version 3 on, none before.
-fn has_suspector_field(n: &MemberNews, version: u8) -> bool {
-    n.rec.status == Status::Suspect && version >= 3
+/// Whether a record of `status` is followed by its suspector in a message of wire `version`:
+/// every suspicion is from version 3 on, none before. Writer and reader both ask here.
+fn suspector_on_wire(status: Status, version: u8) -> bool {
+    status == Status::Suspect && version >= 3
 }
 
 /// How a suspect record's suspector is written: its id + 1, 0 when unknown.
@@ -502,7 +506,7 @@ impl Writer {
         self.varint(m.generation);
         self.varint(u64::from(m.refute));
         self.u8(m.status.to_byte());
-        if has_suspector_field(n, version) {
+        if suspector_on_wire(m.status, version) {
             self.varint(suspector_code(n.suspector));
         }
     }
@@ -687,7 +691,7 @@ impl<'a> Reader<'a> {
         let refute = self.varint32()?;
         let b = self.u8()?;
         let status = Status::from_byte(b).ok_or(DecodeError::Tag(b))?;
-        let suspector = if status == Status::Suspect && self.version >= 3 {
+        let suspector = if suspector_on_wire(status, self.version) {
             match self.varint()? {
                 0 => None,
                 s => Some(NodeId::try_from(s - 1).map_err(|_| DecodeError::Varint)?),
