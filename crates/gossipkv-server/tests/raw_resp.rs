@@ -236,6 +236,12 @@ fn errors_worded_like_redis() {
         error("ERR unknown subcommand 'BOGUS'. Try CLIENT HELP.")
     );
     assert_eq!(c.cmd(&[b"AUTH", b"x"]), auth_without_password());
+    // without a password the default user is Redis's "nopass" user: any password, named
+    assert_eq!(c.cmd(&[b"AUTH", b"default", b"any"]), simple("OK"));
+    assert_eq!(
+        c.cmd(&[b"AUTH", b"someone", b"any"]),
+        error("WRONGPASS invalid username-password pair or user is disabled.")
+    );
     assert_eq!(c.cmd(&[b"QUIT"]), simple("OK"));
     assert!(c.is_closed());
 }

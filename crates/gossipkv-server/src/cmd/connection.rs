@@ -43,23 +43,32 @@ pub(crate) fn select(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
 }
 
 /// Checks `user`/`password` against `requirepass`; marks the client authenticated or writes
-/// the error. Returns whether it succeeded.
-fn check_password(ctx: &mut Ctx<'_>, user: &[u8], password: &[u8]) -> bool {
-    let Some(expected) = ctx.shared.config.requirepass.as_deref() else {
-        reply::error(
-            ctx.out,
-            b"ERR AUTH <password> called without any password configured for the default \
-              user. Are you sure your configuration is correct?",
-        );
-        return false;
+/// the error. Returns whether it succeeded. `user` is `None` for the one-argument `AUTH
+/// password`. As in Redis: without `requirepass` the `default` user has no password (it
+/// accepts any, named), the one-argument form is an error saying so, and any other user name
+/// is a wrong pair.
+fn check_password(ctx: &mut Ctx<'_>, user: Option<&[u8]>, password: &[u8]) -> bool {
+    let ok = match (ctx.shared.config.requirepass.as_deref(), user) {
+        (None, None) => {
+            reply::error(
+                ctx.out,
+                b"ERR AUTH <password> called without any password configured for the default \
+                  user. Are you sure your configuration is correct?",
+            );
+            return false;
+        }
+        (None, Some(user)) => user == b"default",
+        (Some(expected), user) => {
+            user.unwrap_or(b"default") == b"default"
+                && constant_time_eq(password, expected.as_bytes())
+        }
     };
-    if user == b"default" && constant_time_eq(password, expected.as_bytes()) {
+    if ok {
         ctx.client.authenticated = true;
-        true
     } else {
         reply::error(ctx.out, b"WRONGPASS invalid username-password pair or user is disabled.");
-        false
     }
+    ok
 }
 
 /// Compares without an early exit on the first differing byte.
@@ -73,8 +82,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 pub(crate) fn auth(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     let ok = match req.len() {
-        2 => check_password(ctx, b"default", req.arg(1)),
-        3 => check_password(ctx, req.arg(1), req.arg(2)),
+        2 => check_password(ctx, None, req.arg(1)),
+        3 => check_password(ctx, Some(req.arg(1)), req.arg(2)),
         _ => {
             syntax_error(ctx.out);
             return Flow::Continue;
@@ -135,7 +144,7 @@ pub(crate) fn hello(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
             return Flow::Continue;
         }
     }
-    if auth.is_some_and(|(user, pass)| !check_password(ctx, user, pass)) {
+    if auth.is_some_and(|(user, pass)| !check_password(ctx, Some(user), pass)) {
         return Flow::Continue;
     }
     if !ctx.client.authenticated {

@@ -121,6 +121,27 @@ impl Conn {
         }
     }
 
+    /// Like `send`, but a closed or reset connection is `false` instead of a panic.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// Like `read_frame`, but a reset, a timeout or a close mid-reply is `None` too.
+    pub fn try_read_frame(&mut self) -> Option<Frame> {
+        let limits = Limits { max_bulk_len: 1 << 30, ..Limits::default() };
+        loop {
+            if let Some((f, n)) = Frame::decode(&self.buf, &limits).ok()? {
+                self.buf.drain(..n);
+                return Some(f);
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
     pub fn reply(&mut self) -> Frame {
         self.read_frame().expect("a reply, not a closed connection")
     }

@@ -1,0 +1,343 @@
+//! Differential test against the real thing: the same requests, byte for byte, to a
+//! redis-server and to a gossipkv server, and the same replies back (as decoded frames), for
+//! every command both implement with the same meaning. This is what "redis-cli users find
+//! what they expect" means in practice: the same error texts, the same arity errors, the same
+//! answers to edge cases (negative ranges, missing keys, repeated keys, options in odd case),
+//! the same handling of inline commands and protocol errors.
+//!
+//! Needs `redis-server` on the PATH (`apt-get install -y redis-server`). Without it the tests
+//! say so on stderr and pass, so that `cargo test` works on a fresh machine; CI installs it and
+//! sets `GOSSIPKV_REQUIRE_REDIS=1`, which turns a missing binary into a failure.
+//!
+//! Left out on purpose (the node answers them, but not as Redis does, by design): commands
+//! gossipkv refuses with a reason (conditional writes, expiry, read-modify-write; see
+//! `cmd/mod.rs`), replies that carry a server's identity or state (INFO, TIME, CLIENT ID/LIST,
+//! HELLO's version fields, COMMAND's table), SCAN cursors (both are valid, they differ),
+//! `CLIENT SETINFO` (Redis 7.2; the redis-server of Debian 12 is 7.0), RESP3 (`HELLO 3`: a
+//! node speaks RESP2 and answers NOPROTO, as the issue asks), array headers over 1,048,576
+//! items (a node's frame limit refuses them; Redis 7 waits for the items), and a bulk string
+//! not followed by CRLF, which Redis 7.0 reads leniently (it skips two bytes, whatever they
+//! are) and a node refuses as a protocol error (`raw_resp.rs` checks that).
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use common::{Conn, TestServer};
+use gossipkv_server::resp::Frame;
+
+/// A redis-server child process on a free loopback port, without persistence, killed on drop.
+/// One at a time (the guard): two servers started at once could be handed the same probe port.
+struct RedisServer {
+    child: Child,
+    addr: SocketAddr,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+impl RedisServer {
+    /// Starts one, or `None` (after saying why) when the binary is missing and the
+    /// environment does not require it.
+    fn start() -> Option<Self> {
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
+            l.local_addr().expect("local addr").port()
+        };
+        let spawned = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--protected-mode", "no", "--daemonize", "no"])
+            // one database, as a node has: SELECT 1 is then an error on both
+            .args(["--databases", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let required = std::env::var("GOSSIPKV_REQUIRE_REDIS").is_ok_and(|v| v == "1");
+                assert!(!required, "GOSSIPKV_REQUIRE_REDIS=1 but redis-server is not installed");
+                // straight to stderr, past the test harness's capture, so a skip is seen
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED: redis-server is not installed (apt-get install -y redis-server); \
+                     this differential test did not run"
+                );
+                return None;
+            }
+            Err(e) => panic!("starting redis-server: {e}"),
+        };
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut server = RedisServer { child, addr, _one_at_a_time: guard };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("redis-server exited at start-up (port {port} taken?): {status}");
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                // listening, and still ours (not another process on the same port)
+                std::thread::sleep(Duration::from_millis(50));
+                if server.child.try_wait().is_ok_and(|s| s.is_none()) {
+                    return Some(server);
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not listen within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How a reply is compared.
+#[derive(Clone, Copy, PartialEq)]
+enum Cmp {
+    /// Frame for frame.
+    Exact,
+    /// An array compared as a set (KEYS: both orders are arbitrary).
+    Unordered,
+}
+
+fn normalize(f: Frame, cmp: Cmp) -> Frame {
+    match (f, cmp) {
+        (Frame::Array(mut items), Cmp::Unordered) => {
+            items.sort_by_key(|i| format!("{i:?}"));
+            Frame::Array(items)
+        }
+        (f, _) => f,
+    }
+}
+
+/// Sends each request (an argument list) to both servers in turn and collects every reply
+/// that differs, so one run shows all the differences at once.
+fn differences(ours: &mut Conn, theirs: &mut Conn, script: &[(&[&str], Cmp)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (args, cmp) in script {
+        let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let a = normalize(ours.cmd(&bytes), *cmp);
+        let b = normalize(theirs.cmd(&bytes), *cmp);
+        if a != b {
+            out.push(format!("{args:?}\n    gossipkv: {a:?}\n    redis:    {b:?}"));
+        }
+    }
+    out
+}
+
+fn assert_none(diffs: Vec<String>) {
+    assert!(
+        diffs.is_empty(),
+        "{} replies differ from redis-server's:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+use Cmp::{Exact as E, Unordered as U};
+
+#[test]
+fn string_and_keyspace_commands_answer_as_redis_does() {
+    let Some(redis) = RedisServer::start() else { return };
+    let node = TestServer::start();
+    let (mut ours, mut theirs) = (node.connect(), Conn::new(redis.addr));
+    let script: &[(&[&str], Cmp)] = &[
+        (&["PING"], E),
+        (&["PING", "hello"], E),
+        (&["PING", "a", "b"], E),
+        (&["ping"], E),
+        (&["ECHO", ""], E),
+        (&["ECHO", "x y"], E),
+        (&["ECHO"], E),
+        (&["GET", "missing"], E),
+        (&["SET", "a", "1"], E),
+        (&["GET", "a"], E),
+        (&["get", "a"], E),
+        (&["GET"], E),
+        (&["GET", "a", "b"], E),
+        (&["SET", "a"], E),
+        (&["SET", "a", "2", "bogus"], E),
+        (&["SET", "a", "3", "GET"], E),
+        (&["SET", "fresh", "v", "get"], E),
+        (&["SET", "", ""], E),
+        (&["GET", ""], E),
+        (&["STRLEN", "a"], E),
+        (&["STRLEN", "missing"], E),
+        (&["STRLEN"], E),
+        (&["SET", "s", "Hello, world"], E),
+        (&["GETRANGE", "s", "0", "4"], E),
+        (&["GETRANGE", "s", "-5", "-1"], E),
+        (&["GETRANGE", "s", "7", "100"], E),
+        (&["GETRANGE", "s", "5", "2"], E),
+        (&["GETRANGE", "s", "-100", "-50"], E),
+        (&["GETRANGE", "s", "0", "-100"], E),
+        (&["GETRANGE", "s", "x", "1"], E),
+        (&["GETRANGE", "missing", "0", "-1"], E),
+        (&["GETRANGE", "s", "0"], E),
+        (&["SUBSTR", "s", "1", "3"], E),
+        (&["MSET", "k1", "v1", "k2", "v2", "k1", "v1b"], E),
+        (&["MSET", "k1"], E),
+        (&["MSET", "k1", "v1", "k2"], E),
+        (&["MSET"], E),
+        (&["MGET", "k1", "k2", "missing", "k1"], E),
+        (&["MGET"], E),
+        (&["EXISTS", "k1", "k1", "missing", "k2"], E),
+        (&["EXISTS"], E),
+        (&["TOUCH", "k1", "missing", "k1"], E),
+        (&["TYPE", "k1"], E),
+        (&["TYPE", "missing"], E),
+        (&["TTL", "k1"], E),
+        (&["TTL", "missing"], E),
+        (&["PTTL", "k1"], E),
+        (&["PTTL", "missing"], E),
+        (&["EXPIRETIME", "k1"], E),
+        (&["EXPIRETIME", "missing"], E),
+        (&["PEXPIRETIME", "k1"], E),
+        (&["PERSIST", "k1"], E),
+        (&["PERSIST", "missing"], E),
+        (&["KEYS", "*"], U),
+        (&["KEYS", "k?"], U),
+        (&["KEYS", "k[12]"], U),
+        (&["KEYS", "[^k]*"], U),
+        (&["KEYS", "nothing*"], U),
+        (&["KEYS"], E),
+        (&["DBSIZE"], E),
+        (&["DBSIZE", "x"], E),
+        (&["GETSET", "k1", "v1c"], E),
+        (&["GETSET", "new", "n"], E),
+        (&["GETDEL", "new"], E),
+        (&["GETDEL", "new"], E),
+        (&["GETEX", "k1"], E),
+        (&["GETEX", "missing"], E),
+        (&["GETEX", "k1", "PERSIST"], E),
+        (&["DEL", "k1", "k1", "missing", "k2"], E),
+        (&["DEL"], E),
+        (&["UNLINK", "s", "missing"], E),
+        (&["DEL", "a", "fresh", ""], E),
+        (&["DBSIZE"], E),
+        (&["RANDOMKEY"], E),
+        (&["SET", "only", "1"], E),
+        (&["RANDOMKEY"], E),
+        (&["SELECT", "0"], E),
+        (&["SELECT", "1"], E),
+        (&["SELECT", "x"], E),
+        (&["SELECT"], E),
+        (&["NOSUCHCOMMAND"], E),
+        (&["NOSUCHCOMMAND", "a", "b"], E),
+        (&["CONFIG", "GET", "nothing*"], E),
+        (&["CLIENT", "SETNAME", "x"], E),
+        (&["CLIENT", "GETNAME"], E),
+        (&["CLIENT", "SETNAME", "a b"], E),
+        (&["AUTH", "x"], E),
+        (&["AUTH", "user", "x"], E),
+        (&["AUTH", "default", "anything"], E),
+        (&["AUTH", "a", "b", "c"], E),
+        (&["HELLO", "2", "AUTH", "user", "x"], E),
+        (&["AUTH"], E),
+        (&["CONFIG", "GET", "save"], E),
+        (&["CONFIG", "GET", "appendonly"], E),
+        (&["CONFIG"], E),
+        (&["CLIENT"], E),
+        (&["SCAN"], E),
+        (&["SCAN", "x"], E),
+        (&["SCAN", "0", "COUNT", "0"], E),
+        (&["SCAN", "0", "COUNT", "x"], E),
+        (&["SCAN", "0", "MATCH"], E),
+        (&["SCAN", "0", "BOGUS", "1"], E),
+        (&["KEYS", "[a-"], U),
+        (&["KEYS", "\\*"], U),
+        (&["ECHO", "a", "b"], E),
+        (&["TOUCH"], E),
+        (&["TYPE"], E),
+        (&["TTL"], E),
+        (&["GETDEL"], E),
+        (&["GETSET", "a"], E),
+        (&["GETEX"], E),
+        (&["GETEX", "only", "BOGUS"], E),
+        (&["SUBSTR", "only"], E),
+        (&["STRLEN", "a", "b"], E),
+        (&["RANDOMKEY", "x"], E),
+        (&["PERSIST"], E),
+        (&["EXISTS", ""], E),
+        (&["HELLO", "x"], E),
+    ];
+    assert_none(differences(&mut ours, &mut theirs, script));
+}
+
+#[test]
+fn binary_and_large_values_round_trip_alike() {
+    let Some(redis) = RedisServer::start() else { return };
+    let node = TestServer::start();
+    let (mut ours, mut theirs) = (node.connect(), Conn::new(redis.addr));
+    let binary: Vec<u8> = (0..=255u8).chain(b"\r\n\0$*-+:".iter().copied()).collect();
+    let big = vec![b'x'; 1 << 20];
+    let mut diffs = Vec::new();
+    for (key, value) in [(&b"bin"[..], &binary[..]), (b"\r\n", b"crlf"), (b"big", &big[..])] {
+        for args in [vec![&b"SET"[..], key, value], vec![b"GET", key], vec![b"STRLEN", key]] {
+            let (a, b) = (ours.cmd(&args), theirs.cmd(&args));
+            if a != b {
+                diffs.push(format!("{:?}: gossipkv {a:?}, redis {b:?}", &args[..2]));
+            }
+        }
+    }
+    assert_none(diffs);
+}
+
+/// Raw bytes, not commands: inline commands, pipelines and protocol errors. Compares every
+/// reply until the connection closes (or the expected count is read), and whether it closes.
+#[test]
+fn inline_commands_pipelines_and_protocol_errors_answer_as_redis_does() {
+    let Some(redis) = RedisServer::start() else { return };
+    let node = TestServer::start();
+    let cases: &[(&str, &[u8], usize)] = &[
+        ("inline", b"PING\r\nSET  a   b\r\nGET a\r\nECHO \"x y\"\r\n", 4),
+        ("inline, bare LF", b"PING\nGET a\n", 2),
+        ("inline, quotes", b"SET q \"a\\x41\\n\"\r\nGET q\r\nSET r 'it''s'\r\n", 3),
+        ("inline, unbalanced quotes", b"SET a \"b\r\n", 1),
+        ("empty inline lines", b"\r\n\r\nPING\r\n", 1),
+        ("pipeline", b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\nc\r\n", 3),
+        ("empty array", b"*0\r\n*1\r\n$4\r\nPING\r\n", 1),
+        ("bad bulk length", b"*1\r\n$x\r\n", 1),
+        ("bad multibulk length", b"*x\r\n", 1),
+        ("bulk without $", b"*1\r\n:4\r\n", 1),
+        ("negative multibulk", b"*-1\r\n*1\r\n$4\r\nPING\r\n", 1),
+        ("bulk too long", b"*1\r\n$600000000\r\n", 1),
+        ("inline too long", &[b'a'; 70 * 1024], 1),
+        ("inline, then a request", b"SET x 1\r\n*2\r\n$3\r\nGET\r\n$1\r\nx\r\n", 2),
+        ("unknown, pipelined", b"FOO\r\nBAR 1 2\r\nPING\r\n", 3),
+    ];
+    let mut diffs = Vec::new();
+    for (name, bytes, replies) in cases {
+        let mut results = Vec::new();
+        for addr in [node.addr, redis.addr] {
+            let mut c = Conn::new(addr);
+            c.stream.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            c.send(bytes);
+            let mut got = Vec::new();
+            for _ in 0..*replies {
+                match c.try_read_frame() {
+                    Some(f) => got.push(f),
+                    None => break,
+                }
+            }
+            // then: does the connection still answer?
+            let alive = c.try_send(b"*1\r\n$4\r\nPING\r\n") && c.try_read_frame().is_some();
+            results.push((got, alive));
+        }
+        if results[0] != results[1] {
+            diffs.push(format!(
+                "{name}: {bytes:?}\n    gossipkv: {:?}\n    redis:    {:?}",
+                results[0], results[1]
+            ));
+        }
+    }
+    assert_none(diffs);
+}
