@@ -236,6 +236,23 @@ fn string_and_keyspace_commands_answer_as_redis_does() {
         (&["CLIENT", "SETNAME", "x"], E),
         (&["CLIENT", "GETNAME"], E),
         (&["CLIENT", "SETNAME", "a b"], E),
+        (&["INFO", "keyspace"], E),
+        (&["config", "get", "SAVE"], E),
+        (&["CONFIG", "GET", "save", "appendonly"], U),
+        (&["CONFIG", "GET", "Save", "SAVE"], E),
+        (&["CONFIG", "GET", "SAV*"], E),
+        (&["CONFIG", "GET", "appendonl?", "appendonly"], E),
+        (&["CONFIG", "GET", "maxmemory"], E),
+        (&["CONFIG", "GET", "databases"], E),
+        (&["client", "getname"], E),
+        (&["CLIENT", "NO-EVICT", "on"], E),
+        (&["CLIENT", "SETNAME", ""], E),
+        (&["CLIENT", "GETNAME"], E),
+        (&["SET", "k", "v", "KEEPTTL"], E),
+        (&["SET", "k", "v", "keepttl", "get"], E),
+        (&["SET", "k", "v", "GET", "GET"], E),
+        (&["MGET", "k", "k", "k"], E),
+        (&["TYPE", "k"], E),
         (&["AUTH", "x"], E),
         (&["AUTH", "user", "x"], E),
         (&["AUTH", "default", "anything"], E),
@@ -270,6 +287,96 @@ fn string_and_keyspace_commands_answer_as_redis_does() {
         (&["HELLO", "x"], E),
     ];
     assert_none(differences(&mut ours, &mut theirs, script));
+}
+
+/// `COMMAND INFO`'s first six fields (name, arity, flags, first key, last key, step), which
+/// client libraries read to route commands and to tell reads from writes, for every command
+/// both serve. (Redis 7 adds ACL categories, tips, key specs and subcommands after them; a
+/// node leaves those empty.)
+#[test]
+fn command_info_describes_shared_commands_as_redis_does() {
+    let Some(redis) = RedisServer::start() else { return };
+    let node = TestServer::start();
+    let (mut ours, mut theirs) = (node.connect(), Conn::new(redis.addr));
+    let Frame::Array(all) = ours.cmd(&[b"COMMAND"]) else { panic!("COMMAND: not an array") };
+    let mut diffs = Vec::new();
+    for entry in all {
+        let Frame::Array(fields) = entry else { panic!("COMMAND entry: {entry:?}") };
+        let Some(Frame::Bulk(name)) = fields.first() else { panic!("no name: {fields:?}") };
+        let Frame::Array(theirs_info) = theirs.cmd(&[b"COMMAND", b"INFO", name]) else {
+            panic!("redis COMMAND INFO")
+        };
+        let Some(Frame::Array(t)) = theirs_info.first() else {
+            continue; // not a Redis command (PUT, VERSIONS): nothing to compare with
+        };
+        if fields.get(..6) != t.get(..6) {
+            diffs.push(format!(
+                "{}\n    gossipkv: {:?}\n    redis:    {:?}",
+                String::from_utf8_lossy(name),
+                fields.get(..6),
+                t.get(..6)
+            ));
+        }
+    }
+    assert_none(diffs);
+}
+
+/// Every key once over a whole `SCAN` iteration (the cursors differ, the key sets must not),
+/// with and without `MATCH`, `COUNT` and `TYPE`.
+#[test]
+fn a_whole_scan_finds_the_same_keys() {
+    let Some(redis) = RedisServer::start() else { return };
+    let node = TestServer::start();
+    let (mut ours, mut theirs) = (node.connect(), Conn::new(redis.addr));
+    for c in [&mut ours, &mut theirs] {
+        for k in 0..500 {
+            let key = format!("{}:{k}", if k % 3 == 0 { "user" } else { "item" });
+            c.cmd(&[b"SET", key.as_bytes(), b"v"]);
+        }
+        c.cmd(&[b"DEL", b"user:0", b"item:1"]);
+    }
+    let mut diffs = Vec::new();
+    for opts in [
+        &[][..],
+        &["COUNT", "7"],
+        &["MATCH", "user:*"],
+        &["MATCH", "*:1?", "COUNT", "3"],
+        &["TYPE", "string"],
+        &["TYPE", "list"],
+        &["match", "item:4*", "type", "STRING"],
+    ] {
+        let (a, b) = (scan_all(&mut ours, opts), scan_all(&mut theirs, opts));
+        if a != b {
+            diffs.push(format!("SCAN {opts:?}: gossipkv {} keys, redis {} keys", a.len(), b.len()));
+        }
+    }
+    assert_none(diffs);
+}
+
+/// The keys a whole `SCAN` iteration returns, sorted, each checked to come once.
+fn scan_all(c: &mut Conn, opts: &[&str]) -> Vec<Vec<u8>> {
+    let (mut cursor, mut keys) = (b"0".to_vec(), Vec::new());
+    for _ in 0..10_000 {
+        let mut args: Vec<&[u8]> = vec![b"SCAN", &cursor];
+        args.extend(opts.iter().map(|o| o.as_bytes()));
+        let Frame::Array(reply) = c.cmd(&args) else { panic!("SCAN {opts:?}: not an array") };
+        let [Frame::Bulk(next), Frame::Array(batch)] = &reply[..] else {
+            panic!("SCAN {opts:?}: {reply:?}")
+        };
+        keys.extend(batch.iter().map(|k| match k {
+            Frame::Bulk(k) => k.to_vec(),
+            other => panic!("SCAN {opts:?}: key {other:?}"),
+        }));
+        if &next[..] == b"0" {
+            let n = keys.len();
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), n, "SCAN {opts:?} returned a key twice");
+            return keys;
+        }
+        cursor = next.to_vec();
+    }
+    panic!("SCAN {opts:?} did not end in 10,000 calls")
 }
 
 #[test]

@@ -157,17 +157,21 @@ const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
 const RO: &[&str] = &["readonly", "fast"];
 const WR: &[&str] = &["write", "denyoom"];
 const ADMIN: &[&str] = &["loading", "stale"];
+/// Redis 7 gives a command with subcommands no flags of its own (each subcommand has them).
+const CONTAINER: &[&str] = &[];
+const ANYTIME: &[&str] = &["loading", "stale", "fast"];
+const HANDSHAKE: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"];
 
-static PING: Spec = spec("ping", -1, &["fast", "stale"], NO_KEYS, connection::ping);
-static ECHO: Spec = spec("echo", 2, &["fast"], NO_KEYS, connection::echo);
+static PING: Spec = spec("ping", -1, &["fast"], NO_KEYS, connection::ping);
+static ECHO: Spec = spec("echo", 2, ANYTIME, NO_KEYS, connection::echo);
 static QUIT: Spec =
-    Spec { no_auth: true, ..spec("quit", -1, &["fast"], NO_KEYS, connection::quit) };
-static SELECT: Spec = spec("select", 2, &["fast"], NO_KEYS, connection::select);
+    Spec { no_auth: true, ..spec("quit", -1, HANDSHAKE, NO_KEYS, connection::quit) };
+static SELECT: Spec = spec("select", 2, ANYTIME, NO_KEYS, connection::select);
 static AUTH: Spec =
-    Spec { no_auth: true, ..spec("auth", -2, &["fast"], NO_KEYS, connection::auth) };
+    Spec { no_auth: true, ..spec("auth", -2, HANDSHAKE, NO_KEYS, connection::auth) };
 static HELLO: Spec =
-    Spec { no_auth: true, ..spec("hello", -1, &["fast"], NO_KEYS, connection::hello) };
-static CLIENT: Spec = spec("client", -2, ADMIN, NO_KEYS, connection::client);
+    Spec { no_auth: true, ..spec("hello", -1, HANDSHAKE, NO_KEYS, connection::hello) };
+static CLIENT: Spec = spec("client", -2, CONTAINER, NO_KEYS, connection::client);
 static GET: Spec = spec("get", 2, RO, ONE_KEY, strings::get);
 static SET: Spec = spec("set", -3, WR, ONE_KEY, strings::set);
 static MGET: Spec = spec("mget", -2, RO, ALL_KEYS, strings::mget);
@@ -180,15 +184,15 @@ static DBSIZE: Spec = spec("dbsize", 1, RO, NO_KEYS, keyspace::dbsize);
 static SCAN: Spec = spec("scan", -2, &["readonly"], NO_KEYS, keyspace::scan);
 static KEYS: Spec = spec("keys", 2, &["readonly"], NO_KEYS, keyspace::keys);
 static INFO: Spec = spec("info", -1, ADMIN, NO_KEYS, server::info);
-static CONFIG: Spec = spec("config", -2, ADMIN, NO_KEYS, server::config);
+static CONFIG: Spec = spec("config", -2, CONTAINER, NO_KEYS, server::config);
 static COMMAND: Spec = spec("command", -1, ADMIN, NO_KEYS, server::command);
-static CLUSTER: Spec = spec("cluster", -2, ADMIN, NO_KEYS, server::cluster);
-static TIME: Spec = spec("time", 1, &["random", "fast"], NO_KEYS, server::time);
+static CLUSTER: Spec = spec("cluster", -2, CONTAINER, NO_KEYS, server::cluster);
+static TIME: Spec = spec("time", 1, ANYTIME, NO_KEYS, server::time);
 static STRLEN: Spec = spec("strlen", 2, RO, ONE_KEY, strings::strlen);
 static GETRANGE: Spec = spec("getrange", 4, &["readonly"], ONE_KEY, strings::getrange);
 static SUBSTR: Spec = spec("substr", 4, &["readonly"], ONE_KEY, strings::getrange);
 static GETDEL: Spec = spec("getdel", 2, &["write", "fast"], ONE_KEY, strings::getdel);
-static GETSET: Spec = spec("getset", 3, WR, ONE_KEY, strings::getset);
+static GETSET: Spec = spec("getset", 3, &["write", "denyoom", "fast"], ONE_KEY, strings::getset);
 static GETEX: Spec = spec("getex", -2, &["write", "fast"], ONE_KEY, strings::getex);
 static UNLINK: Spec = spec("unlink", -2, &["write", "fast"], ALL_KEYS, strings::del);
 static TYPE: Spec = spec("type", 2, RO, ONE_KEY, keyspace::type_);

@@ -223,15 +223,28 @@ pub(crate) fn config(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
             return Flow::Continue;
         }
         let table = config_table(ctx);
-        let patterns: Vec<Vec<u8>> = req.iter().skip(2).map(<[u8]>::to_ascii_lowercase).collect();
-        let hits: Vec<_> = table
-            .iter()
-            .filter(|(name, _)| patterns.iter().any(|p| glob::matches(p, name.as_bytes())))
-            .collect();
+        // As Redis 7: a name without glob characters is looked up and answered under the name
+        // as given (`CONFIG GET Save` answers `Save`), a pattern under the parameters' own
+        // names; matching ignores case, and each parameter comes once.
+        let mut hits: Vec<(&[u8], usize)> = Vec::new();
+        for arg in req.iter().skip(2) {
+            let lower = arg.to_ascii_lowercase();
+            let glob = arg.iter().any(|b| matches!(b, b'*' | b'?' | b'['));
+            for (i, (name, _)) in table.iter().enumerate() {
+                let hit = if glob {
+                    glob::matches(&lower, name.as_bytes())
+                } else {
+                    lower == name.as_bytes()
+                };
+                if hit && !hits.iter().any(|&(_, j)| j == i) {
+                    hits.push((if glob { name.as_bytes() } else { arg }, i));
+                }
+            }
+        }
         reply::array_len(ctx.out, hits.len() * 2);
-        for (name, value) in hits {
-            reply::bulk(ctx.out, name.as_bytes());
-            reply::bulk(ctx.out, value.as_bytes());
+        for (name, i) in hits {
+            reply::bulk(ctx.out, name);
+            reply::bulk(ctx.out, table[i].1.as_bytes());
         }
     } else if is(sub, b"RESETSTAT") && req.len() == 2 {
         ctx.shared.metrics.reset();
