@@ -1,7 +1,8 @@
 //! The real Redis tools, unchanged, against a real `gossipkv cluster` process (issue 4: "redis-cli,
 //! redis-benchmark and the `redis` crate work unchanged against a node"). The `redis` crate is
 //! exercised by the node crate's tests; this file runs the binaries people type: redis-cli
-//! (plain commands, `-x` from stdin, `--raw`, `--pipe` mass insertion, `--scan`) and
+//! (plain commands, `-x` from stdin, `--raw`, `--pipe` mass insertion, `--scan`, `--bigkeys`,
+//! `--memkeys`) and
 //! redis-benchmark (with and without pipelining), and checks what they print.
 //!
 //! Needs redis-cli and redis-benchmark (`apt-get install -y redis-tools`). Without them the
@@ -178,6 +179,13 @@ fn redis_cli_and_redis_benchmark_work_unchanged_against_a_gossiping_cluster() {
     // --scan with a pattern: pipe:1, pipe:10-19, pipe:100-199, pipe:1000-1999
     let scanned = cli(&cl, 0, &["--scan", "--pattern", "pipe:1*"]);
     assert_eq!(scanned.lines().count(), 1_111, "--scan found {} keys", scanned.lines().count());
+    // --bigkeys (SCAN, TYPE, STRLEN) and --memkeys (MEMORY USAGE) over the 5,000 + 3 keys
+    let big = cli(&cl, 0, &["--bigkeys"]);
+    assert!(big.contains("5003 strings with"), "--bigkeys: {big}");
+    let mem = cli(&cl, 0, &["--memkeys"]);
+    let line = mem.lines().find(|l| l.contains("strings with")).unwrap_or_default();
+    let bytes: u64 = line.split(' ').nth(3).and_then(|b| b.parse().ok()).unwrap_or(0);
+    assert!(bytes >= 5_003 * 88, "--memkeys: {line}");
     let before: u64 = cli(&cl, 0, &["DBSIZE"]).parse().expect("DBSIZE prints an integer");
     assert_eq!(before, 5_000 + 3);
     eventually(&cl, 1, &["DBSIZE"], &before.to_string());

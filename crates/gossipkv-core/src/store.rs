@@ -735,6 +735,27 @@ impl Store {
         }
     }
 
+    /// Bytes `key` holds in this store (Redis `MEMORY USAGE`), or `None` if absent or
+    /// deleted: its entry, its share of the index (a 5-byte slot at 7/8 load), its key+value
+    /// block if outside the entry, at the allocator's size class, and its concurrent values.
+    /// Counted as [`Store::memory_estimate`] counts the whole store.
+    pub fn key_memory(&self, key: &[u8]) -> Option<usize> {
+        let kh = key_hash(key);
+        let (s, _) = self.locate(kh);
+        let shard = self.shards[s].read();
+        let pos = shard.find(kh, key)?;
+        let e = &shard.entries[pos as usize];
+        e.version().value?;
+        let mut bytes = std::mem::size_of::<Entry>() + 5 * 8 / 7 + size_class(e.data.heap_len());
+        if e.has_extras() {
+            for v in shard.extras.get(&pos).map_or(&[][..], Vec::as_slice) {
+                bytes += std::mem::size_of::<Version>()
+                    + v.value.as_ref().map_or(0, |b| size_class(b.len()));
+            }
+        }
+        Some(bytes)
+    }
+
     /// The winning version of `key` (tombstones included).
     pub fn winner(&self, key: &[u8]) -> Option<Version> {
         let kh = key_hash(key);

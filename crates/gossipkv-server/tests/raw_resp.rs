@@ -291,6 +291,28 @@ fn redis_tool_handshakes() {
 }
 
 #[test]
+fn memory_usage_counts_a_key_and_its_value() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    let usage = |c: &mut common::Conn, key: &[u8]| match c.cmd(&[b"MEMORY", b"USAGE", key]) {
+        Frame::Integer(n) => Some(n),
+        Frame::Null => None,
+        other => panic!("MEMORY USAGE: {other:?}"),
+    };
+    assert_eq!(usage(&mut c, b"absent"), None);
+    c.cmd(&[b"SET", b"small", b"v"]);
+    c.cmd(&[b"SET", b"large", &[b'x'; 1000]]);
+    let (small, large) =
+        (usage(&mut c, b"small").expect("live"), usage(&mut c, b"large").expect("live"));
+    // an entry (88 bytes) and an index slot; the large value adds its own allocation
+    assert!((88..200).contains(&small), "small: {small}");
+    assert!(large >= small + 1000, "large: {large}, small: {small}");
+    c.cmd(&[b"DEL", b"small"]);
+    assert_eq!(usage(&mut c, b"small"), None, "a deleted key uses nothing, as in Redis");
+    assert_eq!(c.cmd(&[b"MEMORY", b"USAGE", b"large", b"SAMPLES", b"0"]), Frame::Integer(large));
+}
+
+#[test]
 fn info_sections_and_keyspace() {
     let server = TestServer::start();
     let mut c = server.connect();

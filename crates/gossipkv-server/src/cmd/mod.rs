@@ -187,6 +187,7 @@ static INFO: Spec = spec("info", -1, ADMIN, NO_KEYS, server::info);
 static CONFIG: Spec = spec("config", -2, CONTAINER, NO_KEYS, server::config);
 static COMMAND: Spec = spec("command", -1, ADMIN, NO_KEYS, server::command);
 static CLUSTER: Spec = spec("cluster", -2, CONTAINER, NO_KEYS, server::cluster);
+static MEMORY: Spec = spec("memory", -2, CONTAINER, NO_KEYS, server::memory);
 static TIME: Spec = spec("time", 1, ANYTIME, NO_KEYS, server::time);
 static STRLEN: Spec = spec("strlen", 2, RO, ONE_KEY, strings::strlen);
 static GETRANGE: Spec = spec("getrange", 4, &["readonly"], ONE_KEY, strings::getrange);
@@ -244,6 +245,7 @@ pub(crate) static ALL: &[&Spec] = &[
     &PERSIST,
     &TOUCH,
     &RANDOMKEY,
+    &MEMORY,
 ];
 
 /// Finds a command by name, case-insensitively, without allocating.
@@ -276,6 +278,7 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
         b"CONFIG" => &CONFIG,
         b"COMMAND" => &COMMAND,
         b"CLUSTER" => &CLUSTER,
+        b"MEMORY" => &MEMORY,
         b"TIME" => &TIME,
         b"STRLEN" => &STRLEN,
         b"GETRANGE" => &GETRANGE,

@@ -19,10 +19,12 @@ use std::fmt::Write as _;
 
 use super::connection::REDIS_VERSION;
 use super::{
-    ALL, Ctx, Flow, Pending, Spec, help, is, lookup, physical_us, unknown_subcommand, wrong_arity,
+    ALL, Ctx, Flow, Pending, Spec, help, is, lookup, not_an_integer, physical_us, syntax_error,
+    unknown_subcommand, wrong_arity,
 };
 use crate::glob;
 use crate::hooks::InfoSection;
+use crate::resp::parse::parse_integer;
 use crate::resp::{Request, reply};
 
 const SECTIONS: [&str; 9] = [
@@ -261,6 +263,58 @@ pub(crate) fn config(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
         wrong_arity(ctx.out, &format!("config|{lower}"));
     } else {
         unknown_subcommand(ctx.out, sub, "CONFIG");
+    }
+    Flow::Continue
+}
+
+const MEMORY_HELP: &[&str] = &[
+    "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value (its entry, index slot and",
+    "    concurrent values; SAMPLES is accepted and ignored: a value is never nested).",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// `MEMORY USAGE key [SAMPLES n]` (the bytes the store holds for a key, or nil) and `MEMORY
+/// HELP`; redis-cli's `--memkeys` reads the first. Arguments are checked as Redis 7 checks
+/// them. The allocator's reports (STATS, DOCTOR, MALLOC-STATS, PURGE) are not served: INFO
+/// memory and the metrics have the node's figures.
+pub(crate) fn memory(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
+    let sub = req.arg(1);
+    if is(sub, b"USAGE") {
+        if req.len() < 3 {
+            wrong_arity(ctx.out, "memory|usage");
+            return Flow::Continue;
+        }
+        let mut rest = req.iter().skip(3);
+        while let Some(opt) = rest.next() {
+            match (is(opt, b"SAMPLES"), rest.next()) {
+                (true, Some(n)) => match parse_integer(n) {
+                    Some(n) if n >= 0 => {}
+                    Some(_) => {
+                        syntax_error(ctx.out);
+                        return Flow::Continue;
+                    }
+                    None => {
+                        not_an_integer(ctx.out);
+                        return Flow::Continue;
+                    }
+                },
+                _ => {
+                    syntax_error(ctx.out);
+                    return Flow::Continue;
+                }
+            }
+        }
+        match ctx.shared.replica.store().key_memory(req.arg(2)) {
+            Some(n) => reply::integer(ctx.out, i64::try_from(n).unwrap_or(i64::MAX)),
+            None => reply::null(ctx.out),
+        }
+    } else if is(sub, b"HELP") && req.len() == 2 {
+        help(ctx.out, MEMORY_HELP);
+    } else {
+        unknown_subcommand(ctx.out, sub, "MEMORY");
     }
     Flow::Continue
 }
