@@ -634,14 +634,16 @@ impl Node {
         if recs.is_empty() {
             return;
         }
-        let version = wire::members_version(recs);
-        let mut p =
-            Packer::new(16, self.id(), 0, vec![u8::from(full)], self.cfg.mtu).with_version(version);
-        for r in recs {
-            p.push(member_len(r, version), |w| w.member(r, version));
+        // suspicions with a suspector (version 3) apart, so older nodes read the rest
+        for (version, part) in wire::members_by_version(recs) {
+            let mut p = Packer::new(16, self.id(), 0, vec![u8::from(full)], self.cfg.mtu)
+                .with_version(version);
+            for r in &part {
+                p.push(member_len(r, version), |w| w.member(r, version));
+            }
+            let dgrams = p.finish(false);
+            self.send_all(to, dgrams);
         }
-        let dgrams = p.finish(false);
-        self.send_all(to, dgrams);
     }
 
     /// Marks this node away when it has been out of touch with a majority for more than half

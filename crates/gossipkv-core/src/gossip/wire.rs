@@ -46,6 +46,21 @@ pub fn version_understood(version: u8) -> bool {
 pub fn members_version<'a>(records: impl IntoIterator<Item = &'a MemberNews>) -> u8 {
     if records.into_iter().any(carries_suspector) { WIRE_VERSION } else { WIRE_VERSION_BASE }
 }
+
+/// Splits member records to send into the base version's share and version 3's: only a
+/// suspicion whose suspector is known needs version 3, and a node of the previous release
+/// drops a whole message of a version it does not read. Sent as two messages, the other
+/// records (alive, dead, left, refutations, suspicions relayed without a suspector) still
+/// reach such a node during a rolling upgrade. Returns `(version, records)` pairs, base
+/// version first, leaving out an empty share.
+pub fn members_by_version(records: &[MemberNews]) -> Vec<(u8, Vec<MemberNews>)> {
+    let (v3, base): (Vec<MemberNews>, Vec<MemberNews>) =
+        records.iter().copied().partition(carries_suspector);
+    [(WIRE_VERSION_BASE, base), (WIRE_VERSION, v3)]
+        .into_iter()
+        .filter(|(_, part)| !part.is_empty())
+        .collect()
+}
 /// Encoded size of a [`VersionId`].
 pub const ID_LEN: usize = 20;
 
@@ -1063,6 +1078,13 @@ mod tests {
         assert_eq!(encode(&msg(vec![alive]))[2], WIRE_VERSION_BASE);
         let with_suspicion = encode(&msg(vec![alive, suspect]));
         assert_eq!(with_suspicion[2], WIRE_VERSION, "a suspicion needs version 3");
+        // so a node sends it apart from the records a version-2 node can read
+        assert_eq!(
+            members_by_version(&[alive, suspect, alive]),
+            vec![(WIRE_VERSION_BASE, vec![alive, alive]), (WIRE_VERSION, vec![suspect])]
+        );
+        assert_eq!(members_by_version(&[suspect]), vec![(WIRE_VERSION, vec![suspect])]);
+        assert_eq!(members_by_version(&[alive]), vec![(WIRE_VERSION_BASE, vec![alive])]);
         assert_eq!(decode(&Bytes::from(with_suspicion)), Ok(msg(vec![alive, suspect])));
         // what a version-2 node sends: the same record bytes, no suspector after a suspect
         let mut w = Writer::default();
