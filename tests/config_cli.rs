@@ -69,6 +69,29 @@ fn flags_beat_environment_beat_file_beat_defaults() {
 }
 
 #[test]
+fn a_cluster_reads_a_file_too_and_refuses_node_only_settings() {
+    let f = File::new("cluster", "nodes = 2\ninterval_ms = 250\nquiet = true\nfanout = 3\n");
+    let out = gossipkv(
+        &["cluster", "--config", f.path(), "--fanout", "4", "--print-config"],
+        &[("GOSSIPKV_INTERVAL_MS", "300")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("# gossipkv cluster: settings in force"), "{text}");
+    assert_eq!(line(&text, "nodes"), "nodes = 2  # config file", "{text}");
+    assert_eq!(line(&text, "quiet"), "quiet = true  # config file");
+    assert_eq!(line(&text, "fanout"), "fanout = 4  # --fanout");
+    assert_eq!(line(&text, "interval_ms"), "interval_ms = 300  # GOSSIPKV_INTERVAL_MS");
+    assert_eq!(line(&text, "base_port"), "base_port = 7000  # default");
+
+    let node_only = File::new("cluster-node-only", "peers = [\"127.0.0.1:7946\"]\n");
+    let out = gossipkv(&["cluster", "--config", node_only.path()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown setting `peers`"), "{err}");
+}
+
+#[test]
 fn bad_settings_stop_the_start_and_name_the_setting() {
     let f = File::new("bad", "fanout = 3\ntree_depht = 4\n");
     let out = gossipkv(&["node", "--config", f.path()], &[]);

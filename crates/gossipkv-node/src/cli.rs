@@ -231,9 +231,10 @@ impl GossipFlags {
     }
 }
 
-/// `gossipkv node`: one node serving RESP and gossiping with its peers.
-#[derive(Args, Clone, Debug)]
-pub struct NodeArgs {
+/// Where settings come from besides flags and the environment (`crate::config` reads them
+/// before clap parses for good; here so that `--help` lists them).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ConfigFlags {
     /// TOML file of settings: keys are the long flag names (`interval_ms = 500`); flags and
     /// GOSSIPKV_* variables override it (docs/operations.md, "Configuration").
     #[arg(long, env = crate::config::CONFIG_ENV, value_name = "FILE")]
@@ -241,6 +242,14 @@ pub struct NodeArgs {
     /// Print the settings in force (as TOML, with where each came from) and exit.
     #[arg(long)]
     pub print_config: bool,
+}
+
+/// `gossipkv node`: one node serving RESP and gossiping with its peers.
+#[derive(Args, Clone, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigFlags,
     /// Node id, unique in the cluster (the origin of this node's writes).
     #[arg(long, env = "GOSSIPKV_ID", default_value_t = 0)]
     pub id: u32,
@@ -312,6 +321,9 @@ impl ChaosFlags {
 /// `gossipkv cluster`: N nodes in one process on 127.0.0.1.
 #[derive(Args, Clone, Debug)]
 pub struct ClusterArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigFlags,
     /// Number of nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,

@@ -1,4 +1,5 @@
-//! Settings of `gossipkv node` from three places besides the defaults, highest first:
+//! Settings of `gossipkv node` and `gossipkv cluster` (every subcommand with a `--config`
+//! flag) from three places besides the defaults, highest first:
 //!
 //! 1. **flags** on the command line (`--fanout 3`);
 //! 2. **environment variables**, `GOSSIPKV_` and the setting's name in capitals
@@ -15,7 +16,7 @@
 //! bad environment variable (`GOSSIPKV_MTU: ...`), a bad flag (clap's own error). The ranges
 //! live in the flags' value parsers, so all three sources get the same checks.
 //!
-//! `gossipkv node --print-config` prints the settings in force as TOML, each with where it came
+//! `gossipkv node --print-config` (or `cluster`) prints the settings in force as TOML, each with where it came
 //! from, and exits: the output (secrets left out) is itself a valid config file.
 
 use std::collections::BTreeMap;
@@ -29,8 +30,10 @@ use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "GOSSIPKV_CONFIG";
 
-/// The subcommand that reads a config file.
-pub const SUBCOMMAND: &str = "node";
+/// The subcommands that read a config file: those with a `config` argument.
+fn reads_config(sub: &Command) -> bool {
+    sub.get_arguments().any(|a| a.get_id() == "config")
+}
 
 /// Settings whose values are never printed (`--print-config`, errors).
 const SECRETS: &[&str] = &["requirepass", "cluster_key"];
@@ -138,15 +141,13 @@ pub fn try_parse_from<C: CommandFactory + FromArgMatches>(
     let cmd = C::command();
     // a lenient first pass finds --config and which settings the command line gives
     let first = cmd.clone().ignore_errors(true).try_get_matches_from(args).ok();
-    let node = first.as_ref().and_then(|m| m.subcommand_matches(SUBCOMMAND));
-    let Some(node) = node else {
+    let chosen = first.as_ref().and_then(|m| m.subcommand());
+    let sub = chosen.and_then(|(name, _)| cmd.find_subcommand(name)).filter(|s| reads_config(s));
+    let (Some((name, node)), Some(sub)) = (chosen, sub) else {
         let m = cmd.try_get_matches_from(args)?;
         return Ok(Parsed::Run(C::from_arg_matches(&m)?));
     };
-    let Some(sub) = cmd.find_subcommand(SUBCOMMAND) else {
-        let m = cmd.try_get_matches_from(args)?;
-        return Ok(Parsed::Run(C::from_arg_matches(&m)?));
-    };
+    let name = name.to_string();
     let on_command_line = |id: &str| {
         node.try_contains_id(id).unwrap_or(false)
             && node.value_source(id) == Some(ValueSource::CommandLine)
@@ -158,14 +159,14 @@ pub fn try_parse_from<C: CommandFactory + FromArgMatches>(
     };
     // the order --help shows (mut_arg below moves an argument to the end)
     let sub = sub.clone();
-    let cmd = cmd.mut_subcommand(SUBCOMMAND, |mut sub| {
+    let cmd = cmd.mut_subcommand(&name, |mut sub| {
         for (id, values) in &file {
             sub = sub.mut_arg(id, |a| a.default_values(values.clone()));
         }
         sub
     });
     let m = cmd.try_get_matches_from(args)?;
-    let printing = m.subcommand_matches(SUBCOMMAND).filter(|n| n.get_flag("print_config"));
+    let printing = m.subcommand_matches(&name).filter(|n| n.get_flag("print_config"));
     if let Some(node) = printing {
         return Ok(Parsed::Printed(print_config(&sub, node, &file, env)));
     }
@@ -324,8 +325,10 @@ fn print_config(
     file: &BTreeMap<String, Vec<String>>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> String {
-    let mut out =
-        String::from("# gossipkv node: settings in force (flag > environment > file > default)\n");
+    let mut out = format!(
+        "# gossipkv {}: settings in force (flag > environment > file > default)\n",
+        sub.get_name()
+    );
     for arg in sub.get_arguments() {
         let id = arg.get_id().as_str();
         if NOT_IN_FILE.contains(&id) || arg.is_hide_set() {
@@ -569,7 +572,7 @@ mod tests {
         }
         // every setting a file may hold is a real flag of `node`
         let cmd = Cli::command();
-        let sub = cmd.find_subcommand(SUBCOMMAND).map(file_settings).unwrap_or_default();
+        let sub = cmd.find_subcommand("node").map(file_settings).unwrap_or_default();
         assert!(sub.iter().any(|s| s == "fanout") && sub.iter().any(|s| s == "metrics"));
         assert!(!sub.iter().any(|s| s == "config"));
     }
