@@ -93,6 +93,72 @@ impl Drop for Cluster {
     }
 }
 
+/// The `redis` crate's async clients, as most Rust services use it: a multiplexed connection
+/// shared by concurrent tasks (with pipelines), and the reconnecting `ConnectionManager`.
+/// A client that asks for RESP3 gets a clear NOPROTO error instead of a hang.
+#[test]
+fn the_async_redis_clients_work_and_resp3_is_refused_clearly() {
+    let c = Cluster::start(2, 0.0, ClockKind::Hlc, 100);
+    let url = |i: usize| format!("redis://{}/", c.nodes[i].resp_addr);
+    let client0 = redis::Client::open(url(0)).expect("client");
+    let client1 = redis::Client::open(url(1)).expect("client");
+    c.rt.block_on(async {
+        let con = client0.get_multiplexed_async_connection().await.expect("multiplexed");
+        let tasks: Vec<_> = (0..64)
+            .map(|t| {
+                let mut con = con.clone();
+                tokio::spawn(async move {
+                    let mut pipe = redis::pipe();
+                    for k in 0..20 {
+                        pipe.cmd("SET").arg(format!("async:{t}:{k}")).arg(t * 100 + k).ignore();
+                    }
+                    pipe.cmd("GET").arg(format!("async:{t}:19"));
+                    let (last,): (i64,) = pipe.query_async(&mut con).await.expect("pipeline");
+                    assert_eq!(last, t * 100 + 19);
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let mut manager = redis::aio::ConnectionManager::new(client1).await.expect("manager");
+        let ts: u64 = redis::cmd("PUT")
+            .arg("async:put")
+            .arg("v")
+            .query_async(&mut manager)
+            .await
+            .expect("PUT");
+        assert!(ts > 0);
+        // 64 × 20 SETs at node 0 and a PUT at node 1 reach both nodes
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut con = con.clone();
+        loop {
+            let (a, b): (usize, usize) = (
+                redis::cmd("DBSIZE").query_async(&mut con).await.expect("DBSIZE"),
+                redis::cmd("DBSIZE").query_async(&mut manager).await.expect("DBSIZE"),
+            );
+            if a == 64 * 20 + 1 && b == a {
+                break;
+            }
+            assert!(Instant::now() < deadline, "DBSIZE {a} / {b}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let got: String =
+            redis::cmd("GET").arg("async:put").query_async(&mut con).await.expect("GET");
+        assert_eq!(got, "v");
+    });
+    let resp3 = redis::Client::open(format!("{}?protocol=resp3", url(0))).expect("client");
+    let err = c.rt.block_on(async {
+        let attempt = resp3.get_multiplexed_async_connection();
+        match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+            Ok(Ok(_)) => panic!("a RESP3 connection was made; a node speaks RESP2"),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => panic!("asking for RESP3 hung"),
+        }
+    });
+    assert!(err.contains("NOPROTO") || err.to_lowercase().contains("protocol"), "{err}");
+}
+
 #[test]
 fn gossip_on_its_own_runtime_spreads_writes_and_stops_cleanly() -> redis::RedisResult<()> {
     let c = Cluster::start_with(3, 0.0, ClockKind::Hlc, 100, true);
