@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 use common::{Conn, TestServer};
 use gossipkv_server::resp::Frame;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
 /// A redis-server child process on a free loopback port, without persistence, killed on drop.
 /// One at a time (the guard): two servers started at once could be handed the same probe port.
@@ -455,4 +457,144 @@ fn inline_commands_pipelines_and_protocol_errors_answer_as_redis_does() {
         }
     }
     assert_none(diffs);
+}
+
+/// Random sequences of string and key commands (a few keys, edge-case values and offsets,
+/// wrong arities now and then), each sent to both servers; every reply must match. Each case
+/// uses keys of its own (`cN:`), since neither server can be emptied between cases (a node
+/// refuses FLUSHALL), so whole-keyspace commands (DBSIZE, RANDOMKEY, SCAN) stay out and KEYS
+/// is asked about the case's prefix only. proptest shrinks a failing sequence to a short one.
+#[test]
+fn random_command_sequences_answer_as_redis_does() {
+    let Some(redis) = RedisServer::start() else { return };
+    let node = TestServer::start();
+    let conns = std::cell::RefCell::new((node.connect(), Conn::new(redis.addr)));
+    let case = std::cell::Cell::new(0u32);
+    let mut runner =
+        TestRunner::new(Config { cases: 1000, failure_persistence: None, ..Config::default() });
+    let result = runner.run(&proptest::collection::vec(random_command(), 1..24), |cmds| {
+        case.set(case.get() + 1);
+        let prefix = format!("c{}:", case.get());
+        let (ours, theirs) = &mut *conns.borrow_mut();
+        for cmd in cmds {
+            let args: Vec<Vec<u8>> = cmd
+                .iter()
+                .map(|a| match a.strip_prefix(b"@") {
+                    Some(key) => [prefix.as_bytes(), key].concat(),
+                    None => a.clone(),
+                })
+                .collect();
+            let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let cmp = if refs[0] == b"KEYS" { Cmp::Unordered } else { Cmp::Exact };
+            let (a, b) = (normalize(ours.cmd(&refs), cmp), normalize(theirs.cmd(&refs), cmp));
+            if a != b {
+                let shown: Vec<String> =
+                    args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+                return Err(TestCaseError::fail(format!(
+                    "{shown:?}\n    gossipkv: {a:?}\n    redis:    {b:?}"
+                )));
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// A key of the case (`@` marks it; the test adds the case's prefix).
+fn key() -> BoxedStrategy<Vec<u8>> {
+    prop_oneof![
+        Just(b"@a".to_vec()),
+        Just(b"@b".to_vec()),
+        Just(b"@c".to_vec()),
+        Just(b"@".to_vec())
+    ]
+    .boxed()
+}
+
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"".to_vec()),
+        Just(b"x".to_vec()),
+        Just(b"10".to_vec()),
+        Just(b"hello world".to_vec()),
+        Just(b"\x00\xff\r\n".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..40),
+    ]
+}
+
+/// Offsets for GETRANGE: small ones around the ends, the extremes, and non-integers.
+fn offset() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        (-20i64..20).prop_map(|i| i.to_string().into_bytes()),
+        Just(i64::MAX.to_string().into_bytes()),
+        Just(i64::MIN.to_string().into_bytes()),
+        Just(b"9223372036854775808".to_vec()),
+        Just(b"x".to_vec()),
+        Just(b"".to_vec()),
+        Just(b" 1".to_vec()),
+        Just(b"+1".to_vec()),
+        Just(b"-0".to_vec()),
+        Just(b"01".to_vec()),
+    ]
+}
+
+fn word(w: &'static str) -> BoxedStrategy<Vec<u8>> {
+    Just(w.as_bytes().to_vec()).boxed()
+}
+
+fn random_command() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    let keys = proptest::collection::vec(key(), 0..4).boxed();
+    let pairs = proptest::collection::vec((key(), value()), 0..3)
+        .prop_map(|ps| ps.into_iter().flat_map(|(k, v)| [k, v]).collect::<Vec<_>>());
+    let cmd = |name: &'static str, rest: BoxedStrategy<Vec<Vec<u8>>>| {
+        rest.prop_map(move |r| {
+            std::iter::once(name.as_bytes().to_vec()).chain(r).collect::<Vec<_>>()
+        })
+    };
+    let opt = |w: &'static str| {
+        proptest::option::of(word(w)).prop_map(|o| o.into_iter().collect::<Vec<_>>())
+    };
+    prop_oneof![
+        cmd(
+            "SET",
+            (key(), value(), opt("GET"), opt("KEEPTTL"))
+                .prop_map(|(k, v, g, t)| [vec![k, v], g, t].concat())
+                .boxed()
+        ),
+        cmd("GET", key().prop_map(|k| vec![k]).boxed()),
+        cmd("MGET", keys.clone().boxed()),
+        cmd("MSET", pairs.boxed()),
+        cmd("DEL", keys.clone().boxed()),
+        cmd("UNLINK", keys.clone().boxed()),
+        cmd("EXISTS", keys.clone().boxed()),
+        cmd("TOUCH", keys.boxed()),
+        cmd("STRLEN", key().prop_map(|k| vec![k]).boxed()),
+        cmd("GETRANGE", (key(), offset(), offset()).prop_map(|(k, a, b)| vec![k, a, b]).boxed()),
+        cmd("SUBSTR", (key(), offset(), offset()).prop_map(|(k, a, b)| vec![k, a, b]).boxed()),
+        cmd("GETSET", (key(), value()).prop_map(|(k, v)| vec![k, v]).boxed()),
+        cmd("GETDEL", key().prop_map(|k| vec![k]).boxed()),
+        cmd("GETEX", (key(), opt("PERSIST")).prop_map(|(k, p)| [vec![k], p].concat()).boxed()),
+        cmd("TYPE", key().prop_map(|k| vec![k]).boxed()),
+        cmd("TTL", key().prop_map(|k| vec![k]).boxed()),
+        cmd("PTTL", key().prop_map(|k| vec![k]).boxed()),
+        cmd("PERSIST", key().prop_map(|k| vec![k]).boxed()),
+        cmd("KEYS", Just(vec![b"@*".to_vec()]).boxed()),
+        cmd("ECHO", value().prop_map(|v| vec![v]).boxed()),
+        cmd("PING", proptest::option::of(value()).prop_map(|o| o.into_iter().collect()).boxed()),
+        // any name above with arguments it may not take: arity and syntax errors
+        (
+            prop_oneof![
+                word("GET"),
+                word("SET"),
+                word("STRLEN"),
+                word("GETRANGE"),
+                word("GETEX"),
+                word("TYPE")
+            ],
+            proptest::collection::vec(prop_oneof![key(), value(), offset()], 0..5)
+        )
+            .prop_map(|(n, rest)| std::iter::once(n).chain(rest).collect()),
+    ]
 }
