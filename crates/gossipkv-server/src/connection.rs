@@ -195,7 +195,7 @@ impl Connection {
         if matches!(answer, Frame::Error(_)) {
             self.shared.metrics.late_command_error(slot);
         }
-        answer.encode(&mut self.wbuf);
+        answer.encode_for(&mut self.wbuf, self.client.resp3);
     }
 
     /// Closes after a final reply (QUIT, protocol error) without losing it: send FIN, then

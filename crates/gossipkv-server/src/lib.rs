@@ -1,8 +1,8 @@
-//! The client-facing half of a gossipkv node: a Redis-protocol (RESP2) server over the
-//! replica store, so `redis-cli`, `redis-benchmark` and every Redis client library talk to a
-//! node unchanged.
+//! The client-facing half of a gossipkv node: a Redis-protocol (RESP2, and RESP3 after `HELLO 3`)
+//! server over the replica store, so `redis-cli`, `redis-benchmark` and every Redis client library
+//! talk to a node unchanged.
 //!
-//! - [`resp`]: the hand-written, incremental, limit-checked RESP2 parser and reply writer.
+//! - [`resp`]: the hand-written, incremental, limit-checked RESP parser and reply writer.
 //! - [`server`]: [`serve`]: the accept loop, the connection limit, graceful shutdown.
 //! - `connection` (private): one client: buffered reads, pipelined execution, one write per
 //!   batch.

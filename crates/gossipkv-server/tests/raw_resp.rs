@@ -272,8 +272,22 @@ fn redis_tool_handshakes() {
     let Frame::Array(info) = c.cmd(&[b"COMMAND", b"INFO", b"get"]) else { panic!("array") };
     let Frame::Array(get) = &info[0] else { panic!("array") };
     assert_eq!(get[..2], [bulk(b"get"), Frame::Integer(2)]);
-    // clients negotiating RESP3 fall back on NOPROTO
-    assert_eq!(c.cmd(&[b"HELLO", b"3"]), error("NOPROTO unsupported protocol version"));
+    // RESP3 on HELLO 3: a map, and nulls, maps, sets and verbatim text in RESP3 form until
+    // HELLO 2; other versions are refused with NOPROTO
+    assert_eq!(c.cmd(&[b"HELLO", b"4"]), error("NOPROTO unsupported protocol version"));
+    let Frame::Map(hello) = c.cmd(&[b"HELLO", b"3"]) else { panic!("a RESP3 map") };
+    assert_eq!(hello[2], (bulk(b"proto"), Frame::Integer(3)));
+    assert_eq!(c.cmd(&[b"GET", b"nothing"]), Frame::Nil);
+    assert_eq!(c.cmd(&[b"MGET", b"nothing"]), Frame::Array(vec![Frame::Nil]));
+    assert_eq!(c.cmd(&[b"CONFIG", b"GET", b"save"]), Frame::Map(vec![(bulk(b"save"), bulk(b""))]));
+    assert!(
+        matches!(c.cmd(&[b"INFO", b"keyspace"]), Frame::Verbatim(t) if t.starts_with(b"txt:# Keyspace"))
+    );
+    let Frame::Array(info) = c.cmd(&[b"COMMAND", b"INFO", b"get", b"nothing"]) else { panic!() };
+    assert!(matches!(&info[0], Frame::Array(f) if matches!(&f[2], Frame::Set(_))));
+    assert_eq!(info[1], Frame::Nil);
+    let Frame::Array(_) = c.cmd(&[b"HELLO", b"2"]) else { panic!("back to RESP2: an array") };
+    assert_eq!(c.cmd(&[b"GET", b"nothing"]), Frame::Null);
     for hello in [&[&b"HELLO"[..]][..], &[b"HELLO", b"2"], &[b"HELLO", b"2", b"SETNAME", b"me"]] {
         let Frame::Array(map) = c.cmd(hello) else { panic!("array") };
         assert_eq!(map.len(), 14);

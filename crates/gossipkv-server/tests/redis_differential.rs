@@ -1,23 +1,22 @@
-//! Differential test against the real thing: the same requests, byte for byte, to a
-//! redis-server and to a gossipkv server, and the same replies back (as decoded frames), for
-//! every command both implement with the same meaning. This is what "redis-cli users find
-//! what they expect" means in practice: the same error texts, the same arity errors, the same
-//! answers to edge cases (negative ranges, missing keys, repeated keys, options in odd case),
-//! the same handling of inline commands and protocol errors.
+//! Differential test against the real thing: the same requests, byte for byte, to a redis-server
+//! and to a gossipkv server, in RESP2 and again in RESP3 (after `HELLO 3`), and the same replies
+//! back (as decoded frames), for every command both implement with the same meaning. This is what
+//! "redis-cli users find what they expect" means in practice: the same error texts, the same arity
+//! errors, the same answers to edge cases (negative ranges, missing keys, repeated keys, options in
+//! odd case), the same handling of inline commands and protocol errors.
 //!
 //! Needs `redis-server` on the PATH (`apt-get install -y redis-server`). Without it the tests
 //! say so on stderr and pass, so that `cargo test` works on a fresh machine; CI installs it and
 //! sets `GOSSIPKV_REQUIRE_REDIS=1`, which turns a missing binary into a failure.
 //!
-//! Left out on purpose (the node answers them, but not as Redis does, by design): commands
-//! gossipkv refuses with a reason (conditional writes, expiry, read-modify-write; see
-//! `cmd/mod.rs`), replies that carry a server's identity or state (INFO, TIME, CLIENT ID/LIST,
-//! HELLO's version fields, COMMAND's table), SCAN cursors (both are valid, they differ),
-//! `CLIENT SETINFO` (Redis 7.2; the redis-server of Debian 12 is 7.0), RESP3 (`HELLO 3`: a
-//! node speaks RESP2 and answers NOPROTO, as the issue asks), array headers over 1,048,576
-//! items (a node's frame limit refuses them; Redis 7 waits for the items), and a bulk string
-//! not followed by CRLF, which Redis 7.0 reads leniently (it skips two bytes, whatever they
-//! are) and a node refuses as a protocol error (`raw_resp.rs` checks that).
+//! Left out on purpose (the node answers them, but not as Redis does, by design): commands gossipkv
+//! refuses with a reason (conditional writes, expiry, read-modify-write; see `cmd/mod.rs`), replies
+//! that carry a server's identity or state (INFO, TIME, CLIENT ID/LIST, HELLO's version fields,
+//! COMMAND's table), SCAN cursors (both are valid, they differ), `CLIENT SETINFO` (Redis 7.2; the
+//! redis-server of Debian 12 is 7.0), array headers over 1,048,576 items (a node's frame limit
+//! refuses them; Redis 7 waits for the items), and a bulk string not followed by CRLF, which Redis
+//! 7.0 reads leniently (it skips two bytes, whatever they are) and a node refuses as a protocol
+//! error (`raw_resp.rs` checks that).
 
 mod common;
 
@@ -116,8 +115,28 @@ fn normalize(f: Frame, cmp: Cmp) -> Frame {
             items.sort_by_key(|i| format!("{i:?}"));
             Frame::Array(items)
         }
+        (Frame::Map(mut pairs), Cmp::Unordered) => {
+            pairs.sort_by_key(|p| format!("{p:?}"));
+            Frame::Map(pairs)
+        }
         (f, _) => f,
     }
+}
+
+/// A redis-server and a node, a connection to each, both in RESP3 (after `HELLO 3`, whose
+/// answers are checked) or in RESP2; `None` when redis-server is not installed.
+fn servers(resp3: bool) -> Option<(RedisServer, TestServer, Conn, Conn)> {
+    let redis = RedisServer::start()?;
+    let node = TestServer::start();
+    let (mut ours, mut theirs) = (node.connect(), Conn::new(redis.addr));
+    if resp3 {
+        for (who, c) in [("gossipkv", &mut ours), ("redis", &mut theirs)] {
+            let Frame::Map(hello) = c.cmd(&[b"HELLO", b"3"]) else { panic!("{who}: HELLO 3") };
+            let proto = hello.iter().find(|(k, _)| *k == Frame::Bulk("proto".into()));
+            assert_eq!(proto.map(|p| &p.1), Some(&Frame::Integer(3)), "{who}: {hello:?}");
+        }
+    }
+    Some((redis, node, ours, theirs))
 }
 
 /// Sends each request (an argument list) to both servers in turn and collects every reply
@@ -148,156 +167,162 @@ use Cmp::{Exact as E, Unordered as U};
 
 #[test]
 fn string_and_keyspace_commands_answer_as_redis_does() {
-    let Some(redis) = RedisServer::start() else { return };
-    let node = TestServer::start();
-    let (mut ours, mut theirs) = (node.connect(), Conn::new(redis.addr));
-    let script: &[(&[&str], Cmp)] = &[
-        (&["PING"], E),
-        (&["PING", "hello"], E),
-        (&["PING", "a", "b"], E),
-        (&["ping"], E),
-        (&["ECHO", ""], E),
-        (&["ECHO", "x y"], E),
-        (&["ECHO"], E),
-        (&["GET", "missing"], E),
-        (&["SET", "a", "1"], E),
-        (&["GET", "a"], E),
-        (&["get", "a"], E),
-        (&["GET"], E),
-        (&["GET", "a", "b"], E),
-        (&["SET", "a"], E),
-        (&["SET", "a", "2", "bogus"], E),
-        (&["SET", "a", "3", "GET"], E),
-        (&["SET", "fresh", "v", "get"], E),
-        (&["SET", "", ""], E),
-        (&["GET", ""], E),
-        (&["STRLEN", "a"], E),
-        (&["STRLEN", "missing"], E),
-        (&["STRLEN"], E),
-        (&["SET", "s", "Hello, world"], E),
-        (&["GETRANGE", "s", "0", "4"], E),
-        (&["GETRANGE", "s", "-5", "-1"], E),
-        (&["GETRANGE", "s", "7", "100"], E),
-        (&["GETRANGE", "s", "5", "2"], E),
-        (&["GETRANGE", "s", "-100", "-50"], E),
-        (&["GETRANGE", "s", "0", "-100"], E),
-        (&["GETRANGE", "s", "x", "1"], E),
-        (&["GETRANGE", "missing", "0", "-1"], E),
-        (&["GETRANGE", "s", "0"], E),
-        (&["SUBSTR", "s", "1", "3"], E),
-        (&["MSET", "k1", "v1", "k2", "v2", "k1", "v1b"], E),
-        (&["MSET", "k1"], E),
-        (&["MSET", "k1", "v1", "k2"], E),
-        (&["MSET"], E),
-        (&["MGET", "k1", "k2", "missing", "k1"], E),
-        (&["MGET"], E),
-        (&["EXISTS", "k1", "k1", "missing", "k2"], E),
-        (&["EXISTS"], E),
-        (&["TOUCH", "k1", "missing", "k1"], E),
-        (&["TYPE", "k1"], E),
-        (&["TYPE", "missing"], E),
-        (&["TTL", "k1"], E),
-        (&["TTL", "missing"], E),
-        (&["PTTL", "k1"], E),
-        (&["PTTL", "missing"], E),
-        (&["EXPIRETIME", "k1"], E),
-        (&["EXPIRETIME", "missing"], E),
-        (&["PEXPIRETIME", "k1"], E),
-        (&["PERSIST", "k1"], E),
-        (&["PERSIST", "missing"], E),
-        (&["KEYS", "*"], U),
-        (&["KEYS", "k?"], U),
-        (&["KEYS", "k[12]"], U),
-        (&["KEYS", "[^k]*"], U),
-        (&["KEYS", "nothing*"], U),
-        (&["KEYS"], E),
-        (&["DBSIZE"], E),
-        (&["DBSIZE", "x"], E),
-        (&["GETSET", "k1", "v1c"], E),
-        (&["GETSET", "new", "n"], E),
-        (&["GETDEL", "new"], E),
-        (&["GETDEL", "new"], E),
-        (&["GETEX", "k1"], E),
-        (&["GETEX", "missing"], E),
-        (&["GETEX", "k1", "PERSIST"], E),
-        (&["DEL", "k1", "k1", "missing", "k2"], E),
-        (&["DEL"], E),
-        (&["UNLINK", "s", "missing"], E),
-        (&["DEL", "a", "fresh", ""], E),
-        (&["DBSIZE"], E),
-        (&["RANDOMKEY"], E),
-        (&["SET", "only", "1"], E),
-        (&["RANDOMKEY"], E),
-        (&["SELECT", "0"], E),
-        (&["SELECT", "1"], E),
-        (&["SELECT", "x"], E),
-        (&["SELECT"], E),
-        (&["NOSUCHCOMMAND"], E),
-        (&["NOSUCHCOMMAND", "a", "b"], E),
-        (&["CONFIG", "GET", "nothing*"], E),
-        (&["CLIENT", "SETNAME", "x"], E),
-        (&["CLIENT", "GETNAME"], E),
-        (&["CLIENT", "SETNAME", "a b"], E),
-        (&["INFO", "keyspace"], E),
-        (&["MEMORY", "USAGE", "missing"], E),
-        (&["MEMORY", "USAGE", "k", "SAMPLES", "x"], E),
-        (&["MEMORY", "USAGE", "k", "SAMPLES", "-1"], E),
-        (&["MEMORY", "USAGE", "k", "SAMPLES"], E),
-        (&["MEMORY", "USAGE", "k", "BOGUS", "1"], E),
-        (&["MEMORY", "USAGE"], E),
-        (&["MEMORY"], E),
-        (&["MEMORY", "BOGUS"], E),
-        (&["config", "get", "SAVE"], E),
-        (&["CONFIG", "GET", "save", "appendonly"], U),
-        (&["CONFIG", "GET", "Save", "SAVE"], E),
-        (&["CONFIG", "GET", "SAV*"], E),
-        (&["CONFIG", "GET", "appendonl?", "appendonly"], E),
-        (&["CONFIG", "GET", "maxmemory"], E),
-        (&["CONFIG", "GET", "databases"], E),
-        (&["client", "getname"], E),
-        (&["CLIENT", "NO-EVICT", "on"], E),
-        (&["CLIENT", "SETNAME", ""], E),
-        (&["CLIENT", "GETNAME"], E),
-        (&["SET", "k", "v", "KEEPTTL"], E),
-        (&["SET", "k", "v", "keepttl", "get"], E),
-        (&["SET", "k", "v", "GET", "GET"], E),
-        (&["MGET", "k", "k", "k"], E),
-        (&["TYPE", "k"], E),
-        (&["AUTH", "x"], E),
-        (&["AUTH", "user", "x"], E),
-        (&["AUTH", "default", "anything"], E),
-        (&["AUTH", "a", "b", "c"], E),
-        (&["HELLO", "2", "AUTH", "user", "x"], E),
-        (&["AUTH"], E),
-        (&["CONFIG", "GET", "save"], E),
-        (&["CONFIG", "GET", "appendonly"], E),
-        (&["CONFIG"], E),
-        (&["CLIENT"], E),
-        (&["SCAN"], E),
-        (&["SCAN", "x"], E),
-        (&["SCAN", "0", "COUNT", "0"], E),
-        (&["SCAN", "0", "COUNT", "x"], E),
-        (&["SCAN", "0", "MATCH"], E),
-        (&["SCAN", "0", "BOGUS", "1"], E),
-        (&["KEYS", "[a-"], U),
-        (&["KEYS", "\\*"], U),
-        (&["ECHO", "a", "b"], E),
-        (&["TOUCH"], E),
-        (&["TYPE"], E),
-        (&["TTL"], E),
-        (&["GETDEL"], E),
-        (&["GETSET", "a"], E),
-        (&["GETEX"], E),
-        (&["GETEX", "only", "BOGUS"], E),
-        (&["SUBSTR", "only"], E),
-        (&["STRLEN", "a", "b"], E),
-        (&["RANDOMKEY", "x"], E),
-        (&["PERSIST"], E),
-        (&["EXISTS", ""], E),
-        (&["HELLO", "x"], E),
-    ];
-    assert_none(differences(&mut ours, &mut theirs, script));
+    for resp3 in [false, true] {
+        let Some((_redis, _node, mut ours, mut theirs)) = servers(resp3) else { return };
+        // HELLO would switch the protocol mid-script: RESP2's run only
+        let script: Vec<(&[&str], Cmp)> =
+            SCRIPT.iter().copied().filter(|(a, _)| !resp3 || a[0] != "HELLO").collect();
+        let diffs = differences(&mut ours, &mut theirs, &script);
+        assert!(diffs.is_empty(), "RESP{}: {}", if resp3 { 3 } else { 2 }, diffs.join("\n"));
+    }
 }
+
+/// Requests whose replies must match, in order (each may depend on the ones before).
+const SCRIPT: &[(&[&str], Cmp)] = &[
+    (&["PING"], E),
+    (&["PING", "hello"], E),
+    (&["PING", "a", "b"], E),
+    (&["ping"], E),
+    (&["ECHO", ""], E),
+    (&["ECHO", "x y"], E),
+    (&["ECHO"], E),
+    (&["GET", "missing"], E),
+    (&["SET", "a", "1"], E),
+    (&["GET", "a"], E),
+    (&["get", "a"], E),
+    (&["GET"], E),
+    (&["GET", "a", "b"], E),
+    (&["SET", "a"], E),
+    (&["SET", "a", "2", "bogus"], E),
+    (&["SET", "a", "3", "GET"], E),
+    (&["SET", "fresh", "v", "get"], E),
+    (&["SET", "", ""], E),
+    (&["GET", ""], E),
+    (&["STRLEN", "a"], E),
+    (&["STRLEN", "missing"], E),
+    (&["STRLEN"], E),
+    (&["SET", "s", "Hello, world"], E),
+    (&["GETRANGE", "s", "0", "4"], E),
+    (&["GETRANGE", "s", "-5", "-1"], E),
+    (&["GETRANGE", "s", "7", "100"], E),
+    (&["GETRANGE", "s", "5", "2"], E),
+    (&["GETRANGE", "s", "-100", "-50"], E),
+    (&["GETRANGE", "s", "0", "-100"], E),
+    (&["GETRANGE", "s", "x", "1"], E),
+    (&["GETRANGE", "missing", "0", "-1"], E),
+    (&["GETRANGE", "s", "0"], E),
+    (&["SUBSTR", "s", "1", "3"], E),
+    (&["MSET", "k1", "v1", "k2", "v2", "k1", "v1b"], E),
+    (&["MSET", "k1"], E),
+    (&["MSET", "k1", "v1", "k2"], E),
+    (&["MSET"], E),
+    (&["MGET", "k1", "k2", "missing", "k1"], E),
+    (&["MGET"], E),
+    (&["EXISTS", "k1", "k1", "missing", "k2"], E),
+    (&["EXISTS"], E),
+    (&["TOUCH", "k1", "missing", "k1"], E),
+    (&["TYPE", "k1"], E),
+    (&["TYPE", "missing"], E),
+    (&["TTL", "k1"], E),
+    (&["TTL", "missing"], E),
+    (&["PTTL", "k1"], E),
+    (&["PTTL", "missing"], E),
+    (&["EXPIRETIME", "k1"], E),
+    (&["EXPIRETIME", "missing"], E),
+    (&["PEXPIRETIME", "k1"], E),
+    (&["PERSIST", "k1"], E),
+    (&["PERSIST", "missing"], E),
+    (&["KEYS", "*"], U),
+    (&["KEYS", "k?"], U),
+    (&["KEYS", "k[12]"], U),
+    (&["KEYS", "[^k]*"], U),
+    (&["KEYS", "nothing*"], U),
+    (&["KEYS"], E),
+    (&["DBSIZE"], E),
+    (&["DBSIZE", "x"], E),
+    (&["GETSET", "k1", "v1c"], E),
+    (&["GETSET", "new", "n"], E),
+    (&["GETDEL", "new"], E),
+    (&["GETDEL", "new"], E),
+    (&["GETEX", "k1"], E),
+    (&["GETEX", "missing"], E),
+    (&["GETEX", "k1", "PERSIST"], E),
+    (&["DEL", "k1", "k1", "missing", "k2"], E),
+    (&["DEL"], E),
+    (&["UNLINK", "s", "missing"], E),
+    (&["DEL", "a", "fresh", ""], E),
+    (&["DBSIZE"], E),
+    (&["RANDOMKEY"], E),
+    (&["SET", "only", "1"], E),
+    (&["RANDOMKEY"], E),
+    (&["SELECT", "0"], E),
+    (&["SELECT", "1"], E),
+    (&["SELECT", "x"], E),
+    (&["SELECT"], E),
+    (&["NOSUCHCOMMAND"], E),
+    (&["NOSUCHCOMMAND", "a", "b"], E),
+    (&["CONFIG", "GET", "nothing*"], E),
+    (&["CLIENT", "SETNAME", "x"], E),
+    (&["CLIENT", "GETNAME"], E),
+    (&["CLIENT", "SETNAME", "a b"], E),
+    (&["INFO", "keyspace"], E),
+    (&["MEMORY", "USAGE", "missing"], E),
+    (&["MEMORY", "USAGE", "k", "SAMPLES", "x"], E),
+    (&["MEMORY", "USAGE", "k", "SAMPLES", "-1"], E),
+    (&["MEMORY", "USAGE", "k", "SAMPLES"], E),
+    (&["MEMORY", "USAGE", "k", "BOGUS", "1"], E),
+    (&["MEMORY", "USAGE"], E),
+    (&["MEMORY"], E),
+    (&["MEMORY", "BOGUS"], E),
+    (&["config", "get", "SAVE"], E),
+    (&["CONFIG", "GET", "save", "appendonly"], U),
+    (&["CONFIG", "GET", "Save", "SAVE"], E),
+    (&["CONFIG", "GET", "SAV*"], E),
+    (&["CONFIG", "GET", "appendonl?", "appendonly"], E),
+    (&["CONFIG", "GET", "maxmemory"], E),
+    (&["CONFIG", "GET", "databases"], E),
+    (&["client", "getname"], E),
+    (&["CLIENT", "NO-EVICT", "on"], E),
+    (&["CLIENT", "SETNAME", ""], E),
+    (&["CLIENT", "GETNAME"], E),
+    (&["SET", "k", "v", "KEEPTTL"], E),
+    (&["SET", "k", "v", "keepttl", "get"], E),
+    (&["SET", "k", "v", "GET", "GET"], E),
+    (&["MGET", "k", "k", "k"], E),
+    (&["TYPE", "k"], E),
+    (&["AUTH", "x"], E),
+    (&["AUTH", "user", "x"], E),
+    (&["AUTH", "default", "anything"], E),
+    (&["AUTH", "a", "b", "c"], E),
+    (&["HELLO", "2", "AUTH", "user", "x"], E),
+    (&["AUTH"], E),
+    (&["CONFIG", "GET", "save"], E),
+    (&["CONFIG", "GET", "appendonly"], E),
+    (&["CONFIG"], E),
+    (&["CLIENT"], E),
+    (&["SCAN"], E),
+    (&["SCAN", "x"], E),
+    (&["SCAN", "0", "COUNT", "0"], E),
+    (&["SCAN", "0", "COUNT", "x"], E),
+    (&["SCAN", "0", "MATCH"], E),
+    (&["SCAN", "0", "BOGUS", "1"], E),
+    (&["KEYS", "[a-"], U),
+    (&["KEYS", "\\*"], U),
+    (&["ECHO", "a", "b"], E),
+    (&["TOUCH"], E),
+    (&["TYPE"], E),
+    (&["TTL"], E),
+    (&["GETDEL"], E),
+    (&["GETSET", "a"], E),
+    (&["GETEX"], E),
+    (&["GETEX", "only", "BOGUS"], E),
+    (&["SUBSTR", "only"], E),
+    (&["STRLEN", "a", "b"], E),
+    (&["RANDOMKEY", "x"], E),
+    (&["PERSIST"], E),
+    (&["EXISTS", ""], E),
+    (&["HELLO", "x"], E),
+];
 
 /// `COMMAND INFO`'s first six fields (name, arity, flags, first key, last key, step), which
 /// client libraries read to route commands and to tell reads from writes, for every command
@@ -305,9 +330,13 @@ fn string_and_keyspace_commands_answer_as_redis_does() {
 /// node leaves those empty.)
 #[test]
 fn command_info_describes_shared_commands_as_redis_does() {
-    let Some(redis) = RedisServer::start() else { return };
-    let node = TestServer::start();
-    let (mut ours, mut theirs) = (node.connect(), Conn::new(redis.addr));
+    for resp3 in [false, true] {
+        let Some((_redis, _node, mut ours, mut theirs)) = servers(resp3) else { return };
+        assert_none(command_info_differences(&mut ours, &mut theirs));
+    }
+}
+
+fn command_info_differences(ours: &mut Conn, theirs: &mut Conn) -> Vec<String> {
     let Frame::Array(all) = ours.cmd(&[b"COMMAND"]) else { panic!("COMMAND: not an array") };
     let mut diffs = Vec::new();
     for entry in all {
@@ -328,7 +357,7 @@ fn command_info_describes_shared_commands_as_redis_does() {
             ));
         }
     }
-    assert_none(diffs);
+    diffs
 }
 
 /// Every key once over a whole `SCAN` iteration (the cursors differ, the key sets must not),
@@ -466,9 +495,14 @@ fn inline_commands_pipelines_and_protocol_errors_answer_as_redis_does() {
 /// is asked about the case's prefix only. proptest shrinks a failing sequence to a short one.
 #[test]
 fn random_command_sequences_answer_as_redis_does() {
-    let Some(redis) = RedisServer::start() else { return };
-    let node = TestServer::start();
-    let conns = std::cell::RefCell::new((node.connect(), Conn::new(redis.addr)));
+    for resp3 in [false, true] {
+        let Some((_redis, _node, ours, theirs)) = servers(resp3) else { return };
+        random_sequences(ours, theirs, resp3);
+    }
+}
+
+fn random_sequences(ours: Conn, theirs: Conn, resp3: bool) {
+    let conns = std::cell::RefCell::new((ours, theirs));
     let case = std::cell::Cell::new(0u32);
     let mut runner =
         TestRunner::new(Config { cases: 1000, failure_persistence: None, ..Config::default() });
@@ -491,7 +525,8 @@ fn random_command_sequences_answer_as_redis_does() {
                 let shown: Vec<String> =
                     args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
                 return Err(TestCaseError::fail(format!(
-                    "{shown:?}\n    gossipkv: {a:?}\n    redis:    {b:?}"
+                    "RESP{}: {shown:?}\n    gossipkv: {a:?}\n    redis:    {b:?}",
+                    if resp3 { 3 } else { 2 }
                 )));
             }
         }

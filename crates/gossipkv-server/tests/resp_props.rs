@@ -92,14 +92,25 @@ fn frame() -> impl Strategy<Value = Frame> {
     );
     let leaf = prop_oneof![
         line.clone().prop_map(|s| Frame::Simple(s.into())),
-        line.prop_map(|s| Frame::Error(s.into())),
+        line.clone().prop_map(|s| Frame::Error(s.into())),
         any::<i64>().prop_map(Frame::Integer),
         proptest::collection::vec(any::<u8>(), 0..32).prop_map(|b| Frame::Bulk(b.into())),
         Just(Frame::Null),
         Just(Frame::NullArray),
+        // RESP3
+        Just(Frame::Nil),
+        proptest::collection::vec(any::<u8>(), 0..32).prop_map(|b| Frame::Verbatim(b.into())),
+        line.clone().prop_map(|s| Frame::Double(s.into())),
+        line.prop_map(|s| Frame::BigNumber(s.into())),
+        any::<bool>().prop_map(Frame::Boolean),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
-        proptest::collection::vec(inner, 0..6).prop_map(Frame::Array)
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Frame::Array),
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Frame::Set),
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Frame::Push),
+            proptest::collection::vec((inner.clone(), inner), 0..4).prop_map(Frame::Map),
+        ]
     })
 }
 

@@ -113,10 +113,10 @@ fn set_name(ctx: &mut Ctx<'_>, name: &[u8]) -> bool {
 }
 
 pub(crate) fn hello(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
-    let mut i = 1;
+    let (mut i, mut proto) = (1, None);
     if req.len() >= 2 {
         match parse_integer(req.arg(1)) {
-            Some(2) => {}
+            Some(v @ (2 | 3)) => proto = Some(v == 3),
             Some(_) => {
                 reply::error(ctx.out, b"NOPROTO unsupported protocol version");
                 return Flow::Continue;
@@ -159,14 +159,18 @@ pub(crate) fn hello(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     if name.is_some_and(|n| !set_name(ctx, n)) {
         return Flow::Continue;
     }
-    let out = &mut *ctx.out;
-    reply::array_len(out, 14);
+    // the answer, like every reply after it, in the protocol asked for
+    if let Some(resp3) = proto {
+        ctx.client.resp3 = resp3;
+    }
+    let (out, resp3) = (&mut *ctx.out, ctx.client.resp3);
+    reply::map_len(out, 7, resp3);
     reply::bulk(out, b"server");
     reply::bulk(out, b"gossipkv");
     reply::bulk(out, b"version");
     reply::bulk(out, REDIS_VERSION.as_bytes());
     reply::bulk(out, b"proto");
-    reply::integer(out, 2);
+    reply::integer(out, if resp3 { 3 } else { 2 });
     reply::bulk(out, b"id");
     reply::unsigned(out, ctx.client.id);
     reply::bulk(out, b"mode");
@@ -186,7 +190,7 @@ fn client_line(ctx: &Ctx<'_>) -> Vec<u8> {
     let addr = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     format!(
         "id={} addr={} laddr={} fd=-1 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 multi=-1 \
-         cmd=client|list user=default lib-name={} lib-ver={} resp=2\n",
+         cmd=client|list user=default lib-name={} lib-ver={} resp={}\n",
         c.id,
         addr(c.peer),
         addr(c.local),
@@ -194,6 +198,7 @@ fn client_line(ctx: &Ctx<'_>) -> Vec<u8> {
         c.connected_at.elapsed().as_secs(),
         show(&c.lib_name),
         show(&c.lib_ver),
+        if c.resp3 { 3 } else { 2 },
     )
     .into_bytes()
 }
@@ -221,8 +226,7 @@ pub(crate) fn client(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     if is(sub, b"ID") && arity(2) {
         reply::unsigned(ctx.out, ctx.client.id);
     } else if is(sub, b"GETNAME") && arity(2) {
-        let out = &mut *ctx.out;
-        reply::bulk_or_null(out, ctx.client.name.as_deref());
+        reply::bulk_or_null(ctx.out, ctx.client.name.as_deref(), ctx.client.resp3);
     } else if is(sub, b"SETNAME") && arity(3) {
         if set_name(ctx, req.arg(2)) {
             reply::ok(ctx.out);
@@ -250,7 +254,7 @@ pub(crate) fn client(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
         }
     } else if (is(sub, b"LIST") || is(sub, b"INFO")) && argc >= 2 {
         let line = client_line(ctx);
-        reply::bulk(ctx.out, &line);
+        reply::verbatim(ctx.out, &line, ctx.client.resp3);
     } else if (is(sub, b"NO-EVICT") || is(sub, b"NO-TOUCH")) && arity(3) {
         reply::ok(ctx.out);
     } else if is(sub, b"HELP") && arity(2) {

@@ -50,7 +50,7 @@ pub(crate) fn randomkey(ctx: &mut Ctx<'_>, _req: &Request<'_>) -> Flow {
         store.scan(0, 1, &mut keys);
     }
     let pick = (!keys.is_empty()).then(|| rng.below(keys.len() as u64) as usize);
-    reply::bulk_or_null(ctx.out, pick.and_then(|i| keys.get(i)).map(|k| &k[..]));
+    reply::bulk_or_null(ctx.out, pick.and_then(|i| keys.get(i)).map(|k| &k[..]), ctx.client.resp3);
     Flow::Continue
 }
 

@@ -18,11 +18,11 @@ pub(crate) fn put(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
 
 pub(crate) fn versions(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     let versions = ctx.shared.replica.store().versions(req.arg(1));
-    let out = &mut *ctx.out;
+    let (out, resp3) = (&mut *ctx.out, ctx.client.resp3);
     reply::array_len(out, versions.len());
     for v in &versions {
         reply::array_len(out, 3);
-        reply::bulk_or_null(out, v.value.as_deref());
+        reply::bulk_or_null(out, v.value.as_deref(), resp3);
         reply::unsigned(out, v.ts);
         reply::unsigned(out, u64::from(v.origin));
     }

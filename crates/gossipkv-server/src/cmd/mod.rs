@@ -42,6 +42,8 @@ pub(crate) struct Client {
     pub(crate) lib_name: Option<Vec<u8>>,
     pub(crate) lib_ver: Option<Vec<u8>>,
     pub(crate) authenticated: bool,
+    /// The client switched to RESP3 with `HELLO 3` (RESP2 until then, and after `HELLO 2`).
+    pub(crate) resp3: bool,
     pub(crate) connected_at: std::time::Instant,
     /// Physical time read once per batch of pipelined requests (see [`Ctx::now_ms`]).
     pub(crate) batch_now: Option<u64>,
@@ -83,6 +85,7 @@ impl Client {
             lib_name: None,
             lib_ver: None,
             authenticated: shared.config.requirepass.is_none(),
+            resp3: false,
             connected_at: std::time::Instant::now(),
             batch_now: None,
             pending: None,

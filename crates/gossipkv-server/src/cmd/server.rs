@@ -183,7 +183,7 @@ pub(crate) fn info(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
         title[..1].make_ascii_uppercase();
         let _ = write!(text, "# {title}\r\n{}", s.as_str());
     }
-    reply::bulk(ctx.out, text.as_bytes());
+    reply::verbatim(ctx.out, text.as_bytes(), ctx.client.resp3);
     Flow::Continue
 }
 
@@ -243,7 +243,7 @@ pub(crate) fn config(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
                 }
             }
         }
-        reply::array_len(ctx.out, hits.len() * 2);
+        reply::map_len(ctx.out, hits.len(), ctx.client.resp3);
         for (name, i) in hits {
             reply::bulk(ctx.out, name);
             reply::bulk(ctx.out, table[i].1.as_bytes());
@@ -309,7 +309,7 @@ pub(crate) fn memory(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
         }
         match ctx.shared.replica.store().key_memory(req.arg(2)) {
             Some(n) => reply::integer(ctx.out, i64::try_from(n).unwrap_or(i64::MAX)),
-            None => reply::null(ctx.out),
+            None => reply::null(ctx.out, ctx.client.resp3),
         }
     } else if is(sub, b"HELP") && req.len() == 2 {
         help(ctx.out, MEMORY_HELP);
@@ -319,12 +319,12 @@ pub(crate) fn memory(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     Flow::Continue
 }
 
-/// One `COMMAND INFO` entry, in Redis 7's 10-element RESP2 shape.
-fn command_info(out: &mut Vec<u8>, s: &Spec) {
+/// One `COMMAND INFO` entry, in Redis 7's 10-element shape (in RESP3 its lists are sets).
+fn command_info(out: &mut Vec<u8>, s: &Spec, resp3: bool) {
     reply::array_len(out, 10);
     reply::bulk(out, s.name.as_bytes());
     reply::integer(out, i64::from(s.arity));
-    reply::array_len(out, s.flags.len());
+    reply::set_len(out, s.flags.len(), resp3);
     for f in s.flags {
         reply::simple(out, f.as_bytes());
     }
@@ -333,16 +333,16 @@ fn command_info(out: &mut Vec<u8>, s: &Spec) {
     reply::integer(out, i64::from(s.keys.2));
     for _ in 0..4 {
         // ACL categories, tips, key specs, subcommands
-        reply::array_len(out, 0);
+        reply::set_len(out, 0, resp3);
     }
 }
 
 pub(crate) fn command(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
-    let out = &mut *ctx.out;
+    let (out, resp3) = (&mut *ctx.out, ctx.client.resp3);
     if req.len() == 1 {
         reply::array_len(out, ALL.len());
         for s in ALL {
-            command_info(out, s);
+            command_info(out, s, resp3);
         }
         return Flow::Continue;
     }
@@ -355,20 +355,20 @@ pub(crate) fn command(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
             reply::bulk(out, s.name.as_bytes());
         }
     } else if is(sub, b"DOCS") {
-        reply::array_len(out, 0);
+        reply::map_len(out, 0, resp3);
     } else if is(sub, b"INFO") {
         let names: Vec<&[u8]> = req.iter().skip(2).collect();
         if names.is_empty() {
             reply::array_len(out, ALL.len());
             for s in ALL {
-                command_info(out, s);
+                command_info(out, s, resp3);
             }
         } else {
             reply::array_len(out, names.len());
             for n in names {
                 match lookup(n) {
-                    Some(s) => command_info(out, s),
-                    None => reply::null_array(out),
+                    Some(s) => command_info(out, s, resp3),
+                    None => reply::null_array(out, resp3),
                 }
             }
         }

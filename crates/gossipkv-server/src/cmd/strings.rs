@@ -29,8 +29,8 @@ use crate::resp::parse::parse_integer;
 use crate::resp::{Request, reply};
 
 pub(crate) fn get(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
-    let out = &mut *ctx.out;
-    ctx.shared.replica.store().get_with(req.arg(1), |v| reply::bulk_or_null(out, v));
+    let (out, resp3) = (&mut *ctx.out, ctx.client.resp3);
+    ctx.shared.replica.store().get_with(req.arg(1), |v| reply::bulk_or_null(out, v, resp3));
     Flow::Continue
 }
 
@@ -102,7 +102,7 @@ pub(crate) fn set(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
 /// `SET ... GET`, `GETSET`, `GETDEL`.
 fn swap(ctx: &mut Ctx<'_>, key: &[u8], value: Option<&[u8]>) -> Flow {
     let old = swap_local(ctx, key, value);
-    reply::bulk_or_null(ctx.out, old.as_deref());
+    reply::bulk_or_null(ctx.out, old.as_deref(), ctx.client.resp3);
     Flow::Continue
 }
 
@@ -173,10 +173,10 @@ pub(crate) fn getrange(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
 
 pub(crate) fn mget(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     let store = ctx.shared.replica.store();
-    let out = &mut *ctx.out;
+    let (out, resp3) = (&mut *ctx.out, ctx.client.resp3);
     reply::array_len(out, req.len() - 1);
     for key in req.iter().skip(1) {
-        store.get_with(key, |v| reply::bulk_or_null(out, v));
+        store.get_with(key, |v| reply::bulk_or_null(out, v, resp3));
     }
     Flow::Continue
 }

@@ -1,6 +1,8 @@
-//! A RESP2 frame as a value: build one, encode it, decode one. The server's hot path writes
+//! A RESP frame as a value: build one, encode it, decode one. The server's hot path writes
 //! replies with [`super::reply`] instead; this type serves tests, tools and clients (and is the
-//! decoder the raw-protocol tests read replies with).
+//! decoder the raw-protocol tests read replies with). It holds RESP2's kinds and the RESP3
+//! kinds a server sends after `HELLO 3` (null, map, set, verbatim string, double, boolean, big
+//! number, push), so one decoder reads either protocol.
 
 use bytes::Bytes;
 
@@ -10,7 +12,7 @@ use super::reply;
 /// Nesting limit of [`Frame::decode`]: deeper arrays are refused rather than recursed into.
 pub const MAX_DEPTH: usize = 32;
 
-/// One RESP2 frame.
+/// One RESP frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
     /// `+text` (one line).
@@ -27,6 +29,22 @@ pub enum Frame {
     Array(Vec<Frame>),
     /// `*-1`, the null array.
     NullArray,
+    /// RESP3 `_`, the null.
+    Nil,
+    /// RESP3 `%n` key-value pairs.
+    Map(Vec<(Frame, Frame)>),
+    /// RESP3 `~n` elements.
+    Set(Vec<Frame>),
+    /// RESP3 `>n` elements (out-of-band data).
+    Push(Vec<Frame>),
+    /// RESP3 `=len` bytes: a 3-letter format, `:`, then the text (`txt:...`).
+    Verbatim(Bytes),
+    /// RESP3 `,text`, a double as the server wrote it (`1.5`, `inf`, `nan`).
+    Double(Bytes),
+    /// RESP3 `#t` / `#f`.
+    Boolean(bool),
+    /// RESP3 `(digits`, an integer of any size.
+    BigNumber(Bytes),
 }
 
 impl Frame {
@@ -49,14 +67,58 @@ impl Frame {
             Frame::Error(s) => reply::error(out, s),
             Frame::Integer(n) => reply::integer(out, *n),
             Frame::Bulk(b) => reply::bulk(out, b),
-            Frame::Null => reply::null(out),
+            Frame::Null => reply::null(out, false),
             Frame::Array(items) => {
                 reply::array_len(out, items.len());
                 for f in items {
                     f.encode(out);
                 }
             }
-            Frame::NullArray => reply::null_array(out),
+            Frame::NullArray => reply::null_array(out, false),
+            Frame::Nil => reply::null(out, true),
+            Frame::Map(pairs) => {
+                reply::map_len(out, pairs.len(), true);
+                for (k, v) in pairs {
+                    k.encode(out);
+                    v.encode(out);
+                }
+            }
+            Frame::Set(items) | Frame::Push(items) => {
+                reply::header(
+                    out,
+                    if matches!(self, Frame::Set(_)) { b'~' } else { b'>' },
+                    items.len(),
+                );
+                for f in items {
+                    f.encode(out);
+                }
+            }
+            Frame::Verbatim(b) => {
+                reply::header(out, b'=', b.len());
+                out.extend_from_slice(b);
+                out.extend_from_slice(b"\r\n");
+            }
+            Frame::Double(t) | Frame::BigNumber(t) => {
+                out.push(if matches!(self, Frame::Double(_)) { b',' } else { b'(' });
+                reply::line(out, t);
+            }
+            Frame::Boolean(b) => out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+        }
+    }
+
+    /// Like [`Frame::encode`], for a client of the given protocol: in RESP3 the RESP2 nulls
+    /// (`$-1`, `*-1`) become `_`, at any depth. (Answers built as frames, such as `CLUSTER
+    /// MEMBERS`, go out through here.)
+    pub fn encode_for(&self, out: &mut Vec<u8>, resp3: bool) {
+        match self {
+            Frame::Null | Frame::NullArray if resp3 => reply::null(out, true),
+            Frame::Array(items) if resp3 => {
+                reply::array_len(out, items.len());
+                for f in items {
+                    f.encode_for(out, resp3);
+                }
+            }
+            other => other.encode(out),
         }
     }
 
@@ -95,6 +157,27 @@ fn line<'a>(
     }
 }
 
+/// The `n` bytes of a bulk (or verbatim) string starting at `at`, and where its CRLF ends.
+fn bulk_body(
+    buf: &[u8],
+    at: usize,
+    n: i64,
+    limits: &Limits,
+) -> Result<Option<(Bytes, usize)>, ProtocolError> {
+    let len = usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= limits.max_bulk_len)
+        .ok_or(ProtocolError::InvalidBulkLength)?;
+    let end = at.saturating_add(len);
+    let (Some(data), Some(term)) = (buf.get(at..end), buf.get(end..end.saturating_add(2))) else {
+        return Ok(None);
+    };
+    if term != b"\r\n" {
+        return Err(ProtocolError::MissingBulkTerminator);
+    }
+    Ok(Some((Bytes::copy_from_slice(data), end + 2)))
+}
+
 fn decode_at(
     buf: &[u8],
     at: usize,
@@ -113,24 +196,16 @@ fn decode_at(
             if n == -1 {
                 return Ok(Some((Frame::Null, next)));
             }
-            let len = usize::try_from(n)
-                .ok()
-                .filter(|&n| n <= limits.max_bulk_len)
-                .ok_or(ProtocolError::InvalidBulkLength)?;
-            let end = next.saturating_add(len);
-            let (Some(data), Some(term)) =
-                (buf.get(next..end), buf.get(end..end.saturating_add(2)))
-            else {
-                return Ok(None);
-            };
-            if term != b"\r\n" {
-                return Err(ProtocolError::MissingBulkTerminator);
-            }
-            return Ok(Some((Frame::Bulk(Bytes::copy_from_slice(data)), end + 2)));
+            let Some((data, end)) = bulk_body(buf, next, n, limits)? else { return Ok(None) };
+            return Ok(Some((Frame::Bulk(data), end)));
         }
-        b'*' => {
+        b'=' => {
+            let Some((data, end)) = bulk_body(buf, next, int()?, limits)? else { return Ok(None) };
+            return Ok(Some((Frame::Verbatim(data), end)));
+        }
+        b'*' | b'~' | b'>' | b'%' => {
             let n = int()?;
-            if n == -1 {
+            if n == -1 && kind == b'*' {
                 return Ok(Some((Frame::NullArray, next)));
             }
             let n = usize::try_from(n)
@@ -140,17 +215,40 @@ fn decode_at(
             if depth >= MAX_DEPTH {
                 return Err(ProtocolError::TooDeep(MAX_DEPTH));
             }
-            let mut items = Vec::with_capacity(n.min(1024));
+            // a map's n pairs are 2n frames
+            let frames = if kind == b'%' { n.saturating_mul(2) } else { n };
+            let mut items = Vec::with_capacity(frames.min(1024));
             let mut pos = next;
-            for _ in 0..n {
+            for _ in 0..frames {
                 let Some((f, end)) = decode_at(buf, pos, limits, depth + 1)? else {
                     return Ok(None);
                 };
                 items.push(f);
                 pos = end;
             }
-            return Ok(Some((Frame::Array(items), pos)));
+            let frame = match kind {
+                b'*' => Frame::Array(items),
+                b'~' => Frame::Set(items),
+                b'>' => Frame::Push(items),
+                _ => {
+                    let mut it = items.into_iter();
+                    let mut pairs = Vec::with_capacity(n.min(1024));
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        pairs.push((k, v));
+                    }
+                    Frame::Map(pairs)
+                }
+            };
+            return Ok(Some((frame, pos)));
         }
+        b'_' if text.is_empty() => Frame::Nil,
+        b',' => Frame::Double(Bytes::copy_from_slice(text)),
+        b'(' => Frame::BigNumber(Bytes::copy_from_slice(text)),
+        b'#' => match text {
+            b"t" => Frame::Boolean(true),
+            b"f" => Frame::Boolean(false),
+            _ => return Err(ProtocolError::InvalidFrameType(kind)),
+        },
         other => return Err(ProtocolError::InvalidFrameType(other)),
     };
     Ok(Some((frame, next)))
@@ -170,6 +268,15 @@ mod tests {
             Frame::Null,
             Frame::NullArray,
             Frame::Array(vec![]),
+            Frame::Nil,
+            Frame::Map(vec![(Frame::Bulk(Bytes::from_static(b"k")), Frame::Integer(1))]),
+            Frame::Set(vec![Frame::Simple(Bytes::from_static(b"fast"))]),
+            Frame::Push(vec![]),
+            Frame::Verbatim(Bytes::from_static(b"txt:a\r\nb")),
+            Frame::Double(Bytes::from_static(b"-1.5e3")),
+            Frame::Boolean(true),
+            Frame::Boolean(false),
+            Frame::BigNumber(Bytes::from_static(b"123456789012345678901234567890")),
         ]);
         let bytes = f.to_vec();
         let (g, used) = Frame::decode(&bytes, &Limits::default()).expect("ok").expect("whole");

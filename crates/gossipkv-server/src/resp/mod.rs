@@ -1,4 +1,5 @@
-//! RESP2, the Redis wire protocol: the request parser, the reply writer and a frame type.
+//! RESP, the Redis wire protocol: the request parser, the reply writer (RESP2, and RESP3's
+//! forms for a client that asked with `HELLO 3`) and a frame type that decodes both.
 //!
 //! This module owns every byte that crosses a client socket. It does no I/O itself: the
 //! connection reads into a buffer, hands it to [`Parser::parse`], and writes the bytes the

@@ -1,6 +1,11 @@
-//! Reply writers: each function appends one RESP2 frame to an output buffer. Commands reply
+//! Reply writers: each function appends one frame to an output buffer. Commands reply
 //! through these straight into the connection's write buffer, so a reply costs no allocation
 //! beyond the buffer's own growth.
+//!
+//! RESP2 is the default; a client that sent `HELLO 3` gets RESP3, and the few writers whose
+//! frame differs between the two take `resp3`: the null (`$-1` / `*-1` against `_`), maps
+//! (`*2n` flat pairs against `%n`), sets (`*n` against `~n`) and verbatim text such as INFO
+//! (a bulk string against `=len txt:...`). Everything else is the same bytes in both.
 //!
 //! Simple strings and errors are one line by definition: CR and LF inside them are replaced
 //! by spaces (as Redis does for error replies), so a reply can never break the framing.
@@ -74,32 +79,69 @@ pub fn bulk_decimal(out: &mut Vec<u8>, n: u64) {
     bulk(out, digits);
 }
 
-/// The null bulk string, `$-1\r\n` (GET of a missing key).
+/// The null reply (GET of a missing key): the null bulk string `$-1\r\n` in RESP2, `_\r\n`
+/// in RESP3.
 #[inline]
-pub fn null(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"$-1\r\n");
+pub fn null(out: &mut Vec<u8>, resp3: bool) {
+    out.extend_from_slice(if resp3 { b"_\r\n" } else { b"$-1\r\n" });
 }
 
-/// A bulk string, or the null bulk string for `None`.
+/// A bulk string, or the null reply for `None`.
 #[inline]
-pub fn bulk_or_null(out: &mut Vec<u8>, v: Option<&[u8]>) {
+pub fn bulk_or_null(out: &mut Vec<u8>, v: Option<&[u8]>, resp3: bool) {
     match v {
         Some(b) => bulk(out, b),
-        None => null(out),
+        None => null(out, resp3),
+    }
+}
+
+/// The header of a map of `n` key-value pairs: `%n\r\n` in RESP3, an array of `2n`
+/// alternating keys and values in RESP2 (as Redis sends HELLO's and CONFIG GET's answers).
+pub fn map_len(out: &mut Vec<u8>, n: usize, resp3: bool) {
+    if resp3 { header(out, b'%', n) } else { array_len(out, 2 * n) }
+}
+
+/// The header of a set of `n` elements: `~n\r\n` in RESP3, an array in RESP2.
+pub fn set_len(out: &mut Vec<u8>, n: usize, resp3: bool) {
+    header(out, if resp3 { b'~' } else { b'*' }, n);
+}
+
+/// Text for a human (INFO, CLIENT LIST): a verbatim string of format `txt` in RESP3
+/// (`=len\r\ntxt:text\r\n`), a bulk string in RESP2.
+pub fn verbatim(out: &mut Vec<u8>, text: &[u8], resp3: bool) {
+    if resp3 {
+        header(out, b'=', text.len() + 4);
+        out.extend_from_slice(b"txt:");
+        out.extend_from_slice(text);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        bulk(out, text);
     }
 }
 
 /// The header of an array of `n` elements, `*n\r\n`; the caller writes the elements next.
 #[inline]
 pub fn array_len(out: &mut Vec<u8>, n: usize) {
-    out.push(b'*');
+    header(out, b'*', n);
+}
+
+/// A length header, `{tag}n\r\n` (`*` array, `%` map, `~` set, `>` push, `$` bulk, `=`
+/// verbatim).
+#[inline]
+pub(crate) fn header(out: &mut Vec<u8>, tag: u8, n: usize) {
+    out.push(tag);
     push_decimal(out, n as u64);
     out.extend_from_slice(b"\r\n");
 }
 
-/// The null array, `*-1\r\n`.
-pub fn null_array(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"*-1\r\n");
+/// The null array: `*-1\r\n` in RESP2, `_\r\n` in RESP3.
+pub fn null_array(out: &mut Vec<u8>, resp3: bool) {
+    out.extend_from_slice(if resp3 { b"_\r\n" } else { b"*-1\r\n" });
+}
+
+/// `s` and CRLF, CR and LF inside `s` replaced by spaces (the body of a one-line frame).
+pub(crate) fn line(out: &mut Vec<u8>, s: &[u8]) {
+    push_line(out, s);
 }
 
 fn push_line(out: &mut Vec<u8>, s: &[u8]) {
@@ -153,9 +195,9 @@ mod tests {
         integer(&mut out, i64::MIN);
         unsigned(&mut out, u64::MAX);
         bulk(&mut out, b"a\r\nb");
-        null(&mut out);
+        null(&mut out, false);
         array_len(&mut out, 2);
-        null_array(&mut out);
+        null_array(&mut out, false);
         error(&mut out, b"ERR bad\r\nthing");
         error_fmt(&mut out, format_args!("ERR {}", "x\ny"));
         bulk_decimal(&mut out, 1234);
@@ -164,5 +206,21 @@ mod tests {
             "+OK\r\n:-42\r\n:-9223372036854775808\r\n:18446744073709551615\r\n$4\r\na\r\nb\r\n\
              $-1\r\n*2\r\n*-1\r\n-ERR bad  thing\r\n-ERR x y\r\n$4\r\n1234\r\n"
         );
+    }
+
+    #[test]
+    fn resp3_frames_and_their_resp2_forms() {
+        for (resp3, want) in [
+            (false, "$-1\r\n*-1\r\n*4\r\n*2\r\n$4\r\nx\r\ny\r\n"),
+            (true, "_\r\n_\r\n%2\r\n~2\r\n=8\r\ntxt:x\r\ny\r\n"),
+        ] {
+            let mut out = Vec::new();
+            null(&mut out, resp3);
+            null_array(&mut out, resp3);
+            map_len(&mut out, 2, resp3);
+            set_len(&mut out, 2, resp3);
+            verbatim(&mut out, b"x\r\ny", resp3);
+            assert_eq!(String::from_utf8_lossy(&out), want);
+        }
     }
 }
