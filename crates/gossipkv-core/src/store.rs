@@ -405,6 +405,13 @@ fn size_class(n: usize) -> usize {
     }
 }
 
+/// Heap bytes of a key's concurrent values beside its winner: `slots` versions (the vector's
+/// capacity, or its length for one key's share) and each value at its size class.
+fn extras_bytes(vs: &[Version], slots: usize) -> usize {
+    slots * std::mem::size_of::<Version>()
+        + vs.iter().map(|v| v.value.as_ref().map_or(0, |b| size_class(b.len()))).sum::<usize>()
+}
+
 /// The bits of the stable key hash the in-memory index uses: its low half. The top bits pick
 /// the shard and leaf, so they are nearly the same for every key of a shard.
 #[inline]
@@ -747,11 +754,10 @@ impl Store {
         let e = &shard.entries[pos as usize];
         e.version().value?;
         let mut bytes = std::mem::size_of::<Entry>() + 5 * 8 / 7 + size_class(e.data.heap_len());
-        if e.has_extras() {
-            for v in shard.extras.get(&pos).map_or(&[][..], Vec::as_slice) {
-                bytes += std::mem::size_of::<Version>()
-                    + v.value.as_ref().map_or(0, |b| size_class(b.len()));
-            }
+        if e.has_extras()
+            && let Some(vs) = shard.extras.get(&pos)
+        {
+            bytes += extras_bytes(vs, vs.len());
         }
         Some(bytes)
     }
@@ -930,7 +936,6 @@ impl Store {
     /// not per request. docs/store.md compares the parts with the measured RSS per key.
     pub fn memory_estimate(&self) -> usize {
         let entry = std::mem::size_of::<Entry>();
-        let version = std::mem::size_of::<Version>();
         let mut bytes = std::mem::size_of::<Self>();
         for s in self.shards.iter() {
             let s = s.read();
@@ -951,11 +956,7 @@ impl Store {
             bytes += s.entries.heads.len() * (4 + 4 + 8);
             bytes += s.extras.capacity() * (4 + std::mem::size_of::<Vec<Version>>() + 1);
             for vs in s.extras.values() {
-                bytes += vs.capacity() * version;
-                bytes += vs
-                    .iter()
-                    .map(|v| v.value.as_ref().map_or(0, |b| size_class(b.len())))
-                    .sum::<usize>();
+                bytes += extras_bytes(vs, vs.capacity());
             }
         }
         bytes

@@ -100,7 +100,7 @@ impl Frame {
             }
             Frame::Double(t) | Frame::BigNumber(t) => {
                 out.push(if matches!(self, Frame::Double(_)) { b',' } else { b'(' });
-                reply::line(out, t);
+                reply::push_line(out, t);
             }
             Frame::Boolean(b) => out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
         }

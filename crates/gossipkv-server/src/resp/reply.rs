@@ -140,11 +140,7 @@ pub fn null_array(out: &mut Vec<u8>, resp3: bool) {
 }
 
 /// `s` and CRLF, CR and LF inside `s` replaced by spaces (the body of a one-line frame).
-pub(crate) fn line(out: &mut Vec<u8>, s: &[u8]) {
-    push_line(out, s);
-}
-
-fn push_line(out: &mut Vec<u8>, s: &[u8]) {
+pub(crate) fn push_line(out: &mut Vec<u8>, s: &[u8]) {
     let start = out.len();
     out.extend_from_slice(s);
     sanitize(&mut out[start..]);
