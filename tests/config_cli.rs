@@ -84,6 +84,14 @@ fn a_cluster_reads_a_file_too_and_refuses_node_only_settings() {
     assert_eq!(line(&text, "interval_ms"), "interval_ms = 300  # GOSSIPKV_INTERVAL_MS");
     assert_eq!(line(&text, "base_port"), "base_port = 7000  # default");
 
+    // a node's GOSSIPKV_CONFIG does not reach a cluster; GOSSIPKV_CLUSTER_CONFIG does
+    let node_file = File::new("node-for-cluster", "id = 3\n");
+    let out = gossipkv(&["cluster", "--print-config"], &[("GOSSIPKV_CONFIG", node_file.path())]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gossipkv(&["cluster", "--print-config"], &[("GOSSIPKV_CLUSTER_CONFIG", f.path())]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(line(&text, "nodes"), "nodes = 2  # config file", "{text}");
+
     let node_only = File::new("cluster-node-only", "peers = [\"127.0.0.1:7946\"]\n");
     let out = gossipkv(&["cluster", "--config", node_only.path()], &[]);
     assert_eq!(out.status.code(), Some(2));

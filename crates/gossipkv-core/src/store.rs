@@ -753,7 +753,8 @@ impl Store {
         let pos = shard.find(kh, key)?;
         let e = &shard.entries[pos as usize];
         e.version().value?;
-        let mut bytes = std::mem::size_of::<Entry>() + 5 * 8 / 7 + size_class(e.data.heap_len());
+        let mut bytes =
+            std::mem::size_of::<Entry>() + (5 * 8usize).div_ceil(7) + size_class(e.data.heap_len());
         if e.has_extras()
             && let Some(vs) = shard.extras.get(&pos)
         {

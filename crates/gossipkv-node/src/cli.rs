@@ -231,8 +231,8 @@ impl GossipFlags {
     }
 }
 
-/// Where settings come from besides flags and the environment (`crate::config` reads them
-/// before clap parses for good; here so that `--help` lists them).
+/// Where `node`'s settings come from besides flags and the environment (`crate::config`
+/// reads them before clap parses for good; here so that `--help` lists them).
 #[derive(Args, Clone, Debug, Default)]
 pub struct ConfigFlags {
     /// TOML file of settings: keys are the long flag names (`interval_ms = 500`); flags and
@@ -321,9 +321,14 @@ impl ChaosFlags {
 /// `gossipkv cluster`: N nodes in one process on 127.0.0.1.
 #[derive(Args, Clone, Debug)]
 pub struct ClusterArgs {
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub config: ConfigFlags,
+    /// TOML file of settings: keys are the long flag names (`nodes = 20`); flags and GOSSIPKV_*
+    /// variables override it (docs/operations.md, "Configuration"). Its own variable, not
+    /// `node`'s GOSSIPKV_CONFIG: a node's file (id, peers, ...) is not a cluster's.
+    #[arg(long, env = crate::config::CLUSTER_CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Print the settings in force (as TOML, with where each came from) and exit.
+    #[arg(long)]
+    pub print_config: bool,
     /// Number of nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,

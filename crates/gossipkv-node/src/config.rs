@@ -4,7 +4,8 @@
 //! 1. **flags** on the command line (`--fanout 3`);
 //! 2. **environment variables**, `GOSSIPKV_` and the setting's name in capitals
 //!    (`GOSSIPKV_FANOUT=3`); `--help` lists each one beside its flag;
-//! 3. **a TOML file** named by `--config FILE` (or `GOSSIPKV_CONFIG`): one `key = value` per
+//! 3. **a TOML file** named by `--config FILE` (or `GOSSIPKV_CONFIG`; for `cluster`,
+//!    `GOSSIPKV_CLUSTER_CONFIG`): one `key = value` per
 //!    setting, keys the long flag names with `_` or `-` (`interval_ms = 500`), lists for
 //!    repeatable settings (`peers = ["10.0.0.2:7946", "10.0.0.3:7946"]`).
 //!
@@ -29,6 +30,9 @@ use clap::{Arg, ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "GOSSIPKV_CONFIG";
+
+/// The same for `gossipkv cluster`.
+pub const CLUSTER_CONFIG_ENV: &str = "GOSSIPKV_CLUSTER_CONFIG";
 
 /// The subcommands that read a config file: those with a `config` argument.
 fn reads_config(sub: &Command) -> bool {

@@ -147,7 +147,8 @@ fn the_async_redis_clients_work_in_resp2_and_resp3() {
             redis::cmd("GET").arg("async:put").query_async(&mut con).await.expect("GET");
         assert_eq!(got, "v");
     });
-    // RESP3, as a client asks for it with HELLO 3: nulls and values come back the same
+    // RESP3, as a client asks for it with HELLO 3: the client reads values and nulls (the
+    // null's bytes, `_`, are checked by raw_resp.rs and the differential test)
     let resp3 = redis::Client::open(format!("{}?protocol=resp3", url(0))).expect("client");
     c.rt.block_on(async {
         let attempt = resp3.get_multiplexed_async_connection();

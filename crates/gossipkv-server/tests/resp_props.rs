@@ -99,9 +99,17 @@ fn frame() -> impl Strategy<Value = Frame> {
         Just(Frame::NullArray),
         // RESP3
         Just(Frame::Nil),
-        proptest::collection::vec(any::<u8>(), 0..32).prop_map(|b| Frame::Verbatim(b.into())),
-        line.clone().prop_map(|s| Frame::Double(s.into())),
-        line.prop_map(|s| Frame::BigNumber(s.into())),
+        // a verbatim string: a 3-letter format, `:`, then any bytes
+        proptest::collection::vec(any::<u8>(), 0..32)
+            .prop_map(|b| Frame::Verbatim([&b"txt:"[..], &b].concat().into())),
+        prop_oneof![
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| f.to_string()),
+            Just("inf".to_string()),
+            Just("-inf".to_string()),
+            Just("nan".to_string()),
+        ]
+        .prop_map(|t| Frame::Double(t.into_bytes().into())),
+        any::<i128>().prop_map(|n| Frame::BigNumber(n.to_string().into_bytes().into())),
         any::<bool>().prop_map(Frame::Boolean),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {

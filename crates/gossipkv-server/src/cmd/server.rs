@@ -313,6 +313,8 @@ pub(crate) fn memory(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
         }
     } else if is(sub, b"HELP") && req.len() == 2 {
         help(ctx.out, MEMORY_HELP);
+    } else if is(sub, b"HELP") {
+        wrong_arity(ctx.out, "memory|help");
     } else {
         unknown_subcommand(ctx.out, sub, "MEMORY");
     }

@@ -2,7 +2,9 @@
 //! replies with [`super::reply`] instead; this type serves tests, tools and clients (and is the
 //! decoder the raw-protocol tests read replies with). It holds RESP2's kinds and the RESP3
 //! kinds a server sends after `HELLO 3` (null, map, set, verbatim string, double, boolean, big
-//! number, push), so one decoder reads either protocol.
+//! number, push), so one decoder reads either protocol. Not decoded (refused as an unknown
+//! type): RESP3's blob errors (`!`), attributes (`|`) and streamed strings and aggregates
+//! (`$?`, `*?`), none of which Redis sends for the commands a node serves.
 
 use bytes::Bytes;
 
@@ -106,18 +108,36 @@ impl Frame {
         }
     }
 
-    /// Like [`Frame::encode`], for a client of the given protocol: in RESP3 the RESP2 nulls
-    /// (`$-1`, `*-1`) become `_`, at any depth. (Answers built as frames, such as `CLUSTER
-    /// MEMBERS`, go out through here.)
+    /// Like [`Frame::encode`], for a client of the given protocol (answers built as frames,
+    /// such as `CLUSTER MEMBERS`, go out through here), at any depth. In RESP3 the RESP2
+    /// nulls (`$-1`, `*-1`) become `_`. In RESP2 the RESP3 kinds take the forms Redis gives
+    /// them there: the null `$-1`, a map its flat key-value array, a set or push an array, a
+    /// verbatim string a bulk string without its format, a double or big number a bulk
+    /// string, a boolean the integer 1 or 0.
     pub fn encode_for(&self, out: &mut Vec<u8>, resp3: bool) {
         match self {
-            Frame::Null | Frame::NullArray if resp3 => reply::null(out, true),
-            Frame::Array(items) if resp3 => {
-                reply::array_len(out, items.len());
+            Frame::Null | Frame::Nil if !resp3 => reply::null(out, false),
+            Frame::Null | Frame::NullArray | Frame::Nil => reply::null_array(out, resp3),
+            Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
+                match self {
+                    Frame::Set(_) => reply::set_len(out, items.len(), resp3),
+                    Frame::Push(_) if resp3 => reply::header(out, b'>', items.len()),
+                    _ => reply::array_len(out, items.len()),
+                }
                 for f in items {
                     f.encode_for(out, resp3);
                 }
             }
+            Frame::Map(pairs) => {
+                reply::map_len(out, pairs.len(), resp3);
+                for (k, v) in pairs {
+                    k.encode_for(out, resp3);
+                    v.encode_for(out, resp3);
+                }
+            }
+            Frame::Verbatim(b) if !resp3 => reply::bulk(out, b.get(4..).unwrap_or_default()),
+            Frame::Double(t) | Frame::BigNumber(t) if !resp3 => reply::bulk(out, t),
+            Frame::Boolean(b) if !resp3 => reply::integer(out, i64::from(*b)),
             other => other.encode(out),
         }
     }
@@ -155,6 +175,21 @@ fn line<'a>(
             Some(_) => Err(ProtocolError::InvalidInteger),
         },
     }
+}
+
+/// A RESP3 double's text: a decimal or exponent form (`1.5`, `-2e10`), `inf`, `-inf` or `nan`.
+fn is_double(text: &[u8]) -> bool {
+    let t = std::str::from_utf8(text).unwrap_or("");
+    matches!(t, "inf" | "-inf" | "nan")
+        || (t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+            && t.bytes().any(|b| b.is_ascii_digit())
+            && t.parse::<f64>().is_ok())
+}
+
+/// A RESP3 big number's text: an optional `-`, then digits.
+fn is_big_number(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// The `n` bytes of a bulk (or verbatim) string starting at `at`, and where its CRLF ends.
@@ -201,6 +236,9 @@ fn decode_at(
         }
         b'=' => {
             let Some((data, end)) = bulk_body(buf, next, int()?, limits)? else { return Ok(None) };
+            if data.get(3) != Some(&b':') {
+                return Err(ProtocolError::InvalidValue(kind));
+            }
             return Ok(Some((Frame::Verbatim(data), end)));
         }
         b'*' | b'~' | b'>' | b'%' => {
@@ -242,13 +280,10 @@ fn decode_at(
             return Ok(Some((frame, pos)));
         }
         b'_' if text.is_empty() => Frame::Nil,
-        b',' => Frame::Double(Bytes::copy_from_slice(text)),
-        b'(' => Frame::BigNumber(Bytes::copy_from_slice(text)),
-        b'#' => match text {
-            b"t" => Frame::Boolean(true),
-            b"f" => Frame::Boolean(false),
-            _ => return Err(ProtocolError::InvalidFrameType(kind)),
-        },
+        b',' if is_double(text) => Frame::Double(Bytes::copy_from_slice(text)),
+        b'(' if is_big_number(text) => Frame::BigNumber(Bytes::copy_from_slice(text)),
+        b'#' if text == b"t" || text == b"f" => Frame::Boolean(text == b"t"),
+        b',' | b'(' | b'#' => return Err(ProtocolError::InvalidValue(kind)),
         other => return Err(ProtocolError::InvalidFrameType(other)),
     };
     Ok(Some((frame, next)))
@@ -283,6 +318,52 @@ mod tests {
         assert_eq!((g, used), (f, bytes.len()));
         for cut in 0..bytes.len() {
             assert_eq!(Frame::decode(&bytes[..cut], &Limits::default()), Ok(None));
+        }
+    }
+
+    #[test]
+    fn encode_for_gives_each_protocol_its_forms() {
+        let b = |s: &'static [u8]| Frame::Bulk(Bytes::from_static(s));
+        let f = Frame::Array(vec![
+            Frame::Map(vec![(b(b"k"), Frame::Null)]),
+            Frame::Set(vec![Frame::NullArray, Frame::Boolean(true)]),
+            Frame::Nil,
+            Frame::Verbatim(Bytes::from_static(b"txt:hi")),
+            Frame::Double(Bytes::from_static(b"1.5")),
+        ]);
+        let (mut two, mut three) = (Vec::new(), Vec::new());
+        f.encode_for(&mut two, false);
+        f.encode_for(&mut three, true);
+        assert_eq!(
+            String::from_utf8_lossy(&two),
+            "*5\r\n*2\r\n$1\r\nk\r\n$-1\r\n*2\r\n*-1\r\n:1\r\n$-1\r\n$2\r\nhi\r\n$3\r\n1.5\r\n"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&three),
+            "*5\r\n%1\r\n$1\r\nk\r\n_\r\n~2\r\n_\r\n#t\r\n_\r\n=6\r\ntxt:hi\r\n,1.5\r\n"
+        );
+    }
+
+    #[test]
+    fn malformed_resp3_values_are_refused() {
+        for (bad, kind) in [
+            (&b",\r\n"[..], b','),
+            (b",abc\r\n", b','),
+            (b"(\r\n", b'('),
+            (b"(1.5\r\n", b'('),
+            (b"#x\r\n", b'#'),
+            (b"=3\r\nabc\r\n", b'='),
+            (b"=0\r\n\r\n", b'='),
+        ] {
+            assert_eq!(
+                Frame::decode(bad, &Limits::default()),
+                Err(ProtocolError::InvalidValue(kind)),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for good in [&b",inf\r\n"[..], b",-1.5e-3\r\n", b",nan\r\n", b"(-12\r\n"] {
+            assert!(matches!(Frame::decode(good, &Limits::default()), Ok(Some(_))));
         }
     }
 

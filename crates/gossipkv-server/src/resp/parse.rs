@@ -81,6 +81,11 @@ pub enum ProtocolError {
     /// [`Frame::decode`](super::Frame::decode) only: an `:` integer or a line is malformed.
     #[error("invalid integer or line")]
     InvalidInteger,
+    /// [`Frame::decode`](super::Frame::decode) only: a RESP3 double, boolean, big number or
+    /// verbatim string whose body is not one (`,abc`, `#x`, `(1.5`, a verbatim string
+    /// without its `xxx:` format).
+    #[error("invalid RESP3 '{}' value", Printable(*.0))]
+    InvalidValue(u8),
     /// [`Frame::decode`](super::Frame::decode) only: arrays nested deeper than the limit.
     #[error("frames nested deeper than {0}")]
     TooDeep(usize),
