@@ -462,8 +462,9 @@ fn binary_and_large_values_round_trip_alike() {
     assert_none(diffs);
 }
 
-/// Raw bytes, not commands: inline commands, pipelines and protocol errors. Compares every
-/// reply until the connection closes (or the expected count is read), and whether it closes.
+/// Raw bytes, not commands: inline commands, pipelines and protocol errors, in RESP2 and in
+/// RESP3. Compares every reply until the connection closes (or the expected count is read),
+/// and whether it closes.
 #[test]
 fn inline_commands_pipelines_and_protocol_errors_answer_as_redis_does() {
     let Some(redis) = RedisServer::start() else { return };
@@ -484,13 +485,20 @@ fn inline_commands_pipelines_and_protocol_errors_answer_as_redis_does() {
         ("inline too long", &[b'a'; 70 * 1024], 1),
         ("inline, then a request", b"SET x 1\r\n*2\r\n$3\r\nGET\r\n$1\r\nx\r\n", 2),
         ("unknown, pipelined", b"FOO\r\nBAR 1 2\r\nPING\r\n", 3),
+        ("inline nulls", b"GET nothing\r\nMGET a nothing\r\n", 2),
     ];
     let mut diffs = Vec::new();
-    for (name, bytes, replies) in cases {
+    // each case on fresh connections, in RESP2 and then in RESP3 (after HELLO 3)
+    for (resp3, (name, bytes, replies)) in
+        [false, true].into_iter().flat_map(|p| cases.iter().map(move |c| (p, c)))
+    {
         let mut results = Vec::new();
         for addr in [node.addr, redis.addr] {
             let mut c = Conn::new(addr);
             c.stream.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            if resp3 {
+                assert!(matches!(c.cmd(&[b"HELLO", b"3"]), Frame::Map(_)), "HELLO 3 at {addr}");
+            }
             c.send(bytes);
             let mut got = Vec::new();
             for _ in 0..*replies {
@@ -505,8 +513,10 @@ fn inline_commands_pipelines_and_protocol_errors_answer_as_redis_does() {
         }
         if results[0] != results[1] {
             diffs.push(format!(
-                "{name}: {bytes:?}\n    gossipkv: {:?}\n    redis:    {:?}",
-                results[0], results[1]
+                "RESP{} {name}: {bytes:?}\n    gossipkv: {:?}\n    redis:    {:?}",
+                if resp3 { 3 } else { 2 },
+                results[0],
+                results[1]
             ));
         }
     }
