@@ -61,51 +61,11 @@ impl Frame {
         )
     }
 
-    /// Appends the encoding of this frame to `out`. CR/LF inside simple strings and errors
-    /// become spaces (see [`super::reply`]).
+    /// Appends the encoding of this frame to `out`, each kind in its own form (a RESP3 kind
+    /// in RESP3's). CR/LF inside simple strings and errors become spaces (see
+    /// [`super::reply`]).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Frame::Simple(s) => reply::simple(out, s),
-            Frame::Error(s) => reply::error(out, s),
-            Frame::Integer(n) => reply::integer(out, *n),
-            Frame::Bulk(b) => reply::bulk(out, b),
-            Frame::Null => reply::null(out, false),
-            Frame::Array(items) => {
-                reply::array_len(out, items.len());
-                for f in items {
-                    f.encode(out);
-                }
-            }
-            Frame::NullArray => reply::null_array(out, false),
-            Frame::Nil => reply::null(out, true),
-            Frame::Map(pairs) => {
-                reply::map_len(out, pairs.len(), true);
-                for (k, v) in pairs {
-                    k.encode(out);
-                    v.encode(out);
-                }
-            }
-            Frame::Set(items) | Frame::Push(items) => {
-                reply::header(
-                    out,
-                    if matches!(self, Frame::Set(_)) { b'~' } else { b'>' },
-                    items.len(),
-                );
-                for f in items {
-                    f.encode(out);
-                }
-            }
-            Frame::Verbatim(b) => {
-                reply::header(out, b'=', b.len());
-                out.extend_from_slice(b);
-                out.extend_from_slice(b"\r\n");
-            }
-            Frame::Double(t) | Frame::BigNumber(t) => {
-                out.push(if matches!(self, Frame::Double(_)) { b',' } else { b'(' });
-                reply::push_line(out, t);
-            }
-            Frame::Boolean(b) => out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
-        }
+        self.write(out, None);
     }
 
     /// Like [`Frame::encode`], for a client of the given protocol (answers built as frames,
@@ -115,30 +75,56 @@ impl Frame {
     /// verbatim string a bulk string without its format, a double or big number a bulk
     /// string, a boolean the integer 1 or 0.
     pub fn encode_for(&self, out: &mut Vec<u8>, resp3: bool) {
+        self.write(out, Some(resp3));
+    }
+
+    /// The one writer behind both: `proto` is `None` for each kind's own form, or whether
+    /// the client speaks RESP3.
+    fn write(&self, out: &mut Vec<u8>, proto: Option<bool>) {
+        let resp2 = proto == Some(false);
         match self {
-            Frame::Null | Frame::Nil if !resp3 => reply::null(out, false),
-            Frame::Null | Frame::NullArray | Frame::Nil => reply::null_array(out, resp3),
+            Frame::Simple(s) => reply::simple(out, s),
+            Frame::Error(s) => reply::error(out, s),
+            Frame::Integer(n) => reply::integer(out, *n),
+            Frame::Bulk(b) => reply::bulk(out, b),
+            Frame::Null | Frame::NullArray | Frame::Nil => {
+                let resp3 = proto.unwrap_or(matches!(self, Frame::Nil));
+                if matches!(self, Frame::NullArray) {
+                    reply::null_array(out, resp3);
+                } else {
+                    reply::null(out, resp3);
+                }
+            }
             Frame::Array(items) | Frame::Set(items) | Frame::Push(items) => {
                 match self {
-                    Frame::Set(_) => reply::set_len(out, items.len(), resp3),
-                    Frame::Push(_) if resp3 => reply::header(out, b'>', items.len()),
+                    Frame::Set(_) => reply::set_len(out, items.len(), !resp2),
+                    Frame::Push(_) if !resp2 => reply::header(out, b'>', items.len()),
                     _ => reply::array_len(out, items.len()),
                 }
                 for f in items {
-                    f.encode_for(out, resp3);
+                    f.write(out, proto);
                 }
             }
             Frame::Map(pairs) => {
-                reply::map_len(out, pairs.len(), resp3);
+                reply::map_len(out, pairs.len(), !resp2);
                 for (k, v) in pairs {
-                    k.encode_for(out, resp3);
-                    v.encode_for(out, resp3);
+                    k.write(out, proto);
+                    v.write(out, proto);
                 }
             }
-            Frame::Verbatim(b) if !resp3 => reply::bulk(out, b.get(4..).unwrap_or_default()),
-            Frame::Double(t) | Frame::BigNumber(t) if !resp3 => reply::bulk(out, t),
-            Frame::Boolean(b) if !resp3 => reply::integer(out, i64::from(*b)),
-            other => other.encode(out),
+            Frame::Verbatim(b) if resp2 => reply::bulk(out, b.get(4..).unwrap_or_default()),
+            Frame::Verbatim(b) => {
+                reply::header(out, b'=', b.len());
+                out.extend_from_slice(b);
+                out.extend_from_slice(b"\r\n");
+            }
+            Frame::Double(t) | Frame::BigNumber(t) if resp2 => reply::bulk(out, t),
+            Frame::Double(t) | Frame::BigNumber(t) => {
+                out.push(if matches!(self, Frame::Double(_)) { b',' } else { b'(' });
+                reply::push_line(out, t);
+            }
+            Frame::Boolean(b) if resp2 => reply::integer(out, i64::from(*b)),
+            Frame::Boolean(b) => out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
         }
     }
 

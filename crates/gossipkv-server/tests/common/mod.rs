@@ -105,19 +105,9 @@ impl Conn {
 
     /// Reads one reply frame; `None` if the server closed the connection first.
     pub fn read_frame(&mut self) -> Option<Frame> {
-        let limits = Limits { max_bulk_len: 1 << 30, ..Limits::default() };
-        loop {
-            if let Some((f, n)) = Frame::decode(&self.buf, &limits).expect("valid reply") {
-                self.buf.drain(..n);
-                return Some(f);
-            }
-            let mut chunk = [0u8; 64 * 1024];
-            let n = self.stream.read(&mut chunk).expect("read (timed out?)");
-            if n == 0 {
-                assert!(self.buf.is_empty(), "connection closed mid-reply");
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+        match self.next_frame() {
+            Ok(f) => f,
+            Err(why) => panic!("{why}"),
         }
     }
 
@@ -126,19 +116,34 @@ impl Conn {
         self.stream.write_all(bytes).is_ok()
     }
 
-    /// Like `read_frame`, but a reset, a timeout or a close mid-reply is `None` too.
+    /// Like `read_frame`, but a reset, a timeout, an invalid reply or a close mid-reply is
+    /// `None` too.
     pub fn try_read_frame(&mut self) -> Option<Frame> {
+        self.next_frame().ok().flatten()
+    }
+
+    /// One reply frame, `Ok(None)` on a clean close between frames, `Err` on anything else.
+    fn next_frame(&mut self) -> Result<Option<Frame>, String> {
         let limits = Limits { max_bulk_len: 1 << 30, ..Limits::default() };
         loop {
-            if let Some((f, n)) = Frame::decode(&self.buf, &limits).ok()? {
-                self.buf.drain(..n);
-                return Some(f);
+            match Frame::decode(&self.buf, &limits) {
+                Ok(Some((f, n))) => {
+                    self.buf.drain(..n);
+                    return Ok(Some(f));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("invalid reply: {e}")),
             }
             let mut chunk = [0u8; 64 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            let n = self.stream.read(&mut chunk).map_err(|e| format!("read (timed out?): {e}"))?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err("connection closed mid-reply".to_string())
+                };
             }
+            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
