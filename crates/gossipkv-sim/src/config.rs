@@ -411,6 +411,9 @@ impl SimConfig {
                 digits + 1
             ));
         }
+        if self.gossip.fanout == 0 {
+            return Err("fanout must be at least 1 (with 0 no node ever gossips)".into());
+        }
         if self.gossip.interval_ms == 0 {
             return Err("interval must be > 0 ms".into());
         }
@@ -434,5 +437,26 @@ impl SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         Self::new(Scenario::Spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_refuses_what_cannot_run_and_names_it() {
+        assert_eq!(SimConfig::default().validate(), Ok(()));
+        let refused = |edit: fn(&mut SimConfig), what: &str| {
+            let mut cfg = SimConfig::default();
+            edit(&mut cfg);
+            let err = cfg.validate().expect_err(what);
+            assert!(err.contains(what), "{err:?} should name {what}");
+        };
+        refused(|c| c.gossip.fanout = 0, "fanout");
+        refused(|c| c.nodes = 0, "nodes");
+        refused(|c| c.loss = 1.5, "loss");
+        refused(|c| c.gossip.interval_ms = 0, "interval");
+        refused(|c| c.gossip.mtu = 10, "mtu");
     }
 }
