@@ -3,14 +3,18 @@
 # against redis-server, same machine, same run.
 #
 # Starts `gossipkv cluster --nodes 3 --base-port P --quiet` (default gossip interval, fanout
-# and threads) and one redis-server, both kept up for the whole run, then runs redis-benchmark
-# (-t set,get -c 50 -r 100000 -d 32, once with -P 1 and once with -P 16) against node 0 and
-# redis-server alternately for $RUNS rounds (the side that goes first alternates too). Prints
-# the raw runs, medians side by side and the node/redis ratios. Afterwards it checks that the
-# cluster gossiped during the load: node 0's gossip rounds advanced while the benchmark ran,
-# the other nodes applied versions received by gossip, and after a few intervals every node has
-# node 0's DBSIZE and digest root. server_cpu_pct is the CPU time of the whole gossipkv
-# process(es) (all nodes) or of redis-server over the benchmark (100 = one core).
+# and threads), one redis-server, and (unless REDIS_REPLICAS=0) a redis-server primary with two
+# replicas (`--replicaof`), all kept up for the whole run, then runs redis-benchmark (-t
+# set,get -c 50 -r 100000 -d 32, once with -P 1 and once with -P 16) against node 0 and each
+# Redis side in turn for $RUNS rounds (which side goes first rotates). Prints the raw runs,
+# medians side by side and the ratios: node 0 against the lone redis-server (the judged
+# comparison: "compare" lines) and against the replicated primary, Redis deployed with the
+# cluster's replication factor ("compare_replicated"). Afterwards it checks that the cluster
+# gossiped during the load: node 0's gossip rounds advanced while the benchmark ran, the other
+# nodes applied versions received by gossip, and after a few intervals every node has node 0's
+# DBSIZE and digest root; and that the Redis replicas reached their primary's replication
+# offset. server_cpu_pct is the CPU time of the whole gossipkv process(es) (all nodes), of
+# redis-server, or of the Redis primary and its replicas, over the benchmark (100 = one core).
 #
 # Env:
 #   RUNS (3)              alternating rounds; medians are over these
@@ -32,6 +36,11 @@
 #                         `taskset -c SERVER_CPUS`, so the load generator (which saturates a
 #                         core at -P 1) and the servers do not take each other's CPU; empty: the
 #                         scheduler places everything
+#   REDIS_REPLICAS (NODES-1)  also benchmark a redis-server primary with this many replicas
+#                         (`--replicaof`, same machine, same rounds): Redis deployed with the
+#                         cluster's replication factor, the like-for-like peer of node 0 of a
+#                         NODES-node cluster. Reported apart ("compare_replicated" lines); the
+#                         judged ratios stay node 0 against the lone redis-server. 0: skip it
 #   SETTLE_S (30)         max seconds to wait for the replicas to agree after the load
 #   SKIP_BUILD=1          use the already-built target/release/gossipkv
 #   BIN                   benchmark this gossipkv binary instead (e.g. an older build; implies
@@ -40,6 +49,7 @@
 #   median label=node0|redis pipeline=.. test=.. rps=.. p50_ms=.. p99_ms=..
 #   compare pipeline=.. test=.. rps_ratio=.. p50_ratio=.. p99_ratio=..   (node / redis, of the medians)
 #           rps_ratio_rounds=MIN-MAX p99_ratio_rounds=MIN-MAX  (the same ratios round by round)
+#   compare_replicated ...  the same against the redis primary with REDIS_REPLICAS replicas
 #   gossip during_load_node0_rounds=[..] replicas_versions_applied_during_load=.. converged=yes|no ...
 set -euo pipefail
 
@@ -60,6 +70,7 @@ REPLICA_NICE="${REPLICA_NICE:-0}"
 SETTLE_S="${SETTLE_S:-30}"
 NODES="${NODES:-3}"
 PIN="${PIN:-}"
+REDIS_REPLICAS="${REDIS_REPLICAS:-$((NODES - 1))}"
 ON_CLIENT=()
 ON_SERVER=()
 if [[ -n "$PIN" ]]; then
@@ -86,6 +97,7 @@ BIN="${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/gossipkv}"
 WORKDIR="$(mktemp -d)"
 CLUSTER_PIDS=()
 REDIS_PID=""
+REPL_PIDS=()
 stop() { # $1 = pid; SIGTERM, then SIGKILL after 10 s
   local pid="$1"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
@@ -98,6 +110,7 @@ cleanup() {
   local pid
   for pid in "${CLUSTER_PIDS[@]}"; do stop "$pid"; done
   stop "$REDIS_PID"
+  for pid in "${REPL_PIDS[@]}"; do stop "$pid"; done
   rm -rf "$WORKDIR"
 }
 trap cleanup EXIT
@@ -170,6 +183,38 @@ while port_busy "$RP"; do RP=$((RP + 1)); done
 REDIS_PID=$!
 wait_pong "$RP" "$REDIS_PID" || { echo "redis-server did not start" >&2; cat "$WORKDIR/redis.log" >&2; exit 1; }
 echo "redis: $(redis-server --version | cut -d' ' -f1-3) on 127.0.0.1:$RP (pid $REDIS_PID)"
+SIDES="redis node0"
+RPR=""
+if ((REDIS_REPLICAS > 0)); then
+  # a primary and its replicas, each on the next free port, each with its own directory
+  RPR=$((RP + 1))
+  ports=()
+  for i in $(seq 0 "$REDIS_REPLICAS"); do
+    while port_busy "$RPR"; do RPR=$((RPR + 1)); done
+    ports+=("$RPR")
+    RPR=$((RPR + 1))
+  done
+  RPR="${ports[0]}"
+  for i in $(seq 0 "$REDIS_REPLICAS"); do
+    mkdir -p "$WORKDIR/repl$i"
+    extra=()
+    ((i == 0)) || extra=(--replicaof 127.0.0.1 "$RPR")
+    "${ON_SERVER[@]}" redis-server --bind 127.0.0.1 --port "${ports[$i]}" --save '' --appendonly no \
+      --daemonize no --dir "$WORKDIR/repl$i" --logfile "$WORKDIR/repl$i/redis.log" "${extra[@]}" &
+    REPL_PIDS+=($!)
+    wait_pong "${ports[$i]}" "$!" || { echo "redis-server ${ports[$i]} did not start" >&2; exit 1; }
+  done
+  for i in $(seq 1 "$REDIS_REPLICAS"); do
+    for _ in $(seq 1 200); do
+      [[ "$(info_field "${ports[$i]}" replication master_link_status)" == up ]] && break
+      sleep 0.05
+    done
+    [[ "$(info_field "${ports[$i]}" replication master_link_status)" == up ]] \
+      || { echo "redis replica ${ports[$i]} did not link to its primary" >&2; exit 1; }
+  done
+  echo "redis primary with $REDIS_REPLICAS replicas: 127.0.0.1:$RPR (pids ${REPL_PIDS[*]}), replicas on ports ${ports[*]:1}"
+  SIDES="redis node0 redis_repl"
+fi
 echo "$(redis-benchmark --version): -t $TESTS -c $CLIENTS -r $KEYSPACE -d $DATASIZE;" \
   "-n $REQUESTS without pipelining, -n $REQUESTS_P with -P $PIPELINE; $RUNS rounds"
 [[ -z "$PIN" ]] || echo "pinned: redis-benchmark on cpu ${PIN%%/*}, servers on cpu ${PIN##*/}"
@@ -201,6 +246,8 @@ bench() { # $1 = label, $2 = port, $3 = pipeline
     r0="$(info_field "$P" gossip rounds)"
     a="$(applied_sum)"
     c0="$(cpu_ticks "${CLUSTER_PIDS[@]}")"
+  elif [[ "$label" == redis_repl ]]; then
+    c0="$(cpu_ticks "${REPL_PIDS[@]}")"
   else
     c0="$(cpu_ticks "$REDIS_PID")"
   fi
@@ -216,6 +263,8 @@ bench() { # $1 = label, $2 = port, $3 = pipeline
     echo "gossip-during pipeline=$p seconds=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')" \
       "node0_rounds=$((r1 - r0)) replicas_versions_applied=$((b - a))" \
       | tee -a "$GOSSIPLOG"
+  elif [[ "$label" == redis_repl ]]; then
+    c1="$(cpu_ticks "${REPL_PIDS[@]}")"
   else
     c1="$(cpu_ticks "$REDIS_PID")"
   fi
@@ -233,13 +282,17 @@ bench() { # $1 = label, $2 = port, $3 = pipeline
     }' | tee -a "$RESULTS"
 }
 
+port_of() { case "$1" in redis) echo "$RP" ;; node0) echo "$P" ;; redis_repl) echo "$RPR" ;; esac; }
+read -r -a sides <<<"$SIDES"
 for run in $(seq 1 "$RUNS"); do
-  if ((run % 2)); then order="redis node0"; else order="node0 redis"; fi
-  for side in $order; do
+  # each side goes first in turn: rotate the order by one every round
+  order=()
+  for k in $(seq 0 $((${#sides[@]} - 1))); do
+    order+=("${sides[$(((run - 1 + k) % ${#sides[@]}))]}")
+  done
+  for side in "${order[@]}"; do
     echo "=== run $run/$RUNS: $side"
-    for p in 1 "$PIPELINE"; do
-      if [[ "$side" == redis ]]; then bench redis "$RP" "$p"; else bench node0 "$P" "$p"; fi
-    done
+    for p in 1 "$PIPELINE"; do bench "$side" "$(port_of "$side")" "$p"; done
   done
 done
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -266,6 +319,21 @@ for i in $(seq 0 $((NODES - 1))); do
     "bulk_catchups=$(info_field $((P + i)) gossip bulk_catchups)"
 done
 echo "redis: dbsize=$(cli "$RP" dbsize)"
+repl_caught_up=na
+if [[ -n "$RPR" ]]; then
+  repl_caught_up=no
+  for _ in $(seq 1 $((SETTLE_S * 2))); do
+    off="$(info_field "$RPR" replication master_repl_offset)"
+    all=yes
+    for i in $(seq 1 "$REDIS_REPLICAS"); do
+      [[ "$(info_field "${ports[$i]}" replication slave_repl_offset)" == "$off" ]] || all=no
+    done
+    if [[ "$all" == yes ]]; then repl_caught_up=yes; break; fi
+    sleep 0.5
+  done
+  echo "redis primary: dbsize=$(cli "$RPR" dbsize) master_repl_offset=$(info_field "$RPR" replication master_repl_offset);" \
+    "replicas: $(for i in $(seq 1 "$REDIS_REPLICAS"); do printf '%s ' "dbsize=$(cli "${ports[$i]}" dbsize)/offset=$(info_field "${ports[$i]}" replication slave_repl_offset)"; done)"
+fi
 for pid in "${CLUSTER_PIDS[@]}"; do
   echo "gossipkv process $pid: VmRSS $(awk '/^VmRSS:/ { print $2, $3 }' "/proc/$pid/status")," \
     "threads $(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")"
@@ -280,7 +348,7 @@ echo
 echo "=== medians over $RUNS round(s)"
 MEDIANS="$WORKDIR/medians.txt"
 : >"$MEDIANS"
-for label in redis node0; do
+for label in $SIDES; do
   for p in 1 "$PIPELINE"; do
     for test in $(echo "$TESTS" | tr 'a-z,' 'A-Z '); do
       sel="$(grep "^bench label=$label pipeline=$p test=$test " "$RESULTS" || true)"
@@ -291,41 +359,47 @@ for label in redis node0; do
   done
 done
 
-echo
-printf '%-3s %-4s %11s %11s %7s %8s %8s %7s %8s %8s %7s\n' \
-  P test node0_rps redis_rps ratio node_p50 redis_p50 p50_x node_p99 redis_p99 p99_x
-: >"$WORKDIR/compare.txt"
-for p in 1 "$PIPELINE"; do
-  for test in $(echo "$TESTS" | tr 'a-z,' 'A-Z '); do
-    n="$(grep "^median label=node0 pipeline=$p test=$test " "$MEDIANS")"
-    r="$(grep "^median label=redis pipeline=$p test=$test " "$MEDIANS")"
-    nr="$(field rps <<<"$n")" rr="$(field rps <<<"$r")"
-    n50="$(field p50_ms <<<"$n")" r50="$(field p50_ms <<<"$r")"
-    n99="$(field p99_ms <<<"$n")" r99="$(field p99_ms <<<"$r")"
-    printf '%-3s %-4s %11s %11s %7s %8s %8s %7s %8s %8s %7s\n' "$p" "$test" "$nr" "$rr" \
-      "$(ratio "$nr" "$rr")" "$n50" "$r50" "$(ratio "$n50" "$r50")" "$n99" "$r99" "$(ratio "$n99" "$r99")"
-    # round-by-round ratios (the k-th node 0 run against the k-th redis-server run of the same
-    # test): their range says how much one round can be trusted
-    ranges="$(awk -v p="$p" -v t="$test" '
-      function f(k,   i, a) { for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } }
-      $1 == "bench" && $3 == "pipeline=" p && $4 == "test=" t {
-        if ($2 == "label=node0") { nn++; nrps[nn] = f("rps"); n99[nn] = f("p99_ms") }
-        else { rn++; rrps[rn] = f("rps"); r99[rn] = f("p99_ms") } }
-      END {
-        m = nn < rn ? nn : rn
-        for (i = 1; i <= m; i++) {
-          if (rrps[i] > 0) { x = nrps[i] / rrps[i]; if (!lo1 || x < lo1) lo1 = x; if (x > hi1) hi1 = x }
-          if (r99[i] > 0) { y = n99[i] / r99[i]; if (!lo2 || y < lo2) lo2 = y; if (y > hi2) hi2 = y } }
-        if (m == 0) print "na na"; else printf "%.3f-%.3f %.3f-%.3f\n", lo1, hi1, lo2, hi2 }' "$RESULTS")"
-    echo "compare pipeline=$p test=$test rps_ratio=$(ratio "$nr" "$rr")" \
-      "p50_ratio=$(ratio "$n50" "$r50") p99_ratio=$(ratio "$n99" "$r99")" \
-      "rps_ratio_rounds=${ranges% *} p99_ratio_rounds=${ranges#* }" >>"$WORKDIR/compare.txt"
+compare_with() { # $1 = peer label, $2 = prefix of the machine-readable lines
+  local peer="$1" prefix="$2" p test n r nr rr n50 r50 n99 r99 ranges
+  echo
+  echo "--- node 0 against $peer"
+  printf '%-3s %-4s %11s %11s %7s %8s %8s %7s %8s %8s %7s\n' \
+    P test node0_rps peer_rps ratio node_p50 peer_p50 p50_x node_p99 peer_p99 p99_x
+  for p in 1 "$PIPELINE"; do
+    for test in $(echo "$TESTS" | tr 'a-z,' 'A-Z '); do
+      n="$(grep "^median label=node0 pipeline=$p test=$test " "$MEDIANS")"
+      r="$(grep "^median label=$peer pipeline=$p test=$test " "$MEDIANS")"
+      nr="$(field rps <<<"$n")" rr="$(field rps <<<"$r")"
+      n50="$(field p50_ms <<<"$n")" r50="$(field p50_ms <<<"$r")"
+      n99="$(field p99_ms <<<"$n")" r99="$(field p99_ms <<<"$r")"
+      printf '%-3s %-4s %11s %11s %7s %8s %8s %7s %8s %8s %7s\n' "$p" "$test" "$nr" "$rr" \
+        "$(ratio "$nr" "$rr")" "$n50" "$r50" "$(ratio "$n50" "$r50")" "$n99" "$r99" "$(ratio "$n99" "$r99")"
+      # round-by-round ratios (the k-th node 0 run against the k-th run of the peer, same
+      # test): their range says how much one round can be trusted
+      ranges="$(awk -v p="$p" -v t="$test" -v peer="label=$peer" '
+        function f(k,   i, a) { for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[1] == k) return a[2] } }
+        $1 == "bench" && $3 == "pipeline=" p && $4 == "test=" t {
+          if ($2 == "label=node0") { nn++; nrps[nn] = f("rps"); n99[nn] = f("p99_ms") }
+          else if ($2 == peer) { rn++; rrps[rn] = f("rps"); r99[rn] = f("p99_ms") } }
+        END {
+          m = nn < rn ? nn : rn
+          for (i = 1; i <= m; i++) {
+            if (rrps[i] > 0) { x = nrps[i] / rrps[i]; if (!lo1 || x < lo1) lo1 = x; if (x > hi1) hi1 = x }
+            if (r99[i] > 0) { y = n99[i] / r99[i]; if (!lo2 || y < lo2) lo2 = y; if (y > hi2) hi2 = y } }
+          if (m == 0) print "na na"; else printf "%.3f-%.3f %.3f-%.3f\n", lo1, hi1, lo2, hi2 }' "$RESULTS")"
+      echo "$prefix pipeline=$p test=$test rps_ratio=$(ratio "$nr" "$rr")" \
+        "p50_ratio=$(ratio "$n50" "$r50") p99_ratio=$(ratio "$n99" "$r99")" \
+        "rps_ratio_rounds=${ranges% *} p99_ratio_rounds=${ranges#* }" >>"$WORKDIR/compare.txt"
+    done
   done
-done
+}
+: >"$WORKDIR/compare.txt"
+compare_with redis compare
+[[ -z "$RPR" ]] || compare_with redis_repl compare_replicated
 echo "(ratio > 1: node 0 is faster; p99_x > 1: node 0's p99 is higher)"
 echo
 cat "$WORKDIR/compare.txt"
 rounds_during="$(field node0_rounds <"$GOSSIPLOG" | tr '\n' ' ' | sed 's/ $//')"
 applied_during="$(awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^replicas_versions_applied=/) { split($i, a, "="); s += a[2] } } END { print s + 0 }' "$GOSSIPLOG")"
 echo "gossip during_load_node0_rounds=[${rounds_during// /,}] replicas_versions_applied_during_load=$applied_during" \
-  "converged=$converged dbsize_node0=$(cli "$P" dbsize)"
+  "converged=$converged dbsize_node0=$(cli "$P" dbsize) redis_replicas_caught_up=$repl_caught_up"
