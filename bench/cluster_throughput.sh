@@ -3,10 +3,11 @@
 # against redis-server, same machine, same run.
 #
 # Starts `gossipkv cluster --nodes 3 --base-port P --quiet` (default gossip interval, fanout
-# and threads), one redis-server, and (unless REDIS_REPLICAS=0) a redis-server primary with two
-# replicas (`--replicaof`), all kept up for the whole run, then runs redis-benchmark (-t
-# set,get -c 50 -r 100000 -d 32, once with -P 1 and once with -P 16) against node 0 and each
-# Redis side in turn for $RUNS rounds (which side goes first rotates). Prints the raw runs,
+# and threads), one redis-server, and (unless REDIS_REPLICAS=0) a redis-server primary with
+# REDIS_REPLICAS replicas (`--replicaof`; two beside 3 nodes), all kept up for the whole run,
+# then runs redis-benchmark (-t set,get -c 50 -r 100000 -d 32, once with -P 1 and once with
+# -P 16) against node 0 and each Redis side in turn for $RUNS rounds (which side goes first
+# rotates). Prints the raw runs,
 # medians side by side and the ratios: node 0 against the lone redis-server (the judged
 # comparison: "compare" lines) and against the replicated primary, Redis deployed with the
 # cluster's replication factor ("compare_replicated"). Afterwards it checks that the cluster
@@ -17,7 +18,7 @@
 # redis-server, or of the Redis primary and its replicas, over the benchmark (100 = one core).
 #
 # Env:
-#   RUNS (3)              alternating rounds; medians are over these
+#   RUNS (3)              rounds (who goes first rotates); medians are over these
 #   BASE_PORT (7400)      first RESP port to try for the cluster (gossip on +10000)
 #   CLIENTS (50) KEYSPACE (100000) DATASIZE (32) PIPELINE (16) TESTS (set,get)
 #   REQUESTS (200000)     requests per test without pipelining
@@ -41,12 +42,13 @@
 #                         cluster's replication factor, the like-for-like peer of node 0 of a
 #                         NODES-node cluster. Reported apart ("compare_replicated" lines); the
 #                         judged ratios stay node 0 against the lone redis-server. 0: skip it
-#   SETTLE_S (30)         max seconds to wait for the replicas to agree after the load
+#   SETTLE_S (30)         max seconds to wait, after the load, for the cluster's replicas to agree
+#                         (and again for the Redis replicas to reach their primary's offset)
 #   SKIP_BUILD=1          use the already-built target/release/gossipkv
 #   BIN                   benchmark this gossipkv binary instead (e.g. an older build; implies
 #                         SKIP_BUILD)
 # Output ends with machine-readable lines:
-#   median label=node0|redis pipeline=.. test=.. rps=.. p50_ms=.. p99_ms=..
+#   median label=node0|redis|redis_repl pipeline=.. test=.. rps=.. p50_ms=.. p99_ms=..
 #   compare pipeline=.. test=.. rps_ratio=.. p50_ratio=.. p99_ratio=..   (node / redis, of the medians)
 #           rps_ratio_rounds=MIN-MAX p99_ratio_rounds=MIN-MAX  (the same ratios round by round)
 #   compare_replicated ...  the same against the redis primary with REDIS_REPLICAS replicas
@@ -202,7 +204,11 @@ if ((REDIS_REPLICAS > 0)); then
     "${ON_SERVER[@]}" redis-server --bind 127.0.0.1 --port "${ports[$i]}" --save '' --appendonly no \
       --daemonize no --dir "$WORKDIR/repl$i" --logfile "$WORKDIR/repl$i/redis.log" "${extra[@]}" &
     REPL_PIDS+=($!)
-    wait_pong "${ports[$i]}" "$!" || { echo "redis-server ${ports[$i]} did not start" >&2; exit 1; }
+    wait_pong "${ports[$i]}" "$!" || {
+      echo "redis-server ${ports[$i]} did not start" >&2
+      cat "$WORKDIR/repl$i/redis.log" >&2
+      exit 1
+    }
   done
   for i in $(seq 1 "$REDIS_REPLICAS"); do
     for _ in $(seq 1 200); do
@@ -210,7 +216,11 @@ if ((REDIS_REPLICAS > 0)); then
       sleep 0.05
     done
     [[ "$(info_field "${ports[$i]}" replication master_link_status)" == up ]] \
-      || { echo "redis replica ${ports[$i]} did not link to its primary" >&2; exit 1; }
+      || {
+        echo "redis replica ${ports[$i]} did not link to its primary" >&2
+        cat "$WORKDIR/repl$i/redis.log" >&2
+        exit 1
+      }
   done
   echo "redis primary with $REDIS_REPLICAS replicas: 127.0.0.1:$RPR (pids ${REPL_PIDS[*]}), replicas on ports ${ports[*]:1}"
   SIDES="redis node0 redis_repl"
