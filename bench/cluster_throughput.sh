@@ -178,12 +178,26 @@ case "$MODE" in
   *) echo "MODE must be cluster or processes" >&2; exit 1 ;;
 esac
 
+# start_redis PORT DIR [redis-server flags...]: a redis-server without persistence, its pid in
+# STARTED_PID once it answers PING (exits with its log if it does not)
+start_redis() {
+  local port="$1" dir="$2"
+  shift 2
+  mkdir -p "$dir"
+  "${ON_SERVER[@]}" redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+    --daemonize no --dir "$dir" --logfile "$dir/redis.log" "$@" &
+  STARTED_PID=$!
+  wait_pong "$port" "$STARTED_PID" || {
+    echo "redis-server on port $port did not start" >&2
+    cat "$dir/redis.log" >&2
+    stop "$STARTED_PID"
+    exit 1
+  }
+}
 RP=6399
 while port_busy "$RP"; do RP=$((RP + 1)); done
-"${ON_SERVER[@]}" redis-server --bind 127.0.0.1 --port "$RP" --save '' --appendonly no --daemonize no \
-  --dir "$WORKDIR" --logfile "$WORKDIR/redis.log" &
-REDIS_PID=$!
-wait_pong "$RP" "$REDIS_PID" || { echo "redis-server did not start" >&2; cat "$WORKDIR/redis.log" >&2; exit 1; }
+start_redis "$RP" "$WORKDIR"
+REDIS_PID="$STARTED_PID"
 echo "redis: $(redis-server --version | cut -d' ' -f1-3) on 127.0.0.1:$RP (pid $REDIS_PID)"
 SIDES="redis node0"
 RPR=""
@@ -198,17 +212,10 @@ if ((REDIS_REPLICAS > 0)); then
   done
   RPR="${ports[0]}"
   for i in $(seq 0 "$REDIS_REPLICAS"); do
-    mkdir -p "$WORKDIR/repl$i"
     extra=()
     ((i == 0)) || extra=(--replicaof 127.0.0.1 "$RPR")
-    "${ON_SERVER[@]}" redis-server --bind 127.0.0.1 --port "${ports[$i]}" --save '' --appendonly no \
-      --daemonize no --dir "$WORKDIR/repl$i" --logfile "$WORKDIR/repl$i/redis.log" "${extra[@]}" &
-    REPL_PIDS+=($!)
-    wait_pong "${ports[$i]}" "$!" || {
-      echo "redis-server ${ports[$i]} did not start" >&2
-      cat "$WORKDIR/repl$i/redis.log" >&2
-      exit 1
-    }
+    start_redis "${ports[$i]}" "$WORKDIR/repl$i" "${extra[@]}"
+    REPL_PIDS+=("$STARTED_PID")
   done
   for i in $(seq 1 "$REDIS_REPLICAS"); do
     for _ in $(seq 1 200); do
