@@ -7,10 +7,9 @@
 # REDIS_REPLICAS replicas (`--replicaof`; two beside 3 nodes), all kept up for the whole run,
 # then runs redis-benchmark (-t set,get -c 50 -r 100000 -d 32, once with -P 1 and once with
 # -P 16) against node 0 and each Redis side in turn for $RUNS rounds (which side goes first
-# rotates). Prints the raw runs,
-# medians side by side and the ratios: node 0 against the lone redis-server (the judged
-# comparison: "compare" lines) and against the replicated primary, Redis deployed with the
-# cluster's replication factor ("compare_replicated"). Afterwards it checks that the cluster
+# rotates). Prints the raw runs, medians side by side and the ratios: node 0 against the lone
+# redis-server (the judged comparison: "compare" lines) and against the replicated primary,
+# Redis deployed with the cluster's replication factor ("compare_replicated"). Afterwards it checks that the cluster
 # gossiped during the load: node 0's gossip rounds advanced while the benchmark ran, the other
 # nodes applied versions received by gossip, and after a few intervals every node has node 0's
 # DBSIZE and digest root; and that the Redis replicas reached their primary's replication
