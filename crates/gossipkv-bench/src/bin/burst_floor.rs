@@ -1,0 +1,176 @@
+//! The burst's floor: the least work any reconciliation protocol must do, with this store and
+//! this codec, to give every one of `NODES` replicas all `KEYS` versions, and the simulator's
+//! final check.
+//!
+//! Whatever a protocol does to find differences, each node must at least receive every
+//! version once: a sender reads it from its store and encodes it into an `Entries` message, the
+//! receiver decodes the message and merges the version into its store (fresh memory: the
+//! store grows from empty). The burst (`gossipkv sim --nodes 1000 --keys 100000 ...`) must
+//! also check every node against the oracle key by key. This binary does exactly that work and
+//! nothing else, with no digest tree walks, no summaries, no loss and no duplicates, on
+//! `THREADS` threads (the simulator uses 2). Its time is a lower bound for the burst's
+//! on the same machine; `docs/benchmarks.md` compares the two.
+//!
+//! Each node `i` receives from node `i - THREADS` (the oracle for the first nodes), in a
+//! random order of keys, in messages of `BATCH` entries, so both the sender's reads and the
+//! receiver's merges land at random places in stores too big for the cache, as a
+//! reconciliation with random peers does. Settings come from the environment: `NODES`
+//! (1,000), `KEYS` (100,000), `THREADS` (2), `BATCH` (100), `SEED` (1). Run with
+//! `/usr/bin/time -v` for CPU time and peak RSS.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use gossipkv_core::Store;
+use gossipkv_core::StoreConfig;
+use gossipkv_core::digest::{TreeShape, key_hash, version_hash};
+use gossipkv_core::gossip::wire::{self, Writer};
+use gossipkv_core::gossip::{Body, Message};
+use gossipkv_core::lww::VersionRef;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// SplitMix64: the key, value and order generator (deterministic per seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        gossipkv_core::digest::mix(self.0)
+    }
+}
+
+fn store_cfg() -> StoreConfig {
+    // the simulator's store: one shard, the default tree of 4,096 leaves
+    StoreConfig { shards_log2: 0, tree: TreeShape::new(3), max_concurrent: 16 }
+}
+
+/// Sends every key of `hashes` (in that order) from `from` to `to`, `batch` entries per
+/// message: read and encode at the sender, decode and merge at the receiver.
+fn transfer(from: &Store, to: &Store, hashes: &[u64], batch: usize) -> u64 {
+    let mut applied = 0;
+    for chunk in hashes.chunks(batch) {
+        let mut body = Writer::with_capacity(64 * batch);
+        let mut count = 0u64;
+        for &kh in chunk {
+            from.with_key_by_hash(kh, |found| {
+                if let Some((key, kept)) = found {
+                    for v in kept {
+                        body.entry_ref(key, v);
+                        count += 1;
+                    }
+                }
+            });
+        }
+        let mut w = Writer::with_capacity(body.buf.len() + 16);
+        w.header(7, 1, 1);
+        w.varint(count);
+        w.buf.extend_from_slice(&body.buf);
+        let Ok(Message { body: Body::Entries { entries }, .. }) = wire::decode(&Bytes::from(w.buf))
+        else {
+            panic!("an Entries message we encoded did not decode");
+        };
+        for e in &entries {
+            let kh = key_hash(&e.key);
+            let v = e.version.as_ref();
+            let vh = version_hash(kh, v);
+            if to.merge_hashed(kh, vh, &e.key, v).changed() {
+                applied += 1;
+            }
+        }
+    }
+    applied
+}
+
+fn main() {
+    let nodes = setting("NODES", 1000);
+    let keys = setting("KEYS", 100_000);
+    let threads = setting("THREADS", 2).max(1);
+    let batch = setting("BATCH", 100).max(1);
+    let mut rng = Rng(setting("SEED", 1) as u64);
+
+    let started = Instant::now();
+    let oracle = Store::new(store_cfg());
+    let mut hashes = Vec::with_capacity(keys);
+    for i in 0..keys {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&rng.next().to_le_bytes());
+        key[8..].copy_from_slice(&rng.next().to_le_bytes());
+        let mut value = [0u8; 32];
+        for c in value.chunks_mut(8) {
+            c.copy_from_slice(&rng.next().to_le_bytes());
+        }
+        let kh = key_hash(&key);
+        let v = VersionRef {
+            ts: 1 << 20 | i as u64,
+            origin: (i % nodes.max(1)) as u32,
+            value: Some(&value),
+        };
+        oracle.merge_hashed(kh, version_hash(kh, v), &key, v);
+        hashes.push(kh);
+    }
+    let orders: Vec<Vec<u64>> = (0..threads)
+        .map(|_| {
+            let mut h = hashes.clone();
+            for i in (1..h.len()).rev() {
+                let j = (rng.next() % (i as u64 + 1)) as usize;
+                h.swap(i, j);
+            }
+            h
+        })
+        .collect();
+    let setup = started.elapsed();
+
+    // node i lives on thread i % threads and receives from the previous node of its thread
+    let fill = Instant::now();
+    let per_thread: Vec<Vec<Store>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (oracle, order) = (&oracle, &orders[t]);
+                s.spawn(move || {
+                    let mut mine: Vec<Store> = Vec::new();
+                    for i in (t..nodes).step_by(threads) {
+                        let store = Store::new(store_cfg());
+                        let from = mine.last().unwrap_or(oracle);
+                        // rotate the order so consecutive nodes do not share it
+                        let (a, b) = order.split_at((i * 7919) % order.len().max(1));
+                        let applied =
+                            transfer(from, &store, b, batch) + transfer(from, &store, a, batch);
+                        assert_eq!(applied, keys as u64, "node {i} applied {applied} versions");
+                        mine.push(store);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a fill thread panicked")).collect()
+    });
+    let fill = fill.elapsed();
+
+    let check = Instant::now();
+    let equal: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = per_thread
+            .iter()
+            .map(|mine| {
+                let oracle = &oracle;
+                s.spawn(move || mine.iter().filter(|st| st.equals(oracle)).count())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a check thread panicked")).sum()
+    });
+    let check = check.elapsed();
+    assert_eq!(equal, nodes, "every node must equal the oracle");
+
+    println!(
+        "burst_floor nodes={nodes} keys={keys} threads={threads} batch={batch} setup_ms={} fill_ms={} check_ms={} total_ms={}",
+        setup.as_millis(),
+        fill.as_millis(),
+        check.as_millis(),
+        started.elapsed().as_millis()
+    );
+}
