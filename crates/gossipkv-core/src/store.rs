@@ -31,7 +31,7 @@ use hashbrown::{HashMap, HashTable};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::digest::{TREE_ARITY, TreeShape, key_hash, version_hash};
-use crate::lww::{MergeOutcome, Timestamp, Version, VersionRef, decide};
+use crate::lww::{MergeOutcome, NodeId, Timestamp, Version, VersionRef, decide};
 
 const TOMBSTONE: u32 = 1 << 31;
 const HAS_EXTRAS: u32 = 1 << 30;
@@ -412,11 +412,14 @@ fn extras_bytes(vs: &[Version], slots: usize) -> usize {
         + vs.iter().map(|v| v.value.as_ref().map_or(0, |b| size_class(b.len()))).sum::<usize>()
 }
 
-/// The bits of the stable key hash the in-memory index uses: its low half. The top bits pick
-/// the shard and leaf, so they are nearly the same for every key of a shard.
+/// The bits of the stable key hash the in-memory index uses: its top half. Its first bits
+/// pick the shard (at most 16 of them), and the rest vary, so a shard's index sees at least
+/// 2^16 distinct values, enough to spread any shard's keys, whose exact hash the probe then
+/// compares. Gossip's origin logs keep just these 32 bits of a key's hash
+/// ([`Store::for_each_with_hash_hi`]).
 #[inline]
 fn index_bits(kh: u64) -> u32 {
-    kh as u32
+    (kh >> 32) as u32
 }
 
 /// The hash hashbrown sees: the index bits spread over 64 bits (hashbrown picks the bucket
@@ -812,6 +815,49 @@ impl Store {
         }
     }
 
+    /// Calls `f(key, kept versions)` for every key whose winning version satisfies
+    /// `wanted(origin, ts)`, and for every key with concurrent values (which `f` filters
+    /// itself), reading the entries in memory order, shard by shard under its read lock: a
+    /// pass over the whole store at streaming speed (gossip's answer to a large pull), with
+    /// no index probe and no walk of the leaves' block lists.
+    pub fn for_each_matching(
+        &self,
+        mut wanted: impl FnMut(NodeId, Timestamp) -> bool,
+        mut f: impl FnMut(&[u8], Kept<'_>),
+    ) {
+        for shard in &self.shards {
+            let shard = shard.read();
+            let mut pos = 0u32;
+            for chunk in &shard.entries.chunks {
+                for e in chunk {
+                    let p = pos;
+                    pos += 1;
+                    // an unused slot holds a placeholder (no real key hashes to 0 at time 0)
+                    if e.kh == 0 && e.ts == 0 {
+                        continue;
+                    }
+                    if wanted(e.origin, e.ts) || e.has_extras() {
+                        f(e.key(), shard.kept(p));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls `f(key, kept versions)` for every key whose stable hash has `kh_hi` as its top 32
+    /// bits (almost always at most one key), under the shard's read lock: a lookup by the part
+    /// of the hash that gossip's origin logs keep.
+    pub fn for_each_with_hash_hi(&self, kh_hi: u32, mut f: impl FnMut(&[u8], Kept<'_>)) {
+        let (s, _) = self.locate(u64::from(kh_hi) << 32);
+        let shard = self.shards[s].read();
+        for &pos in shard.index.iter_hash(index_hash(kh_hi)) {
+            let e = &shard.entries[pos as usize];
+            if index_bits(e.kh) == kh_hi {
+                f(e.key(), shard.kept(pos));
+            }
+        }
+    }
+
     /// Whether `leaf` holds exactly the same keys with exactly the same kept versions (keys
     /// and values compared byte for byte) in this store and in `other`, which must have the
     /// same tree. O(keys in the leaf).
@@ -1146,6 +1192,19 @@ impl Store {
             }
         }
         purged
+    }
+
+    /// Makes room in the index for `keys` keys in all (spread over the shards), so that a
+    /// store expected to grow to that size does not rehash its index on the way: the
+    /// simulator knows its workload's key count.
+    pub fn reserve(&self, keys: usize) {
+        let per_shard = keys.div_ceil(self.shards.len());
+        for s in self.shards.iter() {
+            let mut shard = s.write();
+            let Shard { index, entries, .. } = &mut *shard;
+            let more = per_shard.saturating_sub(index.len());
+            index.reserve(more, |&i| index_hash(index_bits(entries[i as usize].kh)));
+        }
     }
 
     /// Drops everything (a node restarting empty).

@@ -112,6 +112,17 @@ impl Harness {
         }
     }
 
+    /// Every node writes `keys` keys of its own (`n{node}-k{i}`) at once, values of `len`
+    /// bytes.
+    fn each_writes(&mut self, keys: usize, len: usize) {
+        for i in 0..self.nodes.len() {
+            for k in 0..keys {
+                let now = self.now;
+                self.nodes[i].put(format!("n{i}-k{k}").as_bytes(), vec![b'v'; len], now);
+            }
+        }
+    }
+
     fn converged(&self) -> bool {
         let root = self.nodes[0].replica().store().root_hash();
         self.nodes.iter().all(|n| n.replica().store().root_hash() == root)
@@ -432,7 +443,13 @@ fn members_join_leave_and_fail_at_runtime() {
 /// so this halves the replication work of a small cluster. They still converge.
 #[test]
 fn a_pair_walks_the_tree_once_per_round_not_twice() {
-    let cfg = GossipConfig { rumor_rounds: 0, fanout: 1, ..GossipConfig::default() };
+    // the tree alone (with origin deltas the walks are rarer still)
+    let cfg = GossipConfig {
+        rumor_rounds: 0,
+        fanout: 1,
+        origin_deltas: false,
+        ..GossipConfig::default()
+    };
     let mut h = Harness::new(2, cfg, 0.0, 11);
     let rounds = 20u64;
     for step in 0..rounds * 100 {
@@ -448,4 +465,100 @@ fn a_pair_walks_the_tree_once_per_round_not_twice() {
     assert!((rounds - 2..=rounds + 2).contains(&walked), "walks {walked}, deferred {deferred}");
     assert!(deferred >= rounds - 3, "walks {walked}, deferred {deferred}");
     assert!(h.rounds_to_converge(5).is_some(), "converges once writes stop");
+}
+
+/// Sums a counter over the nodes.
+fn total(h: &Harness, f: impl Fn(&gossipkv_core::gossip::NodeStats) -> u64) -> u64 {
+    h.nodes.iter().map(|n| f(n.stats())).sum()
+}
+
+#[test]
+fn a_write_burst_moves_as_origin_deltas_with_fewer_tree_walks() {
+    // every node writes 2,000 keys at once; the same run with and without origin deltas
+    let mut walks = Vec::new();
+    for deltas in [true, false] {
+        let cfg = GossipConfig { origin_deltas: deltas, ..GossipConfig::default() };
+        let mut h = Harness::new(8, cfg, 0.05, 21);
+        h.run_until(1500);
+        h.each_writes(2000, 32);
+        assert!(h.rounds_to_converge(30).is_some(), "deltas {deltas}: no convergence");
+        for n in &h.nodes {
+            assert_eq!(n.replica().store().len(), 16_000);
+        }
+        let all: u64 = total(&h, |s| s.sent_bytes.iter().sum());
+        let by_deltas = total(&h, |s| s.sent_bytes[18]);
+        if deltas {
+            assert!(total(&h, |s| s.delta_ranges) > 0);
+            assert!(by_deltas * 2 > all, "deltas carried {by_deltas} of {all} bytes");
+        } else {
+            assert_eq!(by_deltas + total(&h, |s| s.sent_bytes[17]), 0, "off means off");
+        }
+        walks.push(total(&h, |s| s.descents));
+    }
+    assert!(
+        walks[0] * 2 <= walks[1],
+        "tree walks with deltas {} vs without {}",
+        walks[0],
+        walks[1]
+    );
+}
+
+#[test]
+fn a_node_without_origin_deltas_still_converges_with_nodes_that_have_them() {
+    // a rolling upgrade: node 0 runs the previous protocol (digest tree only)
+    let mut h = Harness::new(6, GossipConfig::default(), 0.1, 5);
+    let old = GossipConfig { origin_deltas: false, ..GossipConfig::default() };
+    let phase = h.nodes[0].next_timeout();
+    h.nodes[0] = fresh_node(6, 0, old, 5, ClockKind::Hlc, phase);
+    h.run_until(1500);
+    h.each_writes(200, 20);
+    assert!(h.rounds_to_converge(40).is_some(), "no convergence");
+    assert!(h.nodes.iter().all(|n| n.replica().store().len() == 1200));
+    assert_eq!(h.nodes[0].stats().sent[17] + h.nodes[0].stats().sent[18], 0);
+    assert_eq!(h.nodes[0].stats().rejected, 0, "nobody sent it a delta message");
+}
+
+#[test]
+fn one_origin_bigger_than_an_answer_is_sent_in_cuts() {
+    // a tree walk repairs one leaf at a time here, so the deltas carry the difference
+    let cfg = GossipConfig { fanout: 1, leaves_per_exchange: 1, ..GossipConfig::default() };
+    let mut h = Harness::new(2, cfg, 0.0, 9);
+    h.run_until(1500);
+    // both hold 6,000 small keys of node 1 (so neither is far behind the other)...
+    for k in 0..6000 {
+        let now = h.now;
+        h.nodes[1].put(format!("small-{k:05}").as_bytes(), &b"s"[..], now);
+    }
+    assert!(h.rounds_to_converge(30).is_some(), "no convergence");
+    // ...then node 0 writes 6 MB: more than one 4 MiB answer (cut between milliseconds:
+    // logs keep timestamps to the millisecond)
+    for k in 0..6000 {
+        if k % 100 == 0 {
+            h.run_until(h.now + 1);
+        }
+        let now = h.now;
+        h.nodes[0].put(format!("key-{k:05}").as_bytes(), vec![b'z'; 1000], now);
+    }
+    let sent = h.nodes[0].stats().sent[18];
+    assert!(h.rounds_to_converge(30).is_some(), "no convergence");
+    assert!(h.nodes[0].stats().sent[18] >= sent + 2, "one answer cannot hold 6 MB");
+    assert_eq!(h.nodes[1].replica().store().len(), 12_000);
+}
+
+#[test]
+fn origin_logs_stay_bounded_under_overwrites() {
+    let mut h = Harness::new(3, GossipConfig::default(), 0.0, 4);
+    h.run_until(1500);
+    for i in 0..30_000u32 {
+        let now = h.now;
+        h.nodes[0].put(format!("k{}", i % 100).as_bytes(), i.to_le_bytes().to_vec(), now);
+        if i % 1000 == 0 {
+            h.run_until(h.now + 100);
+        }
+    }
+    assert!(h.rounds_to_converge(30).is_some());
+    for n in &h.nodes {
+        // 100 keys live; the logs were compacted well below the 30,000 writes
+        assert!(n.stats().origin_log_items < 10_000, "{} items", n.stats().origin_log_items);
+    }
 }

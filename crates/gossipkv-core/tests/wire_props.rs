@@ -66,6 +66,23 @@ fn leaf_ids() -> impl Strategy<Value = Vec<LeafId>> {
         .prop_map(|v| v.into_iter().map(|(fp, ts, vfp)| LeafId { fp, ts, vfp }).collect())
 }
 
+/// A watermark vector: origins strictly increasing, watermarks close together or anywhere.
+fn vector() -> impl Strategy<Value = Vec<(u32, u64)>> {
+    let wm = prop_oneof![num64(), 1_000_000u64..1_000_100];
+    proptest::collection::vec((num32(), wm), 0..12).prop_map(|mut v| {
+        v.sort_unstable_by_key(|p| p.0);
+        v.dedup_by_key(|p| p.0);
+        v
+    })
+}
+
+/// Delta ranges `(origin, from, to)` with `from <= to`.
+fn ranges() -> impl Strategy<Value = Vec<(u32, u64, u64)>> {
+    proptest::collection::vec((num32(), num64(), num64()), 0..8).prop_map(|v| {
+        v.into_iter().map(|(o, a, d)| (o, a, a.checked_add(d).unwrap_or(a))).collect()
+    })
+}
+
 fn entry() -> impl Strategy<Value = WireEntry> {
     let bytes = |n| proptest::collection::vec(any::<u8>(), 0..n);
     (bytes(40), num64(), num32(), proptest::option::of(bytes(300))).prop_map(
@@ -149,6 +166,9 @@ fn message() -> impl Strategy<Value = Message> {
         list(any::<u32>(), 10).prop_map(|buckets| Body::MemberRequest { buckets }),
         (any::<bool>(), list(member(), 6))
             .prop_map(|(full, records)| Body::Members { full, records }),
+        (any::<bool>(), vector(), list((num32(), num64()), 6))
+            .prop_map(|(ask, vector, pulls)| Body::Vector { ask, vector, pulls }),
+        (ranges(), entries()).prop_map(|(ranges, entries)| Body::Deltas { ranges, entries }),
     ];
     (num32(), num32(), body).prop_map(|(from, exchange, body)| Message { from, exchange, body })
 }

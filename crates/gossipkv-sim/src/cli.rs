@@ -154,6 +154,9 @@ pub struct SimArgs {
     /// Most bytes of leaf summaries one exchange sends [default: the core's]
     #[arg(long)]
     pub summary_bytes: Option<usize>,
+    /// Reconcile by the digest tree only, without origin deltas (the protocol before them)
+    #[arg(long)]
+    pub no_deltas: bool,
     /// Fixed peer lists instead of membership (no discovery, no failure detection)
     #[arg(long)]
     pub no_membership: bool,
@@ -223,6 +226,7 @@ impl SimArgs {
         if let Some(b) = self.summary_bytes {
             c.gossip.summary_bytes_per_exchange = b;
         }
+        c.gossip.origin_deltas = !self.no_deltas;
         if let Some(l) = self.loss {
             c.loss = l;
             c.stream_loss = l;

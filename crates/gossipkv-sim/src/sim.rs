@@ -345,6 +345,9 @@ impl<'a> Sim<'a> {
     /// Node `i`'s incarnation `inc`; with membership, `start` is its generation.
     fn make_node(&self, i: usize, inc: u32, first_tick: u64, start: u64) -> ProtoNode {
         let replica = Arc::new(Replica::new(i as u32, self.cfg.clock.kind(), self.store_cfg));
+        // every replica ends with the workload's keys: size its index once (no rehashing on
+        // the way, and no freed smaller tables left behind; the run's report is the same)
+        replica.store().reserve(self.cfg.keys);
         let peers = self.peers_of(i);
         let seed = derive(self.cfg.seed, NODE, i as u64, u64::from(inc));
         match self.cfg.protocol {
@@ -794,9 +797,15 @@ fn hide_away(payload: Bytes) -> Bytes {
 /// The driver-level bug of `--inject-bug`: filters versions arriving at node 0.
 fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
     let Ok(msg) = wire::decode(&payload) else { return payload };
-    let (entries, next) = match msg.body {
-        Body::Entries { entries } => (entries, None),
-        Body::BulkChunk { next, entries } => (entries, Some(next)),
+    enum Carrier {
+        Entries,
+        Bulk(u32),
+        Deltas(Vec<(u32, u64, u64)>),
+    }
+    let (entries, carrier) = match msg.body {
+        Body::Entries { entries } => (entries, Carrier::Entries),
+        Body::BulkChunk { next, entries } => (entries, Carrier::Bulk(next)),
+        Body::Deltas { ranges, entries } => (entries, Carrier::Deltas(ranges)),
         _ => return payload,
     };
     let before = entries.len();
@@ -814,9 +823,10 @@ fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
     if kept.len() == before {
         return payload;
     }
-    let body = match next {
-        None => Body::Entries { entries: kept },
-        Some(next) => Body::BulkChunk { next, entries: kept },
+    let body = match carrier {
+        Carrier::Entries => Body::Entries { entries: kept },
+        Carrier::Bulk(next) => Body::BulkChunk { next, entries: kept },
+        Carrier::Deltas(ranges) => Body::Deltas { ranges, entries: kept },
     };
     Bytes::from(wire::encode(&Message { from: msg.from, exchange: msg.exchange, body }))
 }

@@ -33,7 +33,7 @@
 //! the whole store over the stream transport in chunks (`BulkRequest` / `BulkChunk`).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -49,7 +49,7 @@ use crate::gossip::wire::{
     self, Body, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WireEntry,
     Writer, entry_len, member_len,
 };
-use crate::lww::{NodeId, Version, VersionRef};
+use crate::lww::{NodeId, Timestamp, Version, VersionRef};
 use crate::replica::Replica;
 use crate::rng::Rng;
 
@@ -61,8 +61,27 @@ const BULK_MIN_GAP: u64 = 1024;
 /// Most peers remembered at once as having walked the tree with us recently.
 const MAX_DESCENDED: usize = 4096;
 
-/// Most bytes of entries one `Want` is answered with (the rest is asked again later).
+/// Most bytes of entries one `Want` (or one `Vector`'s pulls) is answered with (the rest is
+/// asked again later).
 const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// Most origins a node keeps a delta log for: a flood of made-up origin ids (gossip without
+/// a cluster key) cannot grow it further; versions of other origins still travel by rumors
+/// and the digest tree.
+const MAX_ORIGINS: usize = 1 << 16;
+
+/// While origin deltas have versions to move, a node still walks the digest tree with a
+/// peer at least once every this many rounds (what deltas cannot see: versions an origin
+/// issued below a watermark it had already given out, entries dropped by a purge).
+const WALK_EVERY_ROUNDS: u64 = 4;
+
+/// Our own watermark covers a write this long after the write was noted (see
+/// `Node::own_recent`).
+const OWN_LAG_MS: u64 = 100;
+
+/// A delta answer covering more than `1 / SCAN_SHARE` of the keys held reads the whole
+/// store in order instead of probing the index once per version.
+const SCAN_SHARE: usize = 16;
 
 fn far_behind(mine: u64, theirs: u64) -> bool {
     mine.saturating_mul(BULK_RATIO) < theirs && theirs - mine >= BULK_MIN_GAP
@@ -101,6 +120,10 @@ pub struct GossipConfig {
     /// A node started with [`Node::gate_writes`] accepts client writes at the latest this
     /// long after start, even if no peer answered (it may be alone).
     pub ready_timeout_ms: u64,
+    /// Origin deltas (docs/protocol.md): with a peer that speaks them too, reconcile by
+    /// per-origin watermarks before walking the digest tree. Off, the node behaves as one of
+    /// the previous release (wire version 3): digest tree only, and it keeps no origin logs.
+    pub origin_deltas: bool,
 }
 
 impl Default for GossipConfig {
@@ -119,6 +142,7 @@ impl Default for GossipConfig {
             membership: MembershipConfig::default(),
             tombstone_grace_ms: 0,
             ready_timeout_ms: 3000,
+            origin_deltas: true,
         }
     }
 }
@@ -193,6 +217,14 @@ pub struct NodeStats {
     pub ghost_refused: u64,
     /// Purged tombstones remembered as ghosts right now.
     pub ghosts: u64,
+    /// Origins pulled from peers by origin deltas (`Vector` pulls sent).
+    pub delta_pulls: u64,
+    /// Delta ranges that raised one of our watermarks.
+    pub delta_ranges: u64,
+    /// Exchanges that skipped the digest tree because origin deltas had versions to move.
+    pub walks_skipped: u64,
+    /// Items in this node's origin logs right now (a gauge).
+    pub origin_log_items: u64,
 }
 
 /// What a node remembers of a tombstone it purged (or skipped), for one more grace period:
@@ -230,6 +262,8 @@ struct Hot {
 #[derive(Clone, Copy, Debug)]
 struct Exchange {
     peer: SocketAddr,
+    /// The peer's digest root in its `SyncAck`.
+    peer_root: u64,
     deadline: u64,
     /// Leaves this exchange may still reconcile.
     budget: usize,
@@ -253,6 +287,80 @@ enum Relation {
     Newer,
     /// We hold it.
     Same,
+}
+
+/// What a node knows of the versions one origin issued (origin deltas, docs/protocol.md).
+#[derive(Clone, Debug, Default)]
+struct OriginLog {
+    /// We hold every version this origin issued with a timestamp up to here (or something
+    /// newer for its key).
+    wm: Timestamp,
+    /// The time unit (`ts >> log_shift`: the HLC's millisecond) items count from.
+    base: u64,
+    /// Whether `base` is set (by the first item).
+    based: bool,
+    /// `(time unit - base, top 32 bits of the key hash)` of the versions of this origin we
+    /// applied: 8 bytes each, sorted up to `sorted`, appended after. Some may since have been
+    /// overwritten or purged: a pull skips those, and a compaction drops them.
+    items: Vec<(u32, u32)>,
+    sorted: usize,
+    /// A version too far in time from `base` to be logged was applied: this origin's pulls
+    /// are answered by a pass over the store, which needs no log.
+    lossy: bool,
+}
+
+impl OriginLog {
+    /// Appends an item; false if it cannot be represented (the log turns lossy).
+    fn push(&mut self, unit: u64, kh_hi: u32) -> bool {
+        if !self.based {
+            self.base = unit.saturating_sub(1 << 31);
+            self.based = true;
+        }
+        let Some(off) = unit.checked_sub(self.base).and_then(|d| u32::try_from(d).ok()) else {
+            self.lossy = true;
+            return false;
+        };
+        if self.items.len() == self.items.capacity() {
+            // grow by an eighth: logs are many and small, and doubling would leave a quarter
+            // of their memory unused on average
+            self.items.reserve_exact(self.items.len() / 8 + 4);
+        }
+        self.items.push((off, kh_hi));
+        true
+    }
+
+    /// Sorts the appended items in (they mostly arrive by time, from a pull, or leaf by leaf
+    /// from a pass over a peer's store) and drops duplicates.
+    fn sort(&mut self) {
+        if self.sorted == self.items.len() {
+            return;
+        }
+        let sorted = self.sorted;
+        self.items[sorted..].sort_unstable();
+        if sorted > 0 && self.items[sorted - 1] > self.items[sorted] {
+            // two sorted runs: the stable sort merges them in linear time
+            self.items.sort();
+        }
+        self.items.dedup();
+        self.sorted = self.items.len();
+    }
+
+    /// The items (sorted first) whose time unit lies in `[lo, hi]`.
+    fn span(&self, lo: u64, hi: u64) -> (usize, usize) {
+        let off = |u: u64| u.saturating_sub(self.base).min(u64::from(u32::MAX) + 1);
+        let (lo, hi) = (off(lo), off(hi));
+        let start = self.items.partition_point(|&(o, _)| u64::from(o) < lo);
+        let end = self.items.partition_point(|&(o, _)| u64::from(o) <= hi);
+        (start, end.max(start))
+    }
+}
+
+/// The last timestamp of time unit `unit` (units are `ts >> shift`).
+fn unit_end(unit: u64, shift: u32) -> Timestamp {
+    match unit.checked_add(1) {
+        Some(next) if next <= u64::MAX >> shift => (next << shift) - 1,
+        _ => u64::MAX,
+    }
 }
 
 /// One node's gossip protocol state machine.
@@ -309,6 +417,25 @@ pub struct Node {
     purge_after: u64,
     /// Tombstones purged or skipped here within the last two grace periods, by key hash.
     ghosts: HashMap<u64, Ghost>,
+    /// Origin deltas: what we hold of each origin's versions.
+    origins: BTreeMap<NodeId, OriginLog>,
+    /// Items in all `origins` logs (compacted when well above the keys held).
+    log_items: usize,
+    /// `log_items` at which to look at compacting again.
+    log_compact_at: usize,
+    /// Origins pulled from a peer and not yet answered: deadline, and the peer.
+    delta_claims: HashMap<NodeId, (u64, SocketAddr)>,
+    /// Our own writes not yet under our watermark: `(noted at, newest timestamp noted by
+    /// then)`, one item per millisecond. Our watermark rises to a timestamp `OWN_LAG_MS`
+    /// after it was noted, so a write noted a little late (drivers note writes from other
+    /// threads, in any order) does not fall below it.
+    own_recent: VecDeque<(u64, Timestamp)>,
+    /// When we last walked the digest tree with any peer.
+    last_walk: u64,
+    /// Average encoded bytes of an entry in our recent `Deltas` (to plan an answer's size).
+    delta_entry_bytes: usize,
+    /// Origin logs keep timestamps at `ts >> log_shift`: milliseconds for HLC timestamps.
+    log_shift: u32,
 }
 
 /// A key of a peer's `Leaf` summary: its fingerprint, newest timestamp, and the range of its
@@ -372,6 +499,10 @@ impl Node {
         seed: u64,
         first_tick: u64,
     ) -> Self {
+        let log_shift = match replica.clock().kind() {
+            ClockKind::Hlc => 16,
+            ClockKind::Lamport => 0,
+        };
         Self {
             replica,
             cfg,
@@ -407,6 +538,14 @@ impl Node {
             away_quorum_since: None,
             purge_after: 0,
             ghosts: HashMap::new(),
+            origins: BTreeMap::new(),
+            log_items: 0,
+            log_compact_at: 4096,
+            delta_claims: HashMap::new(),
+            own_recent: VecDeque::new(),
+            last_walk: first_tick,
+            delta_entry_bytes: 64,
+            log_shift,
         }
     }
 
@@ -498,8 +637,9 @@ impl Node {
         let quorum = !self.away
             && self.horizon().is_some()
             && self.members.as_ref().is_some_and(|m| m.has_quorum());
-        let flags =
-            if self.away { Hello::AWAY } else { 0 } | if quorum { Hello::QUORUM } else { 0 };
+        let flags = if self.away { Hello::AWAY } else { 0 }
+            | if quorum { Hello::QUORUM } else { 0 }
+            | if self.cfg.origin_deltas { Hello::DELTAS } else { 0 };
         match &self.members {
             None => Hello { clock, flags, ..Hello::default() },
             Some(m) => Hello {
@@ -663,6 +803,8 @@ impl Node {
         let Some(grace) = self.horizon() else { return };
         let before = hlc_pack(now.saturating_sub(grace), 0);
         let dropped = self.replica.store().purge(before, false);
+        // our watermarks covered what was just dropped
+        self.clear_logs();
         self.stats.horizon_resets += 1;
         self.away_quorum_since = None;
         self.stats.horizon_dropped += dropped as u64;
@@ -805,6 +947,10 @@ impl Node {
         self.last_quorum = now;
         self.away = false;
         self.ghosts.clear();
+        self.clear_logs();
+        self.delta_claims.clear();
+        self.own_recent.clear();
+        self.last_walk = now;
     }
 
     /// A client PUT at this node: writes the replica and spreads the new version.
@@ -832,6 +978,30 @@ impl Node {
     /// store lookup.
     pub fn note_local_rumor(&mut self, id: VersionId, delete: bool, now: u64) {
         self.make_hot(id, delete, now, true);
+        self.log_version(self.id(), id.ts, id.kh);
+        match self.own_recent.back_mut() {
+            Some(last) if last.0 >= now => last.1 = last.1.max(id.ts),
+            _ => {
+                let newest = self.own_recent.back().map_or(id.ts, |l| l.1.max(id.ts));
+                self.own_recent.push_back((now, newest));
+            }
+        }
+    }
+
+    /// Raises our own watermark over the writes noted at least `OWN_LAG_MS` ago.
+    fn settle_own(&mut self, now: u64) {
+        let mut top = None;
+        while let Some(&(at, ts)) = self.own_recent.front() {
+            if at + OWN_LAG_MS > now {
+                break;
+            }
+            top = Some(ts);
+            self.own_recent.pop_front();
+        }
+        if let Some(ts) = top {
+            let me = self.id();
+            self.raise_watermark(me, ts);
+        }
     }
 
     /// Makes a version a rumor (`delete`: it is a tombstone; `local`: this node issued it).
@@ -846,11 +1016,16 @@ impl Node {
             (&mut self.hot, &mut self.hot_cursor)
         };
         let expires = now + if delete && local { life * LOCAL_DELETE_LIFE } else { life };
-        list.push_back(Hot { id, expires });
-        while list.len() > self.cfg.max_hot {
+        if self.cfg.max_hot == 0 {
+            return;
+        }
+        // make room first, so the list never holds more than `max_hot` (nor reserves room
+        // for twice as many)
+        while list.len() >= self.cfg.max_hot {
             list.pop_front();
             *cursor = cursor.saturating_sub(1);
         }
+        list.push_back(Hot { id, expires });
     }
 
     /// Drops expired rumors from the front, keeping the round-robin cursor on the same rumor.
@@ -884,6 +1059,8 @@ impl Node {
         self.wanted_leaves.retain(|_, d| *d > now);
         self.exchanges.retain(|_, x| x.deadline > now);
         self.refused.retain(|_, d| *d > now);
+        self.delta_claims.retain(|_, c| c.0 > now);
+        self.settle_own(now);
         if let Some(b) = self.bulk.filter(|b| b.deadline <= now) {
             // stalled: the next catch-up (from any peer) resumes where this one got to
             self.bulk_resume = b.cursor;
@@ -907,6 +1084,7 @@ impl Node {
                 exchange,
                 Exchange {
                     peer,
+                    peer_root: 0,
                     deadline: now + self.cfg.interval_ms,
                     budget: self.cfg.leaves_per_exchange,
                     budget_bytes: self.cfg.summary_bytes_per_exchange,
@@ -1036,6 +1214,8 @@ impl Node {
                     | Body::Want { .. }
                     | Body::Entries { .. }
                     | Body::BulkChunk { .. }
+                    | Body::Vector { .. }
+                    | Body::Deltas { .. }
             )
             && self.refused.get(&from).is_some_and(|d| *d > now)
         {
@@ -1060,7 +1240,8 @@ impl Node {
                     self.horizon_reset(now, from, exchange);
                     return;
                 }
-                self.on_sync_ack(now, from, exchange, root, keys, &haves, &wants)
+                let deltas = hello.flags & Hello::DELTAS != 0;
+                self.on_sync_ack(now, from, exchange, (root, keys, deltas), &haves, &wants)
             }
             Body::Ping { origin } => {
                 self.send_body(origin.unwrap_or(from), exchange, Body::Ack);
@@ -1100,6 +1281,15 @@ impl Node {
             }
             Body::BulkRequest { cursor } => self.on_bulk_request(from, exchange, cursor),
             Body::BulkChunk { next, entries } => self.on_bulk_chunk(now, from, next, &entries),
+            Body::Vector { .. } | Body::Deltas { .. } if !self.cfg.origin_deltas => {
+                self.stats.rejected += 1;
+            }
+            Body::Vector { ask, vector, pulls } => {
+                self.on_vector(now, from, exchange, ask, &vector, &pulls)
+            }
+            Body::Deltas { ranges, entries } => {
+                self.on_deltas(now, from, exchange, &ranges, &entries)
+            }
         }
     }
 
@@ -1180,17 +1370,17 @@ impl Node {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `peer`: the peer's root, key count, and whether it speaks origin deltas.
     fn on_sync_ack(
         &mut self,
         now: u64,
         from: SocketAddr,
         exchange: u32,
-        peer_root: u64,
-        peer_keys: u64,
+        peer: (u64, u64, bool),
         haves: &[VersionId],
         wants: &[u64],
     ) {
+        let (peer_root, peer_keys, deltas) = peer;
         let Some(x) = self.exchanges.get_mut(&exchange) else {
             self.stats.rejected += 1;
             return;
@@ -1201,6 +1391,7 @@ impl Node {
         }
         // an exchange that is making progress lives on
         x.deadline = now + self.cfg.interval_ms;
+        x.peer_root = peer_root;
         self.send_versions_of(from, exchange, wants);
         let (mut my_wants, mut push) = (Vec::new(), Vec::new());
         self.triage(now, haves, &mut my_wants, &mut push);
@@ -1222,6 +1413,22 @@ impl Node {
             self.start_bulk(now, from, exchange, self.bulk_resume);
             return;
         }
+        if deltas && self.cfg.origin_deltas {
+            // origin deltas first: the tree is walked when they have nothing to move (see
+            // `on_vector`), or when our last walk is too old
+            self.settle_own(now);
+            let vector = self.vector();
+            self.send_vector(from, exchange, true, vector, Vec::new());
+            if now < self.last_walk + WALK_EVERY_ROUNDS * self.cfg.interval_ms {
+                return;
+            }
+        }
+        self.walk_tree(now, from, exchange);
+    }
+
+    /// Starts a walk of the digest tree with `from`, unless this pair walked it less than
+    /// half an interval ago.
+    fn walk_tree(&mut self, now: u64, from: SocketAddr, exchange: u32) {
         if self.descended.get(&from).is_some_and(|&until| until > now) {
             // this pair walked the tree less than half an interval ago (the peer's round,
             // or ours): what changed since waits for the next round, rumors carry the fresh
@@ -1240,6 +1447,7 @@ impl Node {
     /// old tombstones of an even split unreconciled past the purge hold-off
     /// (`an_even_split_beyond_half_the_horizon_heals`, seed 2: 46 deleted keys came back).
     fn note_descent(&mut self, peer: SocketAddr, now: u64) {
+        self.last_walk = now;
         // bounded: a flood of `Tree`s from made-up addresses (gossip without a cluster key)
         // fills it only until the next round's clean-up; past the cap, walks just happen
         if self.descended.len() < MAX_DESCENDED || self.descended.contains_key(&peer) {
@@ -1669,6 +1877,287 @@ impl Node {
         self.send_list(from, push);
     }
 
+    /// Records that we applied version `ts` of `origin` for the key `kh` (origin deltas).
+    fn log_version(&mut self, origin: NodeId, ts: Timestamp, kh: u64) {
+        if !self.cfg.origin_deltas
+            || (self.origins.len() >= MAX_ORIGINS && !self.origins.contains_key(&origin))
+        {
+            return;
+        }
+        let unit = ts >> self.log_shift;
+        if self.origins.entry(origin).or_default().push(unit, (kh >> 32) as u32) {
+            self.log_items += 1;
+            self.stats.origin_log_items = self.log_items as u64;
+        }
+        if self.log_items > self.log_compact_at {
+            // amortized: the next look is after the logs doubled again
+            let held = self.replica.store().keys_held();
+            if self.log_items > 2 * held + 4096 {
+                self.compact_logs();
+            }
+            self.log_compact_at = 2 * self.log_items.max(held) + 4096;
+        }
+    }
+
+    /// Forgets every origin log and watermark (the store lost entries they covered).
+    fn clear_logs(&mut self) {
+        self.origins.clear();
+        self.log_items = 0;
+        self.log_compact_at = 4096;
+        self.stats.origin_log_items = 0;
+    }
+
+    /// Drops the log items whose version we no longer keep (overwritten, purged).
+    fn compact_logs(&mut self) {
+        let store = self.replica.store();
+        let shift = self.log_shift;
+        let mut total = 0;
+        for (&origin, log) in self.origins.iter_mut() {
+            log.sort();
+            let base = log.base;
+            log.items.retain(|&(off, hi)| {
+                let unit = base + u64::from(off);
+                let mut kept = false;
+                store.for_each_with_hash_hi(hi, |_, versions| {
+                    for v in versions {
+                        kept |= v.origin == origin && v.ts >> shift == unit;
+                    }
+                });
+                kept
+            });
+            log.items.shrink_to_fit();
+            log.sorted = log.items.len();
+            total += log.items.len();
+        }
+        self.log_items = total;
+        self.stats.origin_log_items = total as u64;
+    }
+
+    fn raise_watermark(&mut self, origin: NodeId, to: Timestamp) {
+        if self.origins.len() >= MAX_ORIGINS && !self.origins.contains_key(&origin) {
+            return;
+        }
+        let log = self.origins.entry(origin).or_default();
+        log.wm = log.wm.max(to);
+    }
+
+    /// Our watermark of every origin we know (by origin id).
+    fn vector(&self) -> Vec<(NodeId, Timestamp)> {
+        self.origins.iter().filter(|(_, l)| l.wm > 0).map(|(&o, l)| (o, l.wm)).collect()
+    }
+
+    fn send_vector(
+        &mut self,
+        to: SocketAddr,
+        exchange: u32,
+        ask: bool,
+        vector: Vec<(NodeId, Timestamp)>,
+        pulls: Vec<(NodeId, Timestamp)>,
+    ) {
+        self.stats.delta_pulls += pulls.len() as u64;
+        let msg = Message { from: self.id(), exchange, body: Body::Vector { ask, vector, pulls } };
+        let payload = wire::encode(&msg);
+        let transport =
+            if payload.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
+        self.send(to, transport, payload);
+    }
+
+    /// The origins `theirs` (a peer's vector) is ahead of us on and that no other peer is
+    /// sending us right now, each with our watermark: what to pull from that peer. Claims
+    /// them until an answer or `request_timeout_ms`. Also says whether the peer is ahead on
+    /// any origin at all (claimed or not).
+    fn plan_pulls(
+        &mut self,
+        now: u64,
+        peer: SocketAddr,
+        theirs: &[(NodeId, Timestamp)],
+    ) -> (Vec<(NodeId, Timestamp)>, bool) {
+        let mut pulls = Vec::new();
+        let mut ahead = false;
+        let mut mine = self.origins.iter().peekable();
+        for &(o, w) in theirs {
+            // both lists are by origin: one pass over each
+            while mine.next_if(|(m, _)| **m < o).is_some() {}
+            let have = mine.peek().filter(|(m, _)| **m == o).map_or(0, |(_, l)| l.wm);
+            ahead |= w > have;
+            if w > have && self.delta_claims.get(&o).is_none_or(|c| c.0 <= now) {
+                pulls.push((o, have));
+            }
+        }
+        let until = now + self.cfg.request_timeout_ms;
+        for &(o, _) in &pulls {
+            self.delta_claims.insert(o, (until, peer));
+        }
+        (pulls, ahead)
+    }
+
+    /// Handles a `Vector`: answers its pulls with `Deltas`; answers a request (`ask`) with
+    /// our vector and our pulls; on the answer to our own request, sends our pulls, or walks
+    /// the digest tree when neither side has anything to pull (the roots still differing).
+    fn on_vector(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        exchange: u32,
+        ask: bool,
+        theirs: &[(NodeId, Timestamp)],
+        pulls: &[(NodeId, Timestamp)],
+    ) {
+        if !theirs.windows(2).all(|w| w[0].0 < w[1].0) {
+            self.stats.rejected += 1;
+            return;
+        }
+        self.serve_pulls(from, exchange, pulls);
+        let mine = self.exchanges.get(&exchange).filter(|x| x.peer == from).copied();
+        self.settle_own(now);
+        let (my_pulls, behind) = self.plan_pulls(now, from, theirs);
+        if ask {
+            let vector = self.vector();
+            self.send_vector(from, exchange, false, vector, my_pulls);
+        } else if let Some(x) = mine {
+            if !my_pulls.is_empty() {
+                self.send_vector(from, exchange, false, Vec::new(), my_pulls);
+            }
+            if behind || !pulls.is_empty() {
+                // deltas are moving versions (here, or from another peer): no walk
+                self.stats.walks_skipped += 1;
+            } else if x.peer_root != self.replica.store().root_hash() {
+                self.walk_tree(now, from, exchange);
+            }
+        }
+    }
+
+    /// Answers pulls: for each `(origin, from)`, every version of that origin above `from`
+    /// and up to our watermark that we keep, in one `Deltas` message (a datagram if it fits,
+    /// else a stream message) of about `MAX_ANSWER_BYTES` of entries at most. Whole origins
+    /// are served while their versions (counted in the logs) fit; the rest is pulled again
+    /// later. A pull that covers a good share of the store is answered by one pass over the
+    /// store (sequential reads) rather than one index probe per version (a cache miss each);
+    /// a single origin too big for one answer is cut between two of its log's time units.
+    fn serve_pulls(&mut self, to: SocketAddr, exchange: u32, pulls: &[(NodeId, Timestamp)]) {
+        if pulls.is_empty() {
+            return;
+        }
+        let avg = self.delta_entry_bytes.max(16);
+        let shift = self.log_shift;
+        // (origin, from, to, first item, end of items)
+        let mut plan: Vec<(NodeId, Timestamp, Timestamp, usize, usize)> = Vec::new();
+        let mut total = 0usize;
+        let mut lossy = false;
+        let mut sorted = pulls.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup_by_key(|p| p.0);
+        for &(o, from) in &sorted {
+            let Some(log) = self.origins.get_mut(&o) else { continue };
+            if log.wm <= from {
+                continue;
+            }
+            log.sort();
+            let (start, end) = log.span(from >> shift, log.wm >> shift);
+            let n = end - start;
+            if !plan.is_empty() && (total + n) * avg > MAX_ANSWER_BYTES {
+                break;
+            }
+            lossy |= log.lossy;
+            plan.push((o, from, log.wm, start, end));
+            total += n;
+        }
+        if plan.is_empty() {
+            return;
+        }
+        let cutoff = self.send_cutoff();
+        let store = self.replica.store();
+        let mut sink = ListMsg::new(18, exchange);
+        let mut ranges = Vec::with_capacity(plan.len());
+        let scan =
+            lossy || (plan.len() > 1 && total.saturating_mul(SCAN_SHARE) > store.keys_held());
+        if scan {
+            // one pass over the store, in memory order
+            let wanted = |origin: NodeId, ts: Timestamp| {
+                plan.binary_search_by_key(&origin, |p| p.0)
+                    .is_ok_and(|k| ts > plan[k].1 && ts <= plan[k].2)
+            };
+            store.for_each_matching(wanted, |key, versions| {
+                let mut versions = versions.peekable();
+                if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+                    return;
+                }
+                for v in versions {
+                    if wanted(v.origin, v.ts) {
+                        sink.entry(key, v);
+                    }
+                }
+            });
+            ranges.extend(plan.iter().map(|&(o, from, to, _, _)| (o, from, to)));
+        } else {
+            'plan: for &(o, from, wm, start, end) in &plan {
+                let Some(log) = self.origins.get(&o) else { continue };
+                let mut last = None;
+                for &(off, hi) in &log.items[start..end] {
+                    let unit = log.base + u64::from(off);
+                    if let Some(prev) = last
+                        && prev != unit
+                        && sink.body.buf.len() >= MAX_ANSWER_BYTES
+                    {
+                        // cut between two time units: everything up to the end of `prev` went
+                        let cut = unit_end(prev, shift).min(wm);
+                        if cut > from {
+                            ranges.push((o, from, cut));
+                        }
+                        break 'plan;
+                    }
+                    last = Some(unit);
+                    store.for_each_with_hash_hi(hi, |key, versions| {
+                        let mut versions = versions.peekable();
+                        if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+                            return;
+                        }
+                        for v in versions {
+                            if v.origin == o && v.ts > from && v.ts <= wm && v.ts >> shift == unit {
+                                sink.entry(key, v);
+                            }
+                        }
+                    });
+                }
+                ranges.push((o, from, wm));
+            }
+        }
+        if sink.count > 0 {
+            let per = sink.body.buf.len() / sink.count as usize;
+            self.delta_entry_bytes = (self.delta_entry_bytes * 3 + per) / 4;
+        }
+        let mut w = Writer::with_capacity(64 + ranges.len() * 12 + sink.body.buf.len());
+        w.header_v(wire::WIRE_VERSION, 18, self.id(), exchange);
+        w.ranges(&ranges);
+        w.varint(sink.count);
+        w.buf.extend_from_slice(&sink.body.buf);
+        sink.recycle();
+        let transport =
+            if w.buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
+        self.send(to, transport, w.buf);
+    }
+
+    /// Handles `Deltas`: merges the entries, then raises our watermark of each range's
+    /// origin that the range continues.
+    fn on_deltas(
+        &mut self,
+        now: u64,
+        from: SocketAddr,
+        exchange: u32,
+        ranges: &[(NodeId, Timestamp, Timestamp)],
+        entries: &[WireEntry],
+    ) {
+        self.merge_entries(now, Some((from, exchange)), entries, false);
+        self.delta_claims.retain(|_, c| c.1 != from);
+        for &(o, lo, hi) in ranges {
+            let have = self.origins.get(&o).map_or(0, |l| l.wm);
+            if lo <= have && hi > have {
+                self.raise_watermark(o, hi);
+                self.stats.delta_ranges += 1;
+            }
+        }
+    }
+
     /// Merges received entries. `from` (sender, exchange) gets back the tombstones of ghosts
     /// that refused some of them.
     fn merge_entries(
@@ -1739,6 +2228,7 @@ impl Node {
                 || v.value.is_none();
             if self.replica.merge_remote_hashed(kh, vh, &e.key, v, now).changed() {
                 self.stats.versions_applied += 1;
+                self.log_version(v.origin, v.ts, kh);
                 if spread && rumor {
                     // changed and a tombstone: it is the winner (a delete wins a tie)
                     let id = VersionId { kh, ts: v.ts, vh: vh as u32 };

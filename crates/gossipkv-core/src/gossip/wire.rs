@@ -29,7 +29,11 @@ use crate::lww::{NodeId, Timestamp, Version, VersionRef};
 /// First two bytes of every gossip datagram.
 pub const MAGIC: [u8; 2] = *b"gK";
 /// Newest wire format version. 3: a suspect member record carries its suspector's id.
-pub const WIRE_VERSION: u8 = 3;
+/// 4: the origin-delta messages `Vector` and `Deltas` (kinds 17 and 18), sent only to peers
+/// whose hello says they speak them ([`Hello::DELTAS`]).
+pub const WIRE_VERSION: u8 = 4;
+/// The version that added a suspicion's suspector to member records.
+pub const WIRE_VERSION_SUSPECTOR: u8 = 3;
 /// Oldest version understood, and the one every message that version 3 does not change is
 /// sent in (all but a `Members` message holding a suspicion), so nodes of the previous
 /// release still understand everything else during a rolling upgrade.
@@ -44,7 +48,11 @@ pub fn version_understood(version: u8) -> bool {
 /// whose suspector is known (only version 3 carries it), else the base version, which every
 /// node of the previous release reads.
 pub fn members_version<'a>(records: impl IntoIterator<Item = &'a MemberNews>) -> u8 {
-    if records.into_iter().any(carries_suspector) { WIRE_VERSION } else { WIRE_VERSION_BASE }
+    if records.into_iter().any(carries_suspector) {
+        WIRE_VERSION_SUSPECTOR
+    } else {
+        WIRE_VERSION_BASE
+    }
 }
 
 /// Splits member records to send into the base version's share and version 3's: only a
@@ -56,7 +64,7 @@ pub fn members_version<'a>(records: impl IntoIterator<Item = &'a MemberNews>) ->
 pub fn members_by_version(records: &[MemberNews]) -> Vec<(u8, Vec<MemberNews>)> {
     let (v3, base): (Vec<MemberNews>, Vec<MemberNews>) =
         records.iter().copied().partition(carries_suspector);
-    [(WIRE_VERSION_BASE, base), (WIRE_VERSION, v3)]
+    [(WIRE_VERSION_BASE, base), (WIRE_VERSION_SUSPECTOR, v3)]
         .into_iter()
         .filter(|(_, part)| !part.is_empty())
         .collect()
@@ -223,6 +231,26 @@ pub enum Body {
         /// Versions of the leaves in this chunk.
         entries: Vec<WireEntry>,
     },
+    /// Origin deltas (version 4): the sender's watermark per origin, and the origins it pulls
+    /// from the receiver. A watermark `w` for origin `o` says "I hold every version `o` issued
+    /// with a timestamp up to `w`, or something newer for its key".
+    Vector {
+        /// The receiver must answer with its own vector (and its pulls).
+        ask: bool,
+        /// `(origin, watermark)`, origins strictly increasing; empty in a pull-only message.
+        vector: Vec<(NodeId, Timestamp)>,
+        /// `(origin, from)`: "send me the versions of `o` above `from`, up to your watermark".
+        pulls: Vec<(NodeId, Timestamp)>,
+    },
+    /// Origin deltas (version 4): the answer to pulls. Each range `(origin, from, to)` says
+    /// the entries hold every version of `origin` with a timestamp in `(from, to]` that the
+    /// sender keeps, so a receiver whose watermark is at least `from` may raise it to `to`.
+    Deltas {
+        /// `(origin, from, to)`.
+        ranges: Vec<(NodeId, Timestamp, Timestamp)>,
+        /// The versions.
+        entries: Vec<WireEntry>,
+    },
 }
 
 impl Body {
@@ -245,6 +273,8 @@ impl Body {
             Body::Ack => 14,
             Body::MemberRequest { .. } => 15,
             Body::Members { .. } => 16,
+            Body::Vector { .. } => 17,
+            Body::Deltas { .. } => 18,
         }
     }
 
@@ -255,7 +285,7 @@ impl Body {
 }
 
 /// Number of kind bytes in use, plus one (kind 0 is unused).
-pub const KINDS: usize = 17;
+pub const KINDS: usize = 19;
 
 /// Names of message kinds, indexed by kind byte (0 is unused).
 pub const KIND_NAMES: [&str; KINDS] = [
@@ -276,6 +306,8 @@ pub const KIND_NAMES: [&str; KINDS] = [
     "ack",
     "member_request",
     "members",
+    "vector",
+    "deltas",
 ];
 
 /// What every `Sync` and `SyncAck` says about its sender's membership.
@@ -302,6 +334,8 @@ impl Hello {
     pub const AWAY: u8 = 1;
     /// Flag: the sender believes a majority of its members is up, and is not away.
     pub const QUORUM: u8 = 2;
+    /// Flag: the sender speaks origin deltas (`Vector`, `Deltas`: wire version 4).
+    pub const DELTAS: u8 = 4;
 
     /// Encoded size.
     pub fn len(&self) -> usize {
@@ -413,7 +447,7 @@ fn carries_suspector(n: &MemberNews) -> bool {
 /// Whether a record of `status` is followed by its suspector in a message of wire `version`:
 /// every suspicion is from version 3 on, none before. Writer and reader both ask here.
 fn suspector_on_wire(status: Status, version: u8) -> bool {
-    status == Status::Suspect && version >= 3
+    status == Status::Suspect && version >= WIRE_VERSION_SUSPECTOR
 }
 
 /// How a suspect record's suspector is written: its id + 1, 0 when unknown.
@@ -571,6 +605,36 @@ impl Writer {
                 self.bytes(value);
             }
             None => self.u8(1),
+        }
+    }
+
+    /// Appends a watermark vector: `count | base u64 | [(origin gap varint, wm - base
+    /// varint)]`, origins strictly increasing (the first gap is the first origin), `base` the
+    /// smallest watermark. Watermarks of one era differ by seconds, so each pair takes about
+    /// 6 bytes instead of 12.
+    pub fn vector(&mut self, vector: &[(NodeId, Timestamp)]) {
+        self.varint(vector.len() as u64);
+        if vector.is_empty() {
+            return;
+        }
+        let base = vector.iter().map(|&(_, w)| w).min().unwrap_or(0);
+        self.u64(base);
+        let mut prev = 0u64;
+        for (i, &(o, w)) in vector.iter().enumerate() {
+            let o = u64::from(o);
+            self.varint(if i == 0 { o } else { o.wrapping_sub(prev) });
+            self.varint(w - base);
+            prev = o;
+        }
+    }
+
+    /// Appends delta ranges: `count | [(origin varint, from varint, to - from varint)]`.
+    pub fn ranges(&mut self, ranges: &[(NodeId, Timestamp, Timestamp)]) {
+        self.varint(ranges.len() as u64);
+        for &(o, from, to) in ranges {
+            self.varint(u64::from(o));
+            self.varint(from);
+            self.varint(to.saturating_sub(from));
         }
     }
 }
@@ -750,6 +814,43 @@ impl<'a> Reader<'a> {
         let n = self.count(11)?;
         (0..n).map(|_| self.entry()).collect()
     }
+
+    /// Reads a watermark vector (see [`Writer::vector`]); origins must strictly increase.
+    pub fn vector(&mut self) -> Result<Vec<(NodeId, Timestamp)>, DecodeError> {
+        // a pair takes at least 2 bytes
+        let n = self.count(2)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let base = self.u64()?;
+        let mut out = Vec::with_capacity(n);
+        let mut prev = 0u64;
+        for i in 0..n {
+            let gap = self.varint()?;
+            if i > 0 && gap == 0 {
+                return Err(DecodeError::Length);
+            }
+            let o = prev.checked_add(gap).ok_or(DecodeError::Varint)?;
+            let o = NodeId::try_from(o).map_err(|_| DecodeError::Varint)?;
+            let w = base.checked_add(self.varint()?).ok_or(DecodeError::Varint)?;
+            out.push((o, w));
+            prev = u64::from(o);
+        }
+        Ok(out)
+    }
+
+    /// Reads delta ranges (see [`Writer::ranges`]).
+    pub fn ranges(&mut self) -> Result<Vec<(NodeId, Timestamp, Timestamp)>, DecodeError> {
+        let n = self.count(3)?;
+        (0..n)
+            .map(|_| {
+                let o = self.varint32()?;
+                let from = self.varint()?;
+                let to = from.checked_add(self.varint()?).ok_or(DecodeError::Varint)?;
+                Ok((o, from, to))
+            })
+            .collect()
+    }
 }
 
 /// Encodes a whole message (used for small, fixed messages and by tests; gossip packs lists
@@ -758,6 +859,7 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     let mut w = Writer::with_capacity(64);
     let version = match &msg.body {
         Body::Members { records, .. } => members_version(records),
+        Body::Vector { .. } | Body::Deltas { .. } => WIRE_VERSION,
         _ => WIRE_VERSION_BASE,
     };
     w.header_v(version, msg.body.kind(), msg.from, msg.exchange);
@@ -837,6 +939,20 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         }
         Body::BulkChunk { next, entries } => {
             w.varint(u64::from(*next));
+            w.varint(entries.len() as u64);
+            entries.iter().for_each(|e| w.entry(&e.key, &e.version));
+        }
+        Body::Vector { ask, vector, pulls } => {
+            w.u8(u8::from(*ask));
+            w.vector(vector);
+            w.varint(pulls.len() as u64);
+            for (o, from) in pulls {
+                w.varint(u64::from(*o));
+                w.varint(*from);
+            }
+        }
+        Body::Deltas { ranges, entries } => {
+            w.ranges(ranges);
             w.varint(entries.len() as u64);
             entries.iter().for_each(|e| w.entry(&e.key, &e.version));
         }
@@ -951,6 +1067,19 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
         7 => Body::Entries { entries: r.entries()? },
         8 => Body::BulkRequest { cursor: r.varint32()? },
         9 => Body::BulkChunk { next: r.varint32()?, entries: r.entries()? },
+        17 if version >= 4 => {
+            let ask = match r.u8()? {
+                0 => false,
+                1 => true,
+                t => return Err(DecodeError::Tag(t)),
+            };
+            let vector = r.vector()?;
+            let n = r.count(2)?;
+            let pulls =
+                (0..n).map(|_| Ok((r.varint32()?, r.varint()?))).collect::<Result<_, _>>()?;
+            Body::Vector { ask, vector, pulls }
+        }
+        18 if version >= 4 => Body::Deltas { ranges: r.ranges()?, entries: r.entries()? },
         k => return Err(DecodeError::Kind(k)),
     };
     if r.remaining() != 0 {
@@ -1077,13 +1206,13 @@ mod tests {
         assert_eq!(encode(&sync)[2], WIRE_VERSION_BASE, "unchanged kinds go out as version 2");
         assert_eq!(encode(&msg(vec![alive]))[2], WIRE_VERSION_BASE);
         let with_suspicion = encode(&msg(vec![alive, suspect]));
-        assert_eq!(with_suspicion[2], WIRE_VERSION, "a suspicion needs version 3");
+        assert_eq!(with_suspicion[2], WIRE_VERSION_SUSPECTOR, "a suspicion needs version 3");
         // so a node sends it apart from the records a version-2 node can read
         assert_eq!(
             members_by_version(&[alive, suspect, alive]),
-            vec![(WIRE_VERSION_BASE, vec![alive, alive]), (WIRE_VERSION, vec![suspect])]
+            vec![(WIRE_VERSION_BASE, vec![alive, alive]), (WIRE_VERSION_SUSPECTOR, vec![suspect])]
         );
-        assert_eq!(members_by_version(&[suspect]), vec![(WIRE_VERSION, vec![suspect])]);
+        assert_eq!(members_by_version(&[suspect]), vec![(WIRE_VERSION_SUSPECTOR, vec![suspect])]);
         assert_eq!(members_by_version(&[alive]), vec![(WIRE_VERSION_BASE, vec![alive])]);
         assert_eq!(decode(&Bytes::from(with_suspicion)), Ok(msg(vec![alive, suspect])));
         // what a version-2 node sends: the same record bytes, no suspector after a suspect
@@ -1222,7 +1351,22 @@ mod tests {
         assert_eq!(decode(&Bytes::from_static(b"xx\x01\x01")), Err(DecodeError::BadMagic));
         // version 1 (leaf summaries one leaf per message) is not spoken any more
         assert_eq!(decode(&Bytes::from_static(b"gK\x01\x01")), Err(DecodeError::Version(1)));
-        assert_eq!(decode(&Bytes::from_static(b"gK\x04\x01")), Err(DecodeError::Version(4)));
+        assert_eq!(decode(&Bytes::from_static(b"gK\x05\x01")), Err(DecodeError::Version(5)));
+        // the origin-delta kinds exist from version 4 on only
+        assert_eq!(decode(&Bytes::from_static(b"gK\x03\x11\x00\x00")), Err(DecodeError::Kind(17)));
+        assert_eq!(decode(&Bytes::from_static(b"gK\x02\x12\x00\x00")), Err(DecodeError::Kind(18)));
+        // a vector whose origins do not strictly increase
+        let mut w = Writer::default();
+        w.header_v(4, 17, 1, 0);
+        w.u8(1);
+        w.varint(2);
+        w.u64(100);
+        w.varint(7);
+        w.varint(0);
+        w.varint(0);
+        w.varint(0);
+        w.varint(0);
+        assert_eq!(decode(&Bytes::from(w.buf)), Err(DecodeError::Length));
         // a count claiming 2^60 items in a tiny datagram
         let huge = b"gK\x03\x06\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x0f";
         assert_eq!(decode(&Bytes::from_static(huge)), Err(DecodeError::Length));
