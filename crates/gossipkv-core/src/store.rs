@@ -60,7 +60,8 @@ impl Default for StoreConfig {
 impl StoreConfig {
     fn normalized(mut self) -> Self {
         self.shards_log2 = self.shards_log2.min(self.tree.leaves_log2());
-        self.max_concurrent = self.max_concurrent.max(1);
+        // (a key's concurrent values are counted in 16 bits: `Extras`)
+        self.max_concurrent = self.max_concurrent.clamp(1, usize::from(u16::MAX));
         self
     }
 }
@@ -386,7 +387,7 @@ struct Shard {
     /// The entries of each leaf this shard owns.
     entries: Entries,
     /// Concurrent values other than the winner, best first, by entry position.
-    extras: HashMap<u32, Vec<Version>>,
+    extras: HashMap<u32, Extras>,
     leaf_hash: Box<[u64]>,
     total_hash: u64,
     tombstones: usize,
@@ -405,12 +406,93 @@ fn size_class(n: usize) -> usize {
     }
 }
 
-/// Heap bytes of a key's concurrent values beside its winner: `slots` versions (the vector's
-/// capacity, or its length for one key's share) and each value at its size class.
-fn extras_bytes(vs: &[Version], slots: usize) -> usize {
-    slots * std::mem::size_of::<Version>()
-        + vs.iter().map(|v| v.value.as_ref().map_or(0, |b| size_class(b.len()))).sum::<usize>()
+/// A key's concurrent values beside its winner, best first, packed in one allocation:
+/// `count u16 | (ts u64 | origin u32 | len u32, u32::MAX for a tombstone | value bytes)...`,
+/// little-endian. One 48-byte block for a 32-byte value where a `Vec<Version>` took a 48-byte
+/// version and a separate value allocation: the simulator's 1,000 replicas hold millions of
+/// them. Packing is canonical, so two keys keep the same versions iff their blobs are equal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Extras(Box<[u8]>);
+
+const EXTRA_HEAD: usize = 16;
+
+impl Extras {
+    fn pack(vs: &[Version]) -> Self {
+        let len = 2 + vs
+            .iter()
+            .map(|v| EXTRA_HEAD + v.value.as_ref().map_or(0, |b| b.len()))
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&(vs.len() as u16).to_le_bytes());
+        for v in vs {
+            out.extend_from_slice(&v.ts.to_le_bytes());
+            out.extend_from_slice(&v.origin.to_le_bytes());
+            match &v.value {
+                Some(b) => {
+                    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                    out.extend_from_slice(b);
+                }
+                None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+            }
+        }
+        Extras(out.into_boxed_slice())
+    }
+
+    fn iter(&self) -> ExtrasIter<'_> {
+        let left = self.0.get(..2).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
+        ExtrasIter { left, rest: self.0.get(2..).unwrap_or(&[]) }
+    }
+
+    fn len(&self) -> usize {
+        self.iter().left
+    }
+
+    fn unpack(&self) -> Vec<Version> {
+        self.iter().map(|v| v.to_owned()).collect()
+    }
+
+    /// Heap bytes, at the allocator's size class.
+    fn heap_bytes(&self) -> usize {
+        size_class(self.0.len())
+    }
 }
+
+/// The versions of an [`Extras`] blob, best first.
+#[derive(Clone, Debug)]
+struct ExtrasIter<'a> {
+    left: usize,
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for ExtrasIter<'a> {
+    type Item = VersionRef<'a>;
+
+    fn next(&mut self) -> Option<VersionRef<'a>> {
+        if self.left == 0 || self.rest.len() < EXTRA_HEAD {
+            return None;
+        }
+        let (head, tail) = self.rest.split_at(EXTRA_HEAD);
+        let word = |r: std::ops::Range<usize>| head.get(r).unwrap_or(&[]);
+        let ts = u64::from_le_bytes(word(0..8).try_into().ok()?);
+        let origin = u32::from_le_bytes(word(8..12).try_into().ok()?);
+        let len = u32::from_le_bytes(word(12..16).try_into().ok()?);
+        let (value, rest) = if len == u32::MAX {
+            (None, tail)
+        } else {
+            let (v, r) = tail.split_at_checked(len as usize)?;
+            (Some(v), r)
+        };
+        self.rest = rest;
+        self.left -= 1;
+        Some(VersionRef { ts, origin, value })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for ExtrasIter<'_> {}
 
 /// The bits of the stable key hash the in-memory index uses: its top half. Its first bits
 /// pick the shard (at most 16 of them), and the rest vary, so a shard's index sees at least
@@ -487,9 +569,10 @@ impl Shard {
     /// Kept versions of entry `pos`, best first.
     fn kept(&self, pos: u32) -> Kept<'_> {
         let e = &self.entries[pos as usize];
-        let extras: &[Version] =
-            if e.has_extras() { self.extras.get(&pos).map_or(&[], Vec::as_slice) } else { &[] };
-        Kept { first: Some(e.version()), vh: e.vh, kh: e.kh, rest: extras.iter() }
+        let none = ExtrasIter { left: 0, rest: &[] };
+        let rest =
+            if e.has_extras() { self.extras.get(&pos).map_or(none, Extras::iter) } else { none };
+        Kept { first: Some(e.version()), vh: e.vh, kh: e.kh, rest }
     }
 
     /// Joins `incoming` (whose key hash is `kh` and version hash `vh`) into `key`'s versions.
@@ -536,10 +619,7 @@ impl Shard {
             MergeOutcome::Concurrent => {
                 let mut delta = vh;
                 let e = &mut self.entries[pos as usize];
-                let extras = self.extras.entry(pos).or_default();
-                // concurrent values are few: grow one at a time (a Vec's first growth would
-                // reserve four 48-byte versions for what is usually one)
-                extras.reserve_exact(1);
+                let mut extras = self.extras.get(&pos).map(Extras::unpack).unwrap_or_default();
                 if at == 0 {
                     let old = e.version().to_owned();
                     let was_tomb = e.meta & TOMBSTONE != 0;
@@ -556,7 +636,9 @@ impl Shard {
                     }
                 }
                 let has = !extras.is_empty();
-                if !has {
+                if has {
+                    self.extras.insert(pos, Extras::pack(&extras));
+                } else {
                     self.extras.remove(&pos);
                 }
                 e.set_has_extras(has);
@@ -625,7 +707,7 @@ pub struct Kept<'a> {
     /// The winner's version hash (cached in the entry).
     vh: u64,
     kh: u64,
-    rest: std::slice::Iter<'a, Version>,
+    rest: ExtrasIter<'a>,
 }
 
 impl<'a> Kept<'a> {
@@ -633,10 +715,7 @@ impl<'a> Kept<'a> {
     /// concurrent value's is computed.
     pub fn hashed(self) -> impl Iterator<Item = (VersionRef<'a>, u64)> {
         let Kept { first, vh, kh, rest } = self;
-        first
-            .map(|v| (v, vh))
-            .into_iter()
-            .chain(rest.map(move |v| (v.as_ref(), version_hash(kh, v.as_ref()))))
+        first.map(|v| (v, vh)).into_iter().chain(rest.map(move |v| (v, version_hash(kh, v))))
     }
 }
 
@@ -644,7 +723,7 @@ impl<'a> Iterator for Kept<'a> {
     type Item = VersionRef<'a>;
 
     fn next(&mut self) -> Option<VersionRef<'a>> {
-        self.first.take().or_else(|| self.rest.next().map(Version::as_ref))
+        self.first.take().or_else(|| self.rest.next())
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -759,9 +838,9 @@ impl Store {
         let mut bytes =
             std::mem::size_of::<Entry>() + (5 * 8usize).div_ceil(7) + size_class(e.data.heap_len());
         if e.has_extras()
-            && let Some(vs) = shard.extras.get(&pos)
+            && let Some(x) = shard.extras.get(&pos)
         {
-            bytes += extras_bytes(vs, vs.len());
+            bytes += x.heap_bytes();
         }
         Some(bytes)
     }
@@ -971,7 +1050,7 @@ impl Store {
             let s = s.read();
             st.tombstones += s.tombstones;
             st.live_keys += s.entries.len() - s.tombstones;
-            st.extra_versions += s.extras.values().map(Vec::len).sum::<usize>();
+            st.extra_versions += s.extras.values().map(Extras::len).sum::<usize>();
         }
         st
     }
@@ -1001,9 +1080,9 @@ impl Store {
             }
             // per leaf: newest block, key count, leaf hash
             bytes += s.entries.heads.len() * (4 + 4 + 8);
-            bytes += s.extras.capacity() * (4 + std::mem::size_of::<Vec<Version>>() + 1);
-            for vs in s.extras.values() {
-                bytes += extras_bytes(vs, vs.capacity());
+            bytes += s.extras.capacity() * (4 + std::mem::size_of::<Extras>() + 1);
+            for x in s.extras.values() {
+                bytes += x.heap_bytes();
             }
         }
         bytes
@@ -1238,6 +1317,25 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn packed_concurrent_values_read_back_as_packed() {
+        let vs = vec![
+            Version::put(7, 1, &b"apple"[..]),
+            Version::tombstone(7, 2),
+            Version::put(7, 3, &b""[..]),
+        ];
+        let x = Extras::pack(&vs);
+        assert_eq!(x.len(), 3);
+        assert_eq!(
+            x.iter().collect::<Vec<_>>(),
+            vs.iter().map(Version::as_ref).collect::<Vec<_>>()
+        );
+        assert_eq!(x.unpack(), vs);
+        assert_eq!(x, Extras::pack(&x.unpack()), "packing is canonical");
+        assert_eq!(x.heap_bytes(), size_class(2 + 3 * EXTRA_HEAD + 5));
+        assert_eq!(Extras::pack(&[]).iter().count(), 0);
+    }
 
     fn put(ts: u64, origin: u32, v: &str) -> Version {
         Version::put(ts, origin, v.as_bytes().to_vec())
