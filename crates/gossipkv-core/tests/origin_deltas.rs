@@ -36,6 +36,17 @@ fn entry(key: &str, ts: u64, origin: u32) -> WireEntry {
     }
 }
 
+/// The peer says it is far ahead on `origins`: the node pulls them from it (and may then
+/// take a range of theirs from it).
+fn ahead(n: &mut Node, origins: &[u32]) {
+    let vector = origins.iter().map(|&o| (o, 1_000_000)).collect();
+    let out = deliver(n, Body::Vector { ask: true, vector, pulls: Vec::new() });
+    let [Message { body: Body::Vector { pulls, .. }, .. }] = out.as_slice() else {
+        panic!("expected one Vector answer, got {out:?}");
+    };
+    assert_eq!(pulls.iter().map(|p| p.0).collect::<Vec<_>>(), origins);
+}
+
 /// The node's vector, as it answers a request for it.
 fn vector_of(n: &mut Node) -> Vec<(u32, u64)> {
     let out = deliver(n, Body::Vector { ask: true, vector: Vec::new(), pulls: Vec::new() });
@@ -49,6 +60,7 @@ fn vector_of(n: &mut Node) -> Vec<(u32, u64)> {
 fn a_range_raises_a_watermark_only_when_it_continues_it() {
     let mut n = node();
     // versions (100, 200] of origin 5, but we hold nothing of origin 5 up to 100
+    ahead(&mut n, &[5]);
     deliver(
         &mut n,
         Body::Deltas { ranges: vec![(5, 100, 200)], entries: vec![entry("a", 150, 5)] },
@@ -56,11 +68,18 @@ fn a_range_raises_a_watermark_only_when_it_continues_it() {
     assert_eq!(n.replica().store().len(), 1, "the entries are merged anyway");
     assert_eq!(vector_of(&mut n), Vec::new(), "a gap below the range: no watermark");
     // (0, 120] continues our watermark (0)
+    ahead(&mut n, &[5]);
     deliver(&mut n, Body::Deltas { ranges: vec![(5, 0, 120)], entries: vec![entry("b", 120, 5)] });
     assert_eq!(vector_of(&mut n), vec![(5, 120)]);
     // and now (100, 200] overlaps it: raised to 200
+    ahead(&mut n, &[5]);
     deliver(&mut n, Body::Deltas { ranges: vec![(5, 100, 200)], entries: Vec::new() });
     assert_eq!(vector_of(&mut n), vec![(5, 200)]);
+    // a range nobody asked for (forged, or late) raises nothing, and is counted
+    let before = n.stats().rejected;
+    deliver(&mut n, Body::Deltas { ranges: vec![(5, 0, 900)], entries: Vec::new() });
+    assert_eq!(vector_of(&mut n), vec![(5, 200)]);
+    assert_eq!(n.stats().rejected, before + 1);
 }
 
 #[test]
@@ -68,6 +87,7 @@ fn a_pull_is_answered_with_every_kept_version_in_its_range() {
     let mut n = node();
     let entries =
         vec![entry("a", 110, 5), entry("b", 150, 5), entry("c", 190, 5), entry("d", 150, 6)];
+    ahead(&mut n, &[5, 6]);
     deliver(&mut n, Body::Deltas { ranges: vec![(5, 0, 200), (6, 0, 150)], entries });
     // a newer version of "b" by another origin: origin 5's 150 is no longer kept
     deliver(&mut n, Body::Deltas { ranges: Vec::new(), entries: vec![entry("b", 180, 7)] });

@@ -423,8 +423,8 @@ pub struct Node {
     log_items: usize,
     /// `log_items` at which to look at compacting again.
     log_compact_at: usize,
-    /// Origins pulled from a peer and not yet answered: deadline, and the peer.
-    delta_claims: HashMap<NodeId, (u64, SocketAddr)>,
+    /// Origins pulled from a peer and not yet answered: deadline, the peer, the exchange.
+    delta_claims: HashMap<NodeId, (u64, SocketAddr, u32)>,
     /// Our own writes not yet under our watermark: `(noted at, newest timestamp noted by
     /// then)`, one item per millisecond. Our watermark rises to a timestamp `OWN_LAG_MS`
     /// after it was noted, so a write noted a little late (drivers note writes from other
@@ -1970,6 +1970,7 @@ impl Node {
         &mut self,
         now: u64,
         peer: SocketAddr,
+        exchange: u32,
         theirs: &[(NodeId, Timestamp)],
     ) -> (Vec<(NodeId, Timestamp)>, bool) {
         let mut pulls = Vec::new();
@@ -1986,7 +1987,7 @@ impl Node {
         }
         let until = now + self.cfg.request_timeout_ms;
         for &(o, _) in &pulls {
-            self.delta_claims.insert(o, (until, peer));
+            self.delta_claims.insert(o, (until, peer, exchange));
         }
         (pulls, ahead)
     }
@@ -2010,7 +2011,7 @@ impl Node {
         self.serve_pulls(from, exchange, pulls);
         let mine = self.exchanges.get(&exchange).filter(|x| x.peer == from).copied();
         self.settle_own(now);
-        let (my_pulls, behind) = self.plan_pulls(now, from, theirs);
+        let (my_pulls, behind) = self.plan_pulls(now, from, exchange, theirs);
         if ask {
             let vector = self.vector();
             self.send_vector(from, exchange, false, vector, my_pulls);
@@ -2138,7 +2139,7 @@ impl Node {
     }
 
     /// Handles `Deltas`: merges the entries, then raises our watermark of each range's
-    /// origin that the range continues.
+    /// origin that we pulled from this peer and that the range continues.
     fn on_deltas(
         &mut self,
         now: u64,
@@ -2147,9 +2148,20 @@ impl Node {
         ranges: &[(NodeId, Timestamp, Timestamp)],
         entries: &[WireEntry],
     ) {
+        // only a range we asked this peer for may raise a watermark: an unasked one (a
+        // forged or very late answer) could make us skip versions we lack
+        let asked: Vec<bool> = ranges
+            .iter()
+            .map(|r| self.delta_claims.get(&r.0).is_some_and(|c| (c.1, c.2) == (from, exchange)))
+            .collect();
         self.merge_entries(now, Some((from, exchange)), entries, false);
-        self.delta_claims.retain(|_, c| c.1 != from);
-        for &(o, lo, hi) in ranges {
+        // the answer to that pull: what it left out may be pulled again, from anyone
+        self.delta_claims.retain(|_, c| (c.1, c.2) != (from, exchange));
+        for (&(o, lo, hi), asked) in ranges.iter().zip(asked) {
+            if !asked {
+                self.stats.rejected += 1;
+                continue;
+            }
             let have = self.origins.get(&o).map_or(0, |l| l.wm);
             if lo <= have && hi > have {
                 self.raise_watermark(o, hi);
