@@ -978,6 +978,9 @@ impl Node {
     /// store lookup.
     pub fn note_local_rumor(&mut self, id: VersionId, delete: bool, now: u64) {
         self.make_hot(id, delete, now, true);
+        if !self.cfg.origin_deltas {
+            return;
+        }
         self.log_version(self.id(), id.ts, id.kh);
         match self.own_recent.back_mut() {
             Some(last) if last.0 >= now => last.1 = last.1.max(id.ts),
