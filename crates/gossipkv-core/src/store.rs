@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashTable;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::digest::{TREE_ARITY, TreeShape, key_hash, version_hash};
@@ -362,6 +362,26 @@ impl Iterator for LeafPositions<'_> {
     }
 }
 
+impl Entries {
+    /// Whether `f(position, entry)` holds for every used slot, read in memory order (stops at
+    /// the first false).
+    fn all_used(&self, mut f: impl FnMut(u32, &Entry) -> bool) -> bool {
+        let mut pos = 0u32;
+        for chunk in &self.chunks {
+            for e in chunk {
+                let p = pos;
+                pos += 1;
+                // an unused slot holds a placeholder (no real key hashes to 0 at time 0)
+                let placeholder = e.kh == 0 && e.ts == 0;
+                if !placeholder && !f(p, e) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
 impl std::ops::Index<usize> for Entries {
     type Output = Entry;
 
@@ -386,8 +406,10 @@ struct Shard {
     index: HashTable<u32>,
     /// The entries of each leaf this shard owns.
     entries: Entries,
-    /// Concurrent values other than the winner, best first, by entry position.
-    extras: HashMap<u32, Extras>,
+    /// Concurrent values other than the winner, best first, by entry position. Ordered, so
+    /// that a pass over the entries in memory order reads them alongside, without a lookup
+    /// each (`Store::for_each_matching`).
+    extras: BTreeMap<u32, Extras>,
     leaf_hash: Box<[u64]>,
     total_hash: u64,
     tombstones: usize,
@@ -517,7 +539,7 @@ impl Shard {
         Self {
             index: HashTable::new(),
             entries: Entries::new(leaves),
-            extras: HashMap::new(),
+            extras: BTreeMap::new(),
             leaf_hash: vec![0; leaves].into_boxed_slice(),
             total_hash: 0,
             tombstones: 0,
@@ -894,9 +916,9 @@ impl Store {
         }
     }
 
-    /// Calls `f(key, kept versions)` for every key whose winning version satisfies
-    /// `wanted(origin, ts)`, and for every key with concurrent values (which `f` filters
-    /// itself), reading the entries in memory order, shard by shard under its read lock: a
+    /// Calls `f(key, kept versions)` for every key one of whose kept versions satisfies
+    /// `wanted(origin, ts)` (`f` sees them all), reading the entries in memory order, shard by
+    /// shard under its read lock, and the concurrent values alongside in the same order: a
     /// pass over the whole store at streaming speed (gossip's answer to a large pull), with
     /// no index probe and no walk of the leaves' block lists.
     pub fn for_each_matching(
@@ -906,20 +928,20 @@ impl Store {
     ) {
         for shard in &self.shards {
             let shard = shard.read();
-            let mut pos = 0u32;
-            for chunk in &shard.entries.chunks {
-                for e in chunk {
-                    let p = pos;
-                    pos += 1;
-                    // an unused slot holds a placeholder (no real key hashes to 0 at time 0)
-                    if e.kh == 0 && e.ts == 0 {
-                        continue;
-                    }
-                    if wanted(e.origin, e.ts) || e.has_extras() {
-                        f(e.key(), shard.kept(p));
-                    }
+            let mut extras = shard.extras.iter().peekable();
+            shard.entries.all_used(|p, e| {
+                let rest = if e.has_extras() {
+                    while extras.next_if(|(q, _)| **q < p).is_some() {}
+                    extras.peek().filter(|(q, _)| **q == p).map(|(_, x)| x.iter())
+                } else {
+                    None
+                };
+                let rest = rest.unwrap_or(ExtrasIter { left: 0, rest: &[] });
+                if wanted(e.origin, e.ts) || rest.clone().any(|v| wanted(v.origin, v.ts)) {
+                    f(e.key(), Kept { first: Some(e.version()), vh: e.vh, kh: e.kh, rest });
                 }
-            }
+                true
+            });
         }
     }
 
@@ -954,31 +976,34 @@ impl Store {
     }
 
     /// Whether both stores hold exactly the same keys with exactly the same kept versions
-    /// (keys and values compared byte for byte); `other` must have the same tree. Reads both
-    /// stores leaf by leaf, in order, taking each pair of shard locks once: the simulator's
-    /// final check.
+    /// (keys and values compared byte for byte); `other` must have the same tree: the
+    /// simulator's final check. Reads this store in memory order, shard by shard, and looks
+    /// each key up in `other` (whose index and entries, one oracle shared by every check,
+    /// stay in cache), holding every read lock of `other` for the pass. With the same number
+    /// of keys on both sides, finding each of ours there, equal, means the stores are equal.
     pub fn equals(&self, other: &Store) -> bool {
         if std::ptr::eq(self, other) {
             return true;
         }
-        if self.cfg.tree != other.cfg.tree {
+        if self.cfg.tree != other.cfg.tree
+            || self.keys_held() != other.keys_held()
+            || self.root_hash() != other.root_hash()
+        {
             return false;
         }
-        let leaves = self.cfg.tree.leaves();
-        let mut scratch = (Vec::new(), Vec::new());
-        let mut leaf = 0;
-        while leaf < leaves {
-            let (s, l) = self.shard_of_leaf(leaf);
-            let (os, ol) = other.shard_of_leaf(leaf);
-            let (a, b) = (self.shards[s].read(), other.shards[os].read());
-            // the leaves both shards hold from here on
-            let n = (a.leaf_hash.len() - l).min(b.leaf_hash.len() - ol);
-            if !(0..n).all(|i| Shard::leaf_equals(&a, l + i, &b, ol + i, &mut scratch)) {
-                return false;
-            }
-            leaf += n;
-        }
-        true
+        let theirs: Vec<_> = other.shards.iter().map(ShardLock::read).collect();
+        self.shards.iter().all(|shard| {
+            let a = shard.read();
+            a.entries.all_used(|pa, ea| {
+                let b = &theirs[other.locate(ea.kh).0];
+                b.find(ea.kh, ea.key()).is_some_and(|pb| {
+                    let eb = &b.entries[pb as usize];
+                    (ea.ts, ea.origin, ea.meta, ea.vh) == (eb.ts, eb.origin, eb.meta, eb.vh)
+                        && ea.data.as_slice() == eb.data.as_slice()
+                        && (!ea.has_extras() || a.extras.get(&pa) == b.extras.get(&pb))
+                })
+            })
+        })
     }
 
     /// Whether the kept versions of `key` are exactly `expected` (winner first); lets an
@@ -1080,7 +1105,8 @@ impl Store {
             }
             // per leaf: newest block, key count, leaf hash
             bytes += s.entries.heads.len() * (4 + 4 + 8);
-            bytes += s.extras.capacity() * (4 + std::mem::size_of::<Extras>() + 1);
+            // B-tree nodes hold up to 11 pairs, about two thirds full
+            bytes += s.extras.len() * (4 + std::mem::size_of::<Extras>()) * 3 / 2;
             for x in s.extras.values() {
                 bytes += x.heap_bytes();
             }
@@ -1510,6 +1536,51 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn for_each_matching_finds_every_key_with_a_wanted_version() {
+        // keys with one version and keys with concurrent values (extras), some overwritten
+        // (a winner replaced drops its extras), read with wanted sets that hit winners only,
+        // extras only, both, and nothing
+        let s =
+            Store::new(StoreConfig { shards_log2: 2, tree: TreeShape::new(1), max_concurrent: 3 });
+        for i in 0..3000u64 {
+            let k = format!("k{i}");
+            let origin = (i % 13) as u32;
+            s.merge(k.as_bytes(), put(i % 50, origin, "a").as_ref());
+            if i % 5 == 0 {
+                s.merge(k.as_bytes(), put(i % 50, origin + 20, "b").as_ref());
+            }
+            if i % 11 == 0 {
+                s.merge(k.as_bytes(), put(i % 50 + 1, origin + 40, "c").as_ref());
+            }
+        }
+        let checks: [&dyn Fn(NodeId, Timestamp) -> bool; 4] = [
+            &|o, ts| o < 13 && ts > 10 && ts <= 30,
+            &|o, _| (20..33).contains(&o),
+            &|o, ts| o % 3 == 0 && ts % 2 == 1,
+            &|_, _| false,
+        ];
+        for wanted in checks {
+            let mut expected = Vec::new();
+            for leaf in 0..s.tree().leaves() {
+                s.for_each_in_leaf(leaf, |key, versions| {
+                    let vs: Vec<Version> = versions.map(|v| v.to_owned()).collect();
+                    if vs.iter().any(|v| wanted(v.origin, v.ts)) {
+                        expected.push((key.to_vec(), vs));
+                    }
+                });
+            }
+            let mut got = Vec::new();
+            s.for_each_matching(wanted, |key, versions| {
+                got.push((key.to_vec(), versions.map(|v| v.to_owned()).collect::<Vec<_>>()));
+            });
+            expected.sort_by(|a, b| a.0.cmp(&b.0));
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert!(!expected.is_empty() || got.is_empty());
+            assert_eq!(got, expected);
         }
     }
 

@@ -176,7 +176,7 @@ impl Batch {
     /// Batches smaller than this run on one thread (the result is the same).
     const MIN_PARALLEL_WEIGHT: u64 = 64 * 1024;
     /// Node ranges a batch is cut into: enough for the two threads to even out.
-    const PARTS: u64 = 16;
+    const PARTS: u64 = 128;
 
     fn push(&mut self, task: Task) {
         self.tasks.push(task);
@@ -281,11 +281,12 @@ impl Run {
                     slot.node.handle_datagram(task.t, addr(from), payload);
                 }
             }
-            let receptions = slot.node.drain_receptions();
-            count_copies(copies, &receptions);
-            if self.keep_receptions {
-                task.receptions = receptions;
-            }
+            slot.node.drain_receptions(|receptions| {
+                count_copies(copies, receptions);
+                if self.keep_receptions {
+                    task.receptions = receptions.to_vec();
+                }
+            });
             poll_sealed(slot, i, &mut task.out);
         }
     }
@@ -443,7 +444,8 @@ impl<'a> Sim<'a> {
 
     /// After any call into node `i`: account receptions, then send its output.
     fn after_call(&mut self, i: usize, now: u64) {
-        let receptions = self.slots[i].node.drain_receptions();
+        let mut receptions = Vec::new();
+        self.slots[i].node.drain_receptions(|r| receptions.extend_from_slice(r));
         self.account(i, &receptions);
         let mut outs = Vec::new();
         poll_sealed(&mut self.slots[i], i, &mut outs);
@@ -578,6 +580,11 @@ impl<'a> Sim<'a> {
                 rest = tail;
                 parts.push((w[0], part, tasks));
             }
+            // heaviest first: what is left for the end is small, so neither thread waits long
+            // for the other (the order of ranges does not change any node's result)
+            parts.sort_by_cached_key(|p| {
+                std::cmp::Reverse(p.2.iter().map(|t| t.weight()).sum::<u64>())
+            });
             let queue = std::sync::Mutex::new(parts.into_iter());
             let work = |copies: &mut HashMap<(u64, u32), u32>| loop {
                 let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);

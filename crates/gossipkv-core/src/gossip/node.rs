@@ -355,6 +355,111 @@ impl OriginLog {
     }
 }
 
+/// The origins a store scan serves, each with its range `(from, to]`, in an open-addressing
+/// table: the scan asks it about every entry it reads (tens of thousands per answer), and a
+/// lookup here is one multiply and, almost always, one probe, where a binary search over
+/// hundreds of origins is a chain of dependent, mispredicted loads.
+struct RangeTable {
+    /// `(origin, from, to)`; `to == 0` marks an empty slot (a range always ends above 0).
+    slots: Vec<(NodeId, Timestamp, Timestamp)>,
+    shift: u32,
+}
+
+impl RangeTable {
+    fn new(ranges: impl ExactSizeIterator<Item = (NodeId, Timestamp, Timestamp)>) -> Self {
+        // at most a quarter full: probes stay short
+        let bits = (ranges.len().max(1) * 4).next_power_of_two().trailing_zeros().max(3);
+        let mut t = RangeTable { slots: vec![(0, 0, 0); 1 << bits], shift: 32 - bits };
+        for (o, from, to) in ranges {
+            if to > from {
+                let mut i = t.slot(o);
+                while t.slots[i].2 != 0 && t.slots[i].0 != o {
+                    i = (i + 1) & (t.slots.len() - 1);
+                }
+                t.slots[i] = (o, from, to);
+            }
+        }
+        t
+    }
+
+    fn slot(&self, origin: NodeId) -> usize {
+        (origin.wrapping_mul(0x9E37_79B9) >> self.shift) as usize
+    }
+
+    /// Whether version `ts` of `origin` falls in that origin's range.
+    #[inline]
+    fn wanted(&self, origin: NodeId, ts: Timestamp) -> bool {
+        let mask = self.slots.len() - 1;
+        let mut i = self.slot(origin);
+        loop {
+            let (o, from, to) = self.slots[i];
+            if to == 0 {
+                return false;
+            }
+            if o == origin {
+                return ts > from && ts <= to;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// Every origin's log and watermark, by origin id: the logs in the order their origins were
+/// first seen, an index by id for the lookup every applied version makes (a B-tree search
+/// there cost more than the rest of logging it), and the ids in order for vectors and pulls.
+#[derive(Debug, Default)]
+struct Origins {
+    logs: Vec<OriginLog>,
+    ids: Vec<NodeId>,
+    index: HashMap<NodeId, u32>,
+    order: BTreeMap<NodeId, u32>,
+}
+
+impl Origins {
+    fn len(&self) -> usize {
+        self.logs.len()
+    }
+
+    fn contains(&self, origin: NodeId) -> bool {
+        self.index.contains_key(&origin)
+    }
+
+    fn get(&self, origin: NodeId) -> Option<&OriginLog> {
+        self.index.get(&origin).map(|&i| &self.logs[i as usize])
+    }
+
+    fn get_mut(&mut self, origin: NodeId) -> Option<&mut OriginLog> {
+        self.index.get(&origin).map(|&i| &mut self.logs[i as usize])
+    }
+
+    /// The log of `origin`, created empty if it has none.
+    fn or_default(&mut self, origin: NodeId) -> &mut OriginLog {
+        let Origins { logs, ids, index, order } = self;
+        let i = *index.entry(origin).or_insert_with(|| {
+            let i = logs.len() as u32;
+            logs.push(OriginLog::default());
+            ids.push(origin);
+            order.insert(origin, i);
+            i
+        });
+        &mut logs[i as usize]
+    }
+
+    fn clear(&mut self) {
+        *self = Origins::default();
+    }
+
+    /// Every origin and its log, by origin id.
+    fn iter(&self) -> impl Iterator<Item = (NodeId, &OriginLog)> {
+        self.order.iter().map(|(&o, &i)| (o, &self.logs[i as usize]))
+    }
+
+    /// Every origin and its log, in no particular order.
+    fn iter_mut(&mut self) -> impl Iterator<Item = (NodeId, &mut OriginLog)> {
+        self.ids.iter().copied().zip(self.logs.iter_mut())
+    }
+}
+
 /// The last timestamp of time unit `unit` (units are `ts >> shift`).
 fn unit_end(unit: u64, shift: u32) -> Timestamp {
     match unit.checked_add(1) {
@@ -418,7 +523,7 @@ pub struct Node {
     /// Tombstones purged or skipped here within the last two grace periods, by key hash.
     ghosts: HashMap<u64, Ghost>,
     /// Origin deltas: what we hold of each origin's versions.
-    origins: BTreeMap<NodeId, OriginLog>,
+    origins: Origins,
     /// Items in all `origins` logs (compacted when well above the keys held).
     log_items: usize,
     /// `log_items` at which to look at compacting again.
@@ -538,7 +643,7 @@ impl Node {
             away_quorum_since: None,
             purge_after: 0,
             ghosts: HashMap::new(),
-            origins: BTreeMap::new(),
+            origins: Origins::default(),
             log_items: 0,
             log_compact_at: 4096,
             delta_claims: HashMap::new(),
@@ -925,10 +1030,17 @@ impl Node {
         self.outbox.pop_front()
     }
 
-    /// Takes the `(key hash, version hash)` of every version received since the last call
-    /// (only with `record_receptions`).
-    pub fn drain_receptions(&mut self) -> Vec<(u64, u32)> {
-        std::mem::take(&mut self.receptions)
+    /// Calls `f` with the `(key hash, version hash)` of every version received since the last
+    /// call (only with `record_receptions`), then forgets them. A small buffer is kept for the
+    /// next call; a big one (a bulk answer's) is freed, so that a thousand simulated nodes do
+    /// not each hold their largest.
+    pub fn drain_receptions(&mut self, f: impl FnOnce(&[(u64, u32)])) {
+        f(&self.receptions);
+        if self.receptions.capacity() > 4096 {
+            self.receptions = Vec::new();
+        } else {
+            self.receptions.clear();
+        }
     }
 
     /// Forgets all protocol state (a crash): the caller clears the replica.
@@ -1883,12 +1995,12 @@ impl Node {
     /// Records that we applied version `ts` of `origin` for the key `kh` (origin deltas).
     fn log_version(&mut self, origin: NodeId, ts: Timestamp, kh: u64) {
         if !self.cfg.origin_deltas
-            || (self.origins.len() >= MAX_ORIGINS && !self.origins.contains_key(&origin))
+            || (self.origins.len() >= MAX_ORIGINS && !self.origins.contains(origin))
         {
             return;
         }
         let unit = ts >> self.log_shift;
-        if self.origins.entry(origin).or_default().push(unit, (kh >> 32) as u32) {
+        if self.origins.or_default(origin).push(unit, (kh >> 32) as u32) {
             self.log_items += 1;
             self.stats.origin_log_items = self.log_items as u64;
         }
@@ -1915,7 +2027,7 @@ impl Node {
         let store = self.replica.store();
         let shift = self.log_shift;
         let mut total = 0;
-        for (&origin, log) in self.origins.iter_mut() {
+        for (origin, log) in self.origins.iter_mut() {
             log.sort();
             let base = log.base;
             log.items.retain(|&(off, hi)| {
@@ -1937,16 +2049,16 @@ impl Node {
     }
 
     fn raise_watermark(&mut self, origin: NodeId, to: Timestamp) {
-        if self.origins.len() >= MAX_ORIGINS && !self.origins.contains_key(&origin) {
+        if self.origins.len() >= MAX_ORIGINS && !self.origins.contains(origin) {
             return;
         }
-        let log = self.origins.entry(origin).or_default();
+        let log = self.origins.or_default(origin);
         log.wm = log.wm.max(to);
     }
 
     /// Our watermark of every origin we know (by origin id).
     fn vector(&self) -> Vec<(NodeId, Timestamp)> {
-        self.origins.iter().filter(|(_, l)| l.wm > 0).map(|(&o, l)| (o, l.wm)).collect()
+        self.origins.iter().filter(|(_, l)| l.wm > 0).map(|(o, l)| (o, l.wm)).collect()
     }
 
     fn send_vector(
@@ -1981,8 +2093,8 @@ impl Node {
         let mut mine = self.origins.iter().peekable();
         for &(o, w) in theirs {
             // both lists are by origin: one pass over each
-            while mine.next_if(|(m, _)| **m < o).is_some() {}
-            let have = mine.peek().filter(|(m, _)| **m == o).map_or(0, |(_, l)| l.wm);
+            while mine.next_if(|(m, _)| *m < o).is_some() {}
+            let have = mine.peek().filter(|(m, _)| *m == o).map_or(0, |(_, l)| l.wm);
             ahead |= w > have;
             if w > have && self.delta_claims.get(&o).is_none_or(|c| c.0 <= now) {
                 pulls.push((o, have));
@@ -2052,7 +2164,7 @@ impl Node {
         sorted.sort_unstable();
         sorted.dedup_by_key(|p| p.0);
         for &(o, from) in &sorted {
-            let Some(log) = self.origins.get_mut(&o) else { continue };
+            let Some(log) = self.origins.get_mut(o) else { continue };
             if log.wm <= from {
                 continue;
             }
@@ -2077,10 +2189,8 @@ impl Node {
             lossy || (plan.len() > 1 && total.saturating_mul(SCAN_SHARE) > store.keys_held());
         if scan {
             // one pass over the store, in memory order
-            let wanted = |origin: NodeId, ts: Timestamp| {
-                plan.binary_search_by_key(&origin, |p| p.0)
-                    .is_ok_and(|k| ts > plan[k].1 && ts <= plan[k].2)
-            };
+            let table = RangeTable::new(plan.iter().map(|&(o, from, to, _, _)| (o, from, to)));
+            let wanted = |origin: NodeId, ts: Timestamp| table.wanted(origin, ts);
             store.for_each_matching(wanted, |key, versions| {
                 let mut versions = versions.peekable();
                 if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
@@ -2095,7 +2205,7 @@ impl Node {
             ranges.extend(plan.iter().map(|&(o, from, to, _, _)| (o, from, to)));
         } else {
             'plan: for &(o, from, wm, start, end) in &plan {
-                let Some(log) = self.origins.get(&o) else { continue };
+                let Some(log) = self.origins.get(o) else { continue };
                 let mut last = None;
                 for &(off, hi) in &log.items[start..end] {
                     let unit = log.base + u64::from(off);
@@ -2165,7 +2275,7 @@ impl Node {
                 self.stats.rejected += 1;
                 continue;
             }
-            let have = self.origins.get(&o).map_or(0, |l| l.wm);
+            let have = self.origins.get(o).map_or(0, |l| l.wm);
             if lo <= have && hi > have {
                 self.raise_watermark(o, hi);
                 self.stats.delta_ranges += 1;
@@ -2187,6 +2297,9 @@ impl Node {
         let cutoff = self.purge_horizon().map(|g| hlc_pack(now.saturating_sub(g), 0));
         let mut skipped: Vec<(u64, u64)> = Vec::new();
         let mut answer: Vec<WireEntry> = Vec::new();
+        if self.cfg.record_receptions {
+            self.receptions.reserve(entries.len());
+        }
         for e in entries {
             let kh = key_hash(&e.key);
             let v = e.version.as_ref();
@@ -2319,5 +2432,27 @@ impl Node {
         let exchange = self.rng.next_u64() as u32;
         let msg = Message { from: self.id(), exchange, body: Body::BulkRequest { cursor: next } };
         self.send(from, Transport::Stream, wire::encode(&msg));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The scan's range table answers exactly what a search of the ranges would, for
+        /// origins that collide in the table and origins it does not hold.
+        #[test]
+        fn range_table_answers_like_a_search(
+            ranges in proptest::collection::btree_map(0u32..64, (0u64..100, 0u64..100), 0..40),
+            probes in proptest::collection::vec((0u32..80, 0u64..110), 1..200),
+        ) {
+            let table = RangeTable::new(ranges.iter().map(|(&o, &(a, b))| (o, a, b)));
+            for (o, ts) in probes {
+                let expected = ranges.get(&o).is_some_and(|&(from, to)| ts > from && ts <= to);
+                prop_assert_eq!(table.wanted(o, ts), expected);
+            }
+        }
     }
 }

@@ -801,18 +801,18 @@ impl<'a> Reader<'a> {
 
     fn ids(&mut self) -> Result<Vec<VersionId>, DecodeError> {
         let n = self.count(ID_LEN)?;
-        (0..n).map(|_| self.id()).collect()
+        read_n(n, || self.id())
     }
 
     fn hashes(&mut self) -> Result<Vec<u64>, DecodeError> {
         let n = self.count(8)?;
-        (0..n).map(|_| self.u64()).collect()
+        read_n(n, || self.u64())
     }
 
     fn entries(&mut self) -> Result<Vec<WireEntry>, DecodeError> {
         // smallest entry: 1 (key len) + 8 (ts) + 1 (origin) + 1 (tag)
         let n = self.count(11)?;
-        (0..n).map(|_| self.entry()).collect()
+        read_n(n, || self.entry())
     }
 
     /// Reads a watermark vector (see [`Writer::vector`]); origins must strictly increase.
@@ -995,7 +995,7 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
         14 => Body::Ack,
         15 => {
             let n = r.count(4)?;
-            Body::MemberRequest { buckets: (0..n).map(|_| r.u32()).collect::<Result<_, _>>()? }
+            Body::MemberRequest { buckets: read_n(n, || r.u32())? }
         }
         16 => {
             let full = match r.u8()? {
@@ -1005,7 +1005,7 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
             };
             // smallest record: id 1 + addr 7 + generation 1 + refute 1 + status 1
             let n = r.count(11)?;
-            let records = (0..n).map(|_| r.member()).collect::<Result<_, _>>()?;
+            let records = read_n(n, || r.member())?;
             Body::Members { full, records }
         }
         3 => {
@@ -1025,9 +1025,9 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
         4 => {
             let level = r.u8()?;
             let n = r.count(3)?;
-            let diffs = (0..n).map(|_| Ok((r.varint32()?, r.u16()?))).collect::<Result<_, _>>()?;
+            let diffs = read_n(n, || Ok((r.varint32()?, r.u16()?)))?;
             let n = r.count(1)?;
-            let counts = (0..n).map(|_| r.varint32()).collect::<Result<_, _>>()?;
+            let counts = read_n(n, || r.varint32())?;
             Body::TreeAck { level, diffs, counts }
         }
         5 => {
@@ -1049,7 +1049,7 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
         }
         11 => {
             let n = r.count(1)?;
-            Body::LeafRequest { leaves: (0..n).map(|_| r.varint32()).collect::<Result<_, _>>()? }
+            Body::LeafRequest { leaves: read_n(n, || r.varint32())? }
         }
         10 => {
             // a section: leaf (1+) | count (1+)
@@ -1058,7 +1058,7 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
             for _ in 0..n {
                 let leaf = r.varint32()?;
                 let n = r.count(4)?;
-                let fps = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
+                let fps = read_n(n, || r.u32())?;
                 wants.push((leaf, fps));
             }
             Body::WantLeaf { wants }
@@ -1075,8 +1075,7 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
             };
             let vector = r.vector()?;
             let n = r.count(2)?;
-            let pulls =
-                (0..n).map(|_| Ok((r.varint32()?, r.varint()?))).collect::<Result<_, _>>()?;
+            let pulls = read_n(n, || Ok((r.varint32()?, r.varint()?)))?;
             Body::Vector { ask, vector, pulls }
         }
         18 if version >= 4 => Body::Deltas { ranges: r.ranges()?, entries: r.entries()? },
@@ -1176,6 +1175,20 @@ impl Packer {
         }
         self.done
     }
+}
+
+/// Reads `n` items with `f` into a vector allocated once: `n` comes from a count the
+/// reader already bounded by the bytes left, and a big message (a 4 MiB delta answer holds
+/// tens of thousands of entries) would otherwise regrow and copy its vector a dozen times.
+fn read_n<T>(
+    n: usize,
+    mut f: impl FnMut() -> Result<T, DecodeError>,
+) -> Result<Vec<T>, DecodeError> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(f()?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -87,11 +87,12 @@ impl ProtoNode {
         }
     }
 
-    /// Takes the `(key hash, version hash)` of every version received since the last call.
-    pub fn drain_receptions(&mut self) -> Vec<(u64, u32)> {
+    /// Calls `f` with the `(key hash, version hash)` of every version received since the last
+    /// call, then forgets them.
+    pub fn drain_receptions(&mut self, f: impl FnOnce(&[(u64, u32)])) {
         match self {
-            ProtoNode::Gossip(n) => n.drain_receptions(),
-            ProtoNode::Naive(n) => n.drain_receptions(),
+            ProtoNode::Gossip(n) => n.drain_receptions(f),
+            ProtoNode::Naive(n) => n.drain_receptions(f),
         }
     }
 
