@@ -222,8 +222,8 @@ const CHUNK_LOG2: u32 = 10;
 /// Entries in a full chunk (48 KiB of entries).
 const CHUNK: usize = 1 << CHUNK_LOG2;
 /// log2 of the entries in a block: a leaf's entries live in blocks of this many.
-const BLOCK_LOG2: u32 = 3;
-/// Entries in a block (384 bytes).
+const BLOCK_LOG2: u32 = 2;
+/// Entries in a block (352 bytes).
 const BLOCK: usize = 1 << BLOCK_LOG2;
 /// No block.
 const NONE: u32 = u32::MAX;
