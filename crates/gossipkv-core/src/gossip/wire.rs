@@ -1177,14 +1177,20 @@ impl Packer {
     }
 }
 
-/// Reads `n` items with `f` into a vector allocated once: `n` comes from a count the
-/// reader already bounded by the bytes left, and a big message (a 4 MiB delta answer holds
-/// tens of thousands of entries) would otherwise regrow and copy its vector a dozen times.
+/// Items [`read_n`] reserves room for before reading any: a full 4 MiB delta answer (about
+/// 70,000 entries of 16 B keys and 32 B values) fits.
+const READ_N_RESERVE: usize = 1 << 17;
+
+/// Reads `n` items with `f` into a vector allocated once: a big message (a 4 MiB delta
+/// answer holds tens of thousands of entries) would otherwise regrow and copy its vector a
+/// dozen times. `n` comes from a count the reader already bounded by the bytes left; the
+/// allocation made before any item decodes is capped too ([`READ_N_RESERVE`] items), so a
+/// forged count in a 64 MiB stream message reserves megabytes, not hundreds of them.
 fn read_n<T>(
     n: usize,
     mut f: impl FnMut() -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
-    let mut out = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n.min(READ_N_RESERVE));
     for _ in 0..n {
         out.push(f()?);
     }
