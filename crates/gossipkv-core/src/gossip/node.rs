@@ -368,7 +368,8 @@ struct RangeTable {
 impl RangeTable {
     fn new(ranges: impl ExactSizeIterator<Item = (NodeId, Timestamp, Timestamp)>) -> Self {
         // at most a quarter full: probes stay short
-        let bits = (ranges.len().max(1) * 4).next_power_of_two().trailing_zeros().max(3);
+        // (a plan holds at most MAX_ORIGINS ranges; the clamp keeps the shift in range anyway)
+        let bits = (ranges.len().max(1) * 4).next_power_of_two().trailing_zeros().clamp(3, 31);
         let mut t = RangeTable { slots: vec![(0, 0, 0); 1 << bits], shift: 32 - bits };
         for (o, from, to) in ranges {
             if to > from {
