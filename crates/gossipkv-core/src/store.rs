@@ -398,9 +398,6 @@ impl std::ops::IndexMut<usize> for Entries {
     }
 }
 
-/// Two leaves' `(key hash, position)` lists, reused across [`Shard::leaf_equals`] calls.
-type LeafScratch = (Vec<(u64, u32)>, Vec<(u64, u32)>);
-
 #[derive(Debug)]
 struct Shard {
     index: HashTable<u32>,
@@ -559,28 +556,6 @@ impl Shard {
     /// by hash: see [`Store::get_by_hash`]).
     fn find_by_hash(&self, kh: u64) -> Option<u32> {
         self.index.find(index_hash(index_bits(kh)), |&i| self.entries[i as usize].kh == kh).copied()
-    }
-
-    /// Whether local leaf `la` of `a` and local leaf `lb` of `b` hold the same keys with the
-    /// same kept versions, compared byte for byte: both sorted by key hash (in `scratch`),
-    /// then entry by entry.
-    fn leaf_equals(a: &Shard, la: usize, b: &Shard, lb: usize, scratch: &mut LeafScratch) -> bool {
-        if a.entries.counts[la] != b.entries.counts[lb] || a.leaf_hash[la] != b.leaf_hash[lb] {
-            return false;
-        }
-        let (xs, ys) = scratch;
-        for (sh, l, v) in [(a, la, &mut *xs), (b, lb, &mut *ys)] {
-            v.clear();
-            v.extend(sh.entries.newest_first(l).map(|p| (sh.entries[p as usize].kh, p)));
-            v.sort_unstable();
-        }
-        xs.iter().zip(ys.iter()).all(|(&(ka, pa), &(kb, pb))| {
-            let (ea, eb) = (&a.entries[pa as usize], &b.entries[pb as usize]);
-            ka == kb
-                && (ea.ts, ea.origin, ea.meta, ea.vh) == (eb.ts, eb.origin, eb.meta, eb.vh)
-                && ea.data.as_slice() == eb.data.as_slice()
-                && (!ea.has_extras() || a.extras.get(&pa) == b.extras.get(&pb))
-        })
     }
 
     fn xor_leaf(&mut self, local_leaf: usize, h: u64) {
@@ -957,22 +932,6 @@ impl Store {
                 f(e.key(), shard.kept(pos));
             }
         }
-    }
-
-    /// Whether `leaf` holds exactly the same keys with exactly the same kept versions (keys
-    /// and values compared byte for byte) in this store and in `other`, which must have the
-    /// same tree. O(keys in the leaf).
-    pub fn leaf_equals(&self, other: &Store, leaf: usize) -> bool {
-        if std::ptr::eq(self, other) {
-            return true;
-        }
-        if self.cfg.tree != other.cfg.tree {
-            return false;
-        }
-        let (s, l) = self.shard_of_leaf(leaf);
-        let (os, ol) = other.shard_of_leaf(leaf);
-        let (a, b) = (self.shards[s].read(), other.shards[os].read());
-        Shard::leaf_equals(&a, l, &b, ol, &mut (Vec::new(), Vec::new()))
     }
 
     /// Whether both stores hold exactly the same keys with exactly the same kept versions
@@ -1680,14 +1639,12 @@ mod tests {
             }
         }
         assert_eq!(s.root_hash(), t.root_hash());
-        for l in 0..s.tree().leaves() {
-            assert!(s.leaf_equals(&t, l), "leaf {l}");
-        }
+        assert!(s.equals(&t) && t.equals(&s));
         for k in keys.iter().step_by(4) {
             s.merge(k.as_bytes(), put(1000, 3, "again").as_ref());
         }
         assert_eq!(s.len(), 500);
-        assert!((0..s.tree().leaves()).any(|l| !s.leaf_equals(&t, l)));
+        assert!(!s.equals(&t));
     }
 
     #[test]
