@@ -582,8 +582,9 @@ impl<'a> Sim<'a> {
             }
             // heaviest first: what is left for the end is small, so neither thread waits long
             // for the other (the order of ranges does not change any node's result)
+            let weights = &batch.weights;
             parts.sort_by_cached_key(|p| {
-                std::cmp::Reverse(p.2.iter().map(|t| t.weight()).sum::<u64>())
+                std::cmp::Reverse(weights[p.0..p.0 + p.1.len()].iter().sum::<u64>())
             });
             let queue = std::sync::Mutex::new(parts.into_iter());
             let work = |copies: &mut HashMap<(u64, u32), u32>| loop {

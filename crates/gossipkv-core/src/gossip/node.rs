@@ -355,63 +355,13 @@ impl OriginLog {
     }
 }
 
-/// The origins a store scan serves, each with its range `(from, to]`, in an open-addressing
-/// table: the scan asks it about every entry it reads (tens of thousands per answer), and a
-/// lookup here is one multiply and, almost always, one probe, where a binary search over
-/// hundreds of origins is a chain of dependent, mispredicted loads.
-struct RangeTable {
-    /// `(origin, from, to)`; `to == 0` marks an empty slot (a range always ends above 0).
-    slots: Vec<(NodeId, Timestamp, Timestamp)>,
-    shift: u32,
-}
-
-impl RangeTable {
-    fn new(ranges: impl ExactSizeIterator<Item = (NodeId, Timestamp, Timestamp)>) -> Self {
-        // at most a quarter full: probes stay short
-        // (a plan holds at most MAX_ORIGINS ranges; the clamp keeps the shift in range anyway)
-        let bits = (ranges.len().max(1) * 4).next_power_of_two().trailing_zeros().clamp(3, 31);
-        let mut t = RangeTable { slots: vec![(0, 0, 0); 1 << bits], shift: 32 - bits };
-        for (o, from, to) in ranges {
-            if to > from {
-                let mut i = t.slot(o);
-                while t.slots[i].2 != 0 && t.slots[i].0 != o {
-                    i = (i + 1) & (t.slots.len() - 1);
-                }
-                t.slots[i] = (o, from, to);
-            }
-        }
-        t
-    }
-
-    fn slot(&self, origin: NodeId) -> usize {
-        (origin.wrapping_mul(0x9E37_79B9) >> self.shift) as usize
-    }
-
-    /// Whether version `ts` of `origin` falls in that origin's range.
-    #[inline]
-    fn wanted(&self, origin: NodeId, ts: Timestamp) -> bool {
-        let mask = self.slots.len() - 1;
-        let mut i = self.slot(origin);
-        loop {
-            let (o, from, to) = self.slots[i];
-            if to == 0 {
-                return false;
-            }
-            if o == origin {
-                return ts > from && ts <= to;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-}
-
 /// Every origin's log and watermark, by origin id: the logs in the order their origins were
 /// first seen, an index by id for the lookup every applied version makes (a B-tree search
 /// there cost more than the rest of logging it), and the ids in order for vectors and pulls.
 #[derive(Debug, Default)]
 struct Origins {
-    logs: Vec<OriginLog>,
-    ids: Vec<NodeId>,
+    /// Each origin with its log.
+    logs: Vec<(NodeId, OriginLog)>,
     index: HashMap<NodeId, u32>,
     order: BTreeMap<NodeId, u32>,
 }
@@ -426,24 +376,23 @@ impl Origins {
     }
 
     fn get(&self, origin: NodeId) -> Option<&OriginLog> {
-        self.index.get(&origin).map(|&i| &self.logs[i as usize])
+        self.index.get(&origin).map(|&i| &self.logs[i as usize].1)
     }
 
     fn get_mut(&mut self, origin: NodeId) -> Option<&mut OriginLog> {
-        self.index.get(&origin).map(|&i| &mut self.logs[i as usize])
+        self.index.get(&origin).map(|&i| &mut self.logs[i as usize].1)
     }
 
     /// The log of `origin`, created empty if it has none.
     fn or_default(&mut self, origin: NodeId) -> &mut OriginLog {
-        let Origins { logs, ids, index, order } = self;
+        let Origins { logs, index, order } = self;
         let i = *index.entry(origin).or_insert_with(|| {
             let i = logs.len() as u32;
-            logs.push(OriginLog::default());
-            ids.push(origin);
+            logs.push((origin, OriginLog::default()));
             order.insert(origin, i);
             i
         });
-        &mut logs[i as usize]
+        &mut logs[i as usize].1
     }
 
     fn clear(&mut self) {
@@ -452,12 +401,12 @@ impl Origins {
 
     /// Every origin and its log, by origin id.
     fn iter(&self) -> impl Iterator<Item = (NodeId, &OriginLog)> {
-        self.order.iter().map(|(&o, &i)| (o, &self.logs[i as usize]))
+        self.order.iter().map(|(&o, &i)| (o, &self.logs[i as usize].1))
     }
 
     /// Every origin and its log, in no particular order.
     fn iter_mut(&mut self) -> impl Iterator<Item = (NodeId, &mut OriginLog)> {
-        self.ids.iter().copied().zip(self.logs.iter_mut())
+        self.logs.iter_mut().map(|(o, l)| (*o, l))
     }
 }
 
@@ -2190,8 +2139,13 @@ impl Node {
             lossy || (plan.len() > 1 && total.saturating_mul(SCAN_SHARE) > store.keys_held());
         if scan {
             // one pass over the store, in memory order
-            let table = RangeTable::new(plan.iter().map(|&(o, from, to, _, _)| (o, from, to)));
-            let wanted = |origin: NodeId, ts: Timestamp| table.wanted(origin, ts);
+            // asked for every entry read: a hash lookup, where a binary search over the
+            // plan's hundreds of origins was most of the pass (session 17)
+            let table: HashMap<NodeId, (Timestamp, Timestamp)> =
+                plan.iter().map(|&(o, from, to, _, _)| (o, (from, to))).collect();
+            let wanted = |origin: NodeId, ts: Timestamp| {
+                table.get(&origin).is_some_and(|&(from, to)| ts > from && ts <= to)
+            };
             store.for_each_matching(wanted, |key, versions| {
                 let mut versions = versions.peekable();
                 if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
@@ -2433,27 +2387,5 @@ impl Node {
         let exchange = self.rng.next_u64() as u32;
         let msg = Message { from: self.id(), exchange, body: Body::BulkRequest { cursor: next } };
         self.send(from, Transport::Stream, wire::encode(&msg));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The scan's range table answers exactly what a search of the ranges would, for
-        /// origins that collide in the table and origins it does not hold.
-        #[test]
-        fn range_table_answers_like_a_search(
-            ranges in proptest::collection::btree_map(0u32..64, (0u64..100, 0u64..100), 0..40),
-            probes in proptest::collection::vec((0u32..80, 0u64..110), 1..200),
-        ) {
-            let table = RangeTable::new(ranges.iter().map(|(&o, &(a, b))| (o, a, b)));
-            for (o, ts) in probes {
-                let expected = ranges.get(&o).is_some_and(|&(from, to)| ts > from && ts <= to);
-                prop_assert_eq!(table.wanted(o, ts), expected);
-            }
-        }
     }
 }
