@@ -108,7 +108,12 @@ impl Clock {
     /// Observes a remote timestamp (Lamport's receive rule). Returns `false` and counts a
     /// drift event when an HLC timestamp is more than `max_drift_ms` ahead of `phys_ms`.
     pub fn observe(&self, remote: Timestamp, phys_ms: u64) -> bool {
-        self.last.fetch_max(remote, Ordering::AcqRel);
+        // a read-modify-write only when it raises the clock: the clock only grows, so a
+        // timestamp below what is read now stays below it, and most remote timestamps are
+        // (an atomic read-modify-write per merged version waited for the merge's stores)
+        if remote > self.last.load(Ordering::Acquire) {
+            self.last.fetch_max(remote, Ordering::AcqRel);
+        }
         let within = match self.kind {
             ClockKind::Hlc => hlc_millis(remote) <= phys_ms.saturating_add(self.max_drift_ms),
             ClockKind::Lamport => true,

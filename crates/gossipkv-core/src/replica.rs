@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::clock::{Clock, ClockKind};
 use crate::digest::{key_hash, version_hash};
 use crate::lww::{MergeOutcome, NodeId, Timestamp, Version, VersionRef};
-use crate::store::{Store, StoreConfig};
+use crate::store::{MergeRun, Store, StoreConfig};
 
 /// One node's copy of the key space and its timestamp source.
 #[derive(Debug)]
@@ -131,32 +131,40 @@ impl Replica {
         self.store.get(key)
     }
 
+    /// The receive rule: whether a remote version with timestamp `ts` may be merged (the
+    /// clock refuses some, [`Clock::admissible`]), after advancing the clock past it.
+    fn receive(&self, ts: Timestamp, phys_ms: u64) -> bool {
+        let ok = self.clock.admissible(ts, phys_ms);
+        if ok {
+            self.clock.observe(ts, phys_ms);
+        }
+        ok
+    }
+
     /// Merges a version received from another node: observe its timestamp, then join it.
     /// A version whose timestamp the clock refuses ([`Clock::admissible`]) is not merged.
     pub fn merge_remote(&self, key: &[u8], v: VersionRef<'_>, phys_ms: u64) -> MergeOutcome {
-        if !self.clock.admissible(v.ts, phys_ms) {
+        if !self.receive(v.ts, phys_ms) {
             return MergeOutcome::Ignored;
         }
-        self.clock.observe(v.ts, phys_ms);
         self.store.merge(key, v)
     }
 
-    /// [`Replica::merge_remote`] (the same refusal of inadmissible timestamps) with the key
-    /// hash and version hash already computed
-    /// (`kh = key_hash(key)`, `vh = version_hash(kh, v)`).
-    pub fn merge_remote_hashed(
+    /// [`Replica::merge_remote`] (the same refusal of inadmissible timestamps) within a run
+    /// of merges ([`Store::merge_run`] on this replica's store), with the key hash and version
+    /// hash already computed (`kh = key_hash(key)`, `vh = version_hash(kh, v)`).
+    pub fn merge_remote_in(
         &self,
-        kh: u64,
-        vh: u64,
+        run: &mut MergeRun<'_>,
+        (kh, vh): (u64, u64),
         key: &[u8],
         v: VersionRef<'_>,
         phys_ms: u64,
     ) -> MergeOutcome {
-        if !self.clock.admissible(v.ts, phys_ms) {
+        if !self.receive(v.ts, phys_ms) {
             return MergeOutcome::Ignored;
         }
-        self.clock.observe(v.ts, phys_ms);
-        self.store.merge_hashed(kh, vh, key, v)
+        run.merge_hashed(kh, vh, key, v)
     }
 
     /// The highest timestamp issued or observed here.

@@ -447,6 +447,9 @@ pub struct Node {
     outbox: VecDeque<Transmit>,
     stats: NodeStats,
     receptions: Vec<(u64, u32)>,
+    /// Versions a message changed the store with, reused (see [`Node::merge_entries`]):
+    /// id, origin, whether a rumor brought it, whether a tombstone.
+    applied: Vec<(VersionId, NodeId, bool, bool)>,
     scratch: Vec<usize>,
     /// Reused buffers of leaf reconciliation (no allocation per leaf or per key).
     leaf_ids: Vec<LeafId>,
@@ -578,6 +581,7 @@ impl Node {
             outbox: VecDeque::new(),
             stats: NodeStats::default(),
             receptions: Vec::new(),
+            applied: Vec::new(),
             scratch: Vec::new(),
             leaf_ids: Vec::new(),
             their_ids: Vec::new(),
@@ -2255,6 +2259,13 @@ impl Node {
         if self.cfg.record_receptions {
             self.receptions.reserve(entries.len());
         }
+        // the merges run under as few shard locks as possible (`Store::merge_run`); what a
+        // changed version updates here (logs, rumors) waits until the run is dropped, since
+        // it may read the store
+        let replica = Arc::clone(&self.replica);
+        let mut run = None;
+        let mut applied = std::mem::take(&mut self.applied);
+        applied.clear();
         for e in entries {
             let kh = key_hash(&e.key);
             let v = e.version.as_ref();
@@ -2288,7 +2299,11 @@ impl Node {
             if let Some(cutoff) = cutoff
                 && e.version.value.is_none()
                 && e.version.ts < cutoff
-                && !self.replica.store().contains(&e.key)
+                && {
+                    // (a read of the store: the run's lock goes first)
+                    run = None;
+                    !replica.store().contains(&e.key)
+                }
             {
                 self.pending_wants.remove(&kh);
                 self.stats.stale_tombstones_skipped += 1;
@@ -2309,15 +2324,24 @@ impl Node {
             let rumor = (!self.pending_wants.is_empty()
                 && self.pending_wants.remove(&kh).is_some_and(|p| p.1))
                 || v.value.is_none();
-            if self.replica.merge_remote_hashed(kh, vh, &e.key, v, now).changed() {
-                self.stats.versions_applied += 1;
-                self.log_version(v.origin, v.ts, kh);
-                if spread && rumor {
-                    // changed and a tombstone: it is the winner (a delete wins a tie)
-                    let id = VersionId { kh, ts: v.ts, vh: vh as u32 };
-                    self.make_hot(id, v.value.is_none(), now, false);
-                }
+            let run = run.get_or_insert_with(|| replica.store().merge_run());
+            if replica.merge_remote_in(run, (kh, vh), &e.key, v, now).changed() {
+                let id = VersionId { kh, ts: v.ts, vh: vh as u32 };
+                applied.push((id, v.origin, rumor, v.value.is_none()));
             }
+        }
+        drop(run);
+        for &(id, origin, rumor, delete) in &applied {
+            self.stats.versions_applied += 1;
+            self.log_version(origin, id.ts, id.kh);
+            if spread && rumor {
+                // changed and a tombstone: it is the winner (a delete wins a tie)
+                self.make_hot(id, delete, now, false);
+            }
+        }
+        if applied.capacity() <= 1024 {
+            // (a large message's list is not kept: thousands of simulated nodes each hold one)
+            self.applied = applied;
         }
         if let Some((to, exchange)) = from
             && !answer.is_empty()
