@@ -410,6 +410,12 @@ impl Origins {
     }
 }
 
+/// An origin's bit in a 4,096-bit filter (top 12 bits of a multiplicative hash).
+#[inline]
+fn origin_bit(origin: NodeId) -> usize {
+    (origin.wrapping_mul(0x9E37_79B9) >> 20) as usize
+}
+
 /// The last timestamp of time unit `unit` (units are `ts >> shift`).
 fn unit_end(unit: u64, shift: u32) -> Timestamp {
     match unit.checked_add(1) {
@@ -2147,8 +2153,17 @@ impl Node {
             // plan's hundreds of origins was most of the pass (session 17)
             let table: HashMap<NodeId, (Timestamp, Timestamp)> =
                 plan.iter().map(|&(o, from, to, _, _)| (o, (from, to))).collect();
+            // and before the map, a 4,096-bit filter of the plan's origins, in L1: most
+            // entries are of other origins (a plan names about a tenth of them in the burst)
+            let mut filter = [0u64; 64];
+            for &(o, ..) in &plan {
+                let b = origin_bit(o);
+                filter[b >> 6] |= 1 << (b & 63);
+            }
             let wanted = |origin: NodeId, ts: Timestamp| {
-                table.get(&origin).is_some_and(|&(from, to)| ts > from && ts <= to)
+                let b = origin_bit(origin);
+                filter[b >> 6] & (1 << (b & 63)) != 0
+                    && table.get(&origin).is_some_and(|&(from, to)| ts > from && ts <= to)
             };
             store.for_each_matching(wanted, |key, versions| {
                 let mut versions = versions.peekable();
