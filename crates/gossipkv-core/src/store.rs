@@ -135,8 +135,22 @@ impl Spill {
         self.blocks.get(slot as usize).map_or(&[], |b| b)
     }
 
-    fn get_mut(&mut self, slot: u32) -> Option<&mut Box<[u8]>> {
-        self.blocks.get_mut(slot as usize)
+    /// Puts `key` then `value` in `slot` (in place when its block has their length: an
+    /// overwrite of the same length allocates nothing), or in a free slot if `slot` is
+    /// `None`; returns the slot.
+    fn write(&mut self, slot: Option<u32>, key: &[u8], value: &[u8]) -> u32 {
+        if let Some(s) = slot
+            && let Some(b) = self.blocks.get_mut(s as usize)
+        {
+            if b.len() == key.len() + value.len() {
+                b[..key.len()].copy_from_slice(key);
+                b[key.len()..].copy_from_slice(value);
+            } else {
+                *b = [key, value].concat().into_boxed_slice();
+            }
+            return s;
+        }
+        self.put([key, value].concat().into_boxed_slice())
     }
 
     /// Bytes allocated for blocks, at the allocator's size classes, and the slot table.
@@ -233,26 +247,7 @@ impl Entry {
             // both lengths are at most INLINE < 256
             meta |= key.len() as u32 | (value.len() as u32) << 8;
         } else {
-            let reuse = self.slot().filter(|&s| spill.get(s).len() == n);
-            let slot = match reuse.and_then(|s| spill.get_mut(s).map(|b| (s, b))) {
-                Some((s, b)) => {
-                    b[..key.len()].copy_from_slice(key);
-                    b[key.len()..].copy_from_slice(value);
-                    s
-                }
-                None => {
-                    let mut data = Vec::with_capacity(n);
-                    data.extend_from_slice(key);
-                    data.extend_from_slice(value);
-                    match self.slot().and_then(|s| spill.get_mut(s).map(|b| (s, b))) {
-                        Some((s, b)) => {
-                            *b = data.into_boxed_slice();
-                            s
-                        }
-                        None => spill.put(data.into_boxed_slice()),
-                    }
-                }
-            };
+            let slot = spill.write(self.slot(), key, value);
             self.bytes[..4].copy_from_slice(&slot.to_le_bytes());
             // keys longer than MAX_KEY_LEN are refused before reaching here
             meta |= SPILLED | (key.len() as u32 & KLEN_MASK);
