@@ -594,9 +594,14 @@ fn index_bits(kh: u64) -> u32 {
     (kh >> 32) as u32
 }
 
+/// The index hash of the entry at `pos`, from its key (what the index needs when it grows).
+fn rehash(entries: &Entries, spill: &Spill, pos: u32) -> u64 {
+    index_hash(index_bits(key_hash(entries[pos as usize].key(spill))))
+}
+
 /// The hash hashbrown sees: the index bits spread over 64 bits (hashbrown picks the bucket
-/// from the low bits and the tag byte from the top 7). Computed from an entry's cached key
-/// hash when the index resizes, so keys are neither re-read nor re-hashed.
+/// from the low bits and the tag byte from the top 7). When the index resizes it is computed
+/// again from each entry's key ([`rehash`]).
 #[inline]
 fn index_hash(ibits: u32) -> u64 {
     u64::from(ibits).wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -667,9 +672,8 @@ impl Shard {
         let Some(pos) = self.find(kh, key) else {
             let pos = self.entries.push(local_leaf, Entry::new(key, incoming, &mut self.spill));
             let (entries, spill) = (&self.entries, &self.spill);
-            self.index.insert_unique(index_hash(index_bits(kh)), pos, |&i| {
-                index_hash(index_bits(key_hash(entries[i as usize].key(spill))))
-            });
+            self.index
+                .insert_unique(index_hash(index_bits(kh)), pos, |&i| rehash(entries, spill, i));
             if incoming.value.is_none() {
                 self.tombstones += 1;
             }
@@ -1330,12 +1334,16 @@ impl Store {
         leaf: usize,
         mut f: impl FnMut(&[u8], &mut dyn Iterator<Item = VersionRef<'_>>),
     ) {
-        self.for_each_in_leaf_hashed(leaf, |_, key, mut versions| f(key, &mut versions));
+        // (no key hash: a caller that does not need it does not pay for it)
+        let (s, l) = self.shard_of_leaf(leaf);
+        let shard = self.shards[s].read();
+        for pos in shard.entries.newest_first(l) {
+            f(shard.entries[pos as usize].key(&shard.spill), &mut shard.kept(pos));
+        }
     }
 
     /// Calls `f(key hash, key, kept versions)` for every key in `leaf`, newest key first,
-    /// under the shard's read lock. The key hash comes from the entry: nothing is re-hashed,
-    /// and the key's bytes are read only if `f` reads them.
+    /// under the shard's read lock. The store keeps no hashes: each key is hashed here, once.
     pub fn for_each_in_leaf_hashed(&self, leaf: usize, mut f: impl FnMut(u64, &[u8], Kept<'_>)) {
         let (s, l) = self.shard_of_leaf(leaf);
         let shard = self.shards[s].read();
@@ -1415,9 +1423,7 @@ impl Store {
             let mut shard = s.write();
             let Shard { index, entries, spill, .. } = &mut *shard;
             let more = per_shard.saturating_sub(index.len());
-            index.reserve(more, |&i| {
-                index_hash(index_bits(key_hash(entries[i as usize].key(spill))))
-            });
+            index.reserve(more, |&i| rehash(entries, spill, i));
         }
     }
 
