@@ -7,9 +7,10 @@
 //! and there is no global lock on any path. No lock is held across anything but in-memory work
 //! (no I/O, no await).
 //!
-//! **Layout (memory per key).** A shard keeps its entries in fixed-size chunks of 1,024 (so
-//! growing never copies or transiently doubles them), used as a pool of blocks of 4, and an
-//! index `HashTable<u32>` of positions (5 bytes a slot), rather than a table of entries (which
+//! **Layout (memory per key).** A shard keeps its entries in fixed-size chunks of 252 (so
+//! growing never copies or transiently doubles them, and a chunk fits its allocator's 16 KiB
+//! class), used as a pool of blocks of 4, and an index `HashTable<u32>` of positions (5 bytes
+//! a slot), rather than a table of entries (which
 //! would leave up to half of its 64-byte slots empty after a resize). An entry (64 bytes, one
 //! cache line) holds the winning version: timestamp, origin, flags, and the key and value
 //! bytes (inside the entry up to 48 bytes together, else in one allocation in the shard's
@@ -283,18 +284,29 @@ impl Entry {
     }
 }
 
-/// log2 of the entries in a chunk of [`Entries`].
-const CHUNK_LOG2: u32 = 10;
-/// Entries in a full chunk (48 KiB of entries).
+/// log2 of the positions a chunk of [`Entries`] spans.
+const CHUNK_LOG2: u32 = 8;
+/// Positions a chunk spans.
 const CHUNK: usize = 1 << CHUNK_LOG2;
 /// log2 of the entries in a block: a leaf's entries live in blocks of this many.
 const BLOCK_LOG2: u32 = 2;
-/// Entries in a block (352 bytes).
+/// Entries in a block (256 bytes).
 const BLOCK: usize = 1 << BLOCK_LOG2;
+/// Entries a full chunk holds: its last block's positions are never used. An `Entry` is
+/// 64-aligned, and mimalloc serves an alignment above 16 for a block this large by
+/// over-allocating `align - 1` bytes: a chunk of exactly 16 KiB of entries would take a
+/// 20 KiB block (a 64 KiB one an 80 KiB block, a quarter of the store's memory lost), while
+/// 16,128 + 63 bytes still fit its 16 KiB class (docs/benchmarks.md, "Session 19").
+const CHUNK_CAP: usize = CHUNK - BLOCK;
+const _: () = assert!(
+    CHUNK_CAP * std::mem::size_of::<Entry>() + std::mem::align_of::<Entry>() - 1
+        <= CHUNK * std::mem::size_of::<Entry>()
+);
 /// No block.
 const NONE: u32 = u32::MAX;
 
-/// A shard's entries, numbered `0..` in chunks of [`CHUNK`] (as a pool of blocks of [`BLOCK`]
+/// A shard's entries, numbered `0..` in chunks of [`CHUNK`] positions, [`CHUNK_CAP`] of them
+/// used (as a pool of blocks of [`BLOCK`]
 /// consecutive entries), grouped by digest leaf: each leaf owns a chain of blocks, newest
 /// first, and every block of the chain but the newest is full. So iterating a leaf (gossip's
 /// reconciliation, SCAN) reads runs of [`BLOCK`] entries in order, one dependent load per
@@ -308,7 +320,7 @@ const NONE: u32 = u32::MAX;
 #[derive(Debug)]
 struct Entries {
     chunks: Vec<Vec<Entry>>,
-    /// Slots allocated (whole blocks).
+    /// Positions handed out (whole blocks; a full chunk's unused last block included).
     slots: usize,
     /// For each block: the next (older) block of its leaf, or `NONE`.
     next: Vec<u32>,
@@ -340,20 +352,34 @@ impl Entries {
         self.len
     }
 
+    /// Slots of the allocated blocks (all written when taken).
+    fn written(&self) -> usize {
+        self.chunks.iter().map(Vec::len).sum()
+    }
+
     fn alloc_block(&mut self) -> u32 {
         if let Some(b) = self.free.pop() {
             return b;
         }
-        for _ in 0..BLOCK {
-            match self.chunks.last_mut() {
-                Some(last) if last.len() < CHUNK => last.push(Entry::PLACEHOLDER),
-                _ => {
-                    let mut chunk =
-                        if self.chunks.is_empty() { Vec::new() } else { Vec::with_capacity(CHUNK) };
-                    chunk.push(Entry::PLACEHOLDER);
-                    self.chunks.push(chunk);
-                }
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK_CAP) {
+            if !self.chunks.is_empty() {
+                // skip the previous chunk's unused last block: it has a link, never entries
+                self.slots = self.chunks.len() << CHUNK_LOG2;
+                self.next.resize(self.slots >> BLOCK_LOG2, NONE);
             }
+            self.chunks.push(if self.chunks.is_empty() {
+                Vec::new()
+            } else {
+                Vec::with_capacity(CHUNK_CAP)
+            });
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            if last.len() == last.capacity() {
+                // only the first chunk grows (so that small stores stay small), by doubling
+                let cap = (last.capacity() * 2).clamp(BLOCK, CHUNK_CAP);
+                last.reserve_exact(cap - last.len());
+            }
+            last.extend([Entry::PLACEHOLDER; BLOCK]);
         }
         let b = (self.slots >> BLOCK_LOG2) as u32;
         self.slots += BLOCK;
@@ -432,12 +458,10 @@ impl Entries {
     /// Whether `f(position, entry)` holds for every used slot, read in memory order (stops at
     /// the first false).
     fn all_used(&self, mut f: impl FnMut(u32, &Entry) -> bool) -> bool {
-        let mut pos = 0u32;
-        for chunk in &self.chunks {
-            for e in chunk {
-                let p = pos;
-                pos += 1;
-                if e.is_used() && !f(p, e) {
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            let base = (c << CHUNK_LOG2) as u32;
+            for (i, e) in chunk.iter().enumerate() {
+                if e.is_used() && !f(base + i as u32, e) {
                     return false;
                 }
             }
@@ -1202,9 +1226,10 @@ impl Store {
         let mut bytes = std::mem::size_of::<Self>();
         for s in self.shards.iter() {
             let s = s.read();
-            // chunk pages are resident only where written: count allocated blocks' slots
-            // (every slot of a block is written when the block is taken), not capacity
-            bytes += s.entries.slots * entry;
+            // chunk pages are resident only where written (without transparent huge pages):
+            // count allocated blocks' slots (every slot of a block is written when the block
+            // is taken), not capacity
+            bytes += s.entries.written() * entry;
             bytes += s.entries.chunks.capacity() * std::mem::size_of::<Vec<Entry>>();
             bytes += (s.entries.next.capacity() + s.entries.free.capacity()) * 4;
             // hashbrown: buckets a power of two at most 7/8 full, 4-byte slot + 1 control byte
@@ -1558,7 +1583,7 @@ mod tests {
         // docs/store.md: 64 per entry slot (whole blocks of 4 per leaf: at 20,000 keys in
         // 4,096 leaves many slots are the free ones of a leaf's newest block), the 16 + 32
         // bytes inside it, + 5.7 to 11.4 (index) per key, + a 4-byte link per block
-        let slots: usize = s.shards.iter().map(|sh| sh.read().entries.slots).sum();
+        let slots: usize = s.shards.iter().map(|sh| sh.read().entries.written()).sum();
         let entries = (slots * std::mem::size_of::<Entry>()) as f64 / 20_000.0;
         let per_key = (s.memory_estimate() - empty) as f64 / 20_000.0 - entries;
         assert!((5.0..=14.0).contains(&per_key), "{per_key} bytes per key beside the entries");
@@ -1887,6 +1912,19 @@ mod tests {
                 s.merge(key(i).as_bytes(), put(3, 1, "longer value").as_ref());
                 s.merge(key(i).as_bytes(), put(3, 2, "a").as_ref());
             }
+        }
+        {
+            // a full chunk holds CHUNK_CAP entries at the most, and no entry sits in the
+            // unused last block of a chunk
+            let shard = s.shards[0].read();
+            assert!(shard.entries.chunks.len() > 3);
+            assert!(shard.entries.chunks.iter().all(|c| c.capacity() <= CHUNK_CAP));
+            let mut used = 0;
+            assert!(shard.entries.all_used(|pos, _| {
+                used += 1;
+                (pos as usize) % CHUNK < CHUNK_CAP
+            }));
+            assert_eq!(used, n as usize);
         }
         let tombs = (0..n).filter(|i| i % 3 == 0).count();
         assert_eq!(s.stats().tombstones, tombs);
