@@ -184,6 +184,7 @@ impl Entry {
     /// An unused slot of a block.
     const PLACEHOLDER: Entry = Entry { ts: 0, origin: 0, meta: 0, bytes: [0; INLINE] };
 
+    #[cfg(test)]
     fn new(key: &[u8], v: VersionRef<'_>, spill: &mut Spill) -> Self {
         let mut e = Entry::PLACEHOLDER;
         e.set(key, v, spill);
@@ -233,14 +234,29 @@ impl Entry {
     /// key it gets). Moves the bytes in or out of `spill` as their length requires; an
     /// overwrite of the same length allocates nothing.
     fn set(&mut self, key: &[u8], v: VersionRef<'_>, spill: &mut Spill) {
+        let (extras, old) = (self.meta & HAS_EXTRAS, self.slot());
+        self.write(key, v, spill, extras, old);
+    }
+
+    /// [`Entry::set`] given what it keeps of the slot (its `HAS_EXTRAS` flag and spill slot)
+    /// instead of reading them: a placeholder is filled with `(0, None)` without a read, so
+    /// a cold slot costs a store, not a load miss.
+    fn write(
+        &mut self,
+        key: &[u8],
+        v: VersionRef<'_>,
+        spill: &mut Spill,
+        extras: u32,
+        old: Option<u32>,
+    ) {
         let value = v.value.unwrap_or(&[]);
         let n = key.len() + value.len();
-        let mut meta = USED | (self.meta & HAS_EXTRAS);
+        let mut meta = USED | extras;
         if v.value.is_none() {
             meta |= TOMBSTONE;
         }
         if n <= INLINE {
-            if let Some(slot) = self.slot() {
+            if let Some(slot) = old {
                 spill.take(slot);
             }
             self.bytes[..key.len()].copy_from_slice(key);
@@ -248,7 +264,7 @@ impl Entry {
             // both lengths are at most INLINE < 256
             meta |= key.len() as u32 | (value.len() as u32) << 8;
         } else {
-            let slot = spill.write(self.slot(), key, value);
+            let slot = spill.write(old, key, value);
             self.bytes[..4].copy_from_slice(&slot.to_le_bytes());
             // keys longer than MAX_KEY_LEN are refused before reaching here
             meta |= SPILLED | (key.len() as u32 & KLEN_MASK);
@@ -387,10 +403,10 @@ impl Entries {
         b
     }
 
-    /// Appends `e` as the newest entry of `leaf`; returns its position.
-    fn push(&mut self, leaf: usize, e: Entry) -> u32 {
-        // (the slot holds a placeholder: it is overwritten without being read, so a cold slot
-        // costs a store, not a load miss)
+    /// Appends an entry to `leaf`, written in place by `fill` into a placeholder slot (built
+    /// elsewhere and copied in, its 16-byte reads of fields just written by smaller stores
+    /// cannot be forwarded and wait for the store buffer to drain); returns its position.
+    fn push_with(&mut self, leaf: usize, fill: impl FnOnce(&mut Entry)) -> u32 {
         let count = self.counts[leaf] as usize;
         let slot = count % BLOCK;
         if slot == 0 {
@@ -399,7 +415,7 @@ impl Entries {
             self.heads[leaf] = b;
         }
         let pos = (self.heads[leaf] << BLOCK_LOG2) | slot as u32;
-        self[pos as usize] = e;
+        fill(&mut self[pos as usize]);
         self.counts[leaf] += 1;
         self.len += 1;
         pos
@@ -653,6 +669,47 @@ impl Shard {
             .copied()
     }
 
+    /// Whether entry `pa` here and entry `pb` of `b` hold the same versions (their keys
+    /// already found equal).
+    fn entry_equals(&self, pa: u32, b: &Shard, pb: u32) -> bool {
+        let (ea, eb) = (&self.entries[pa as usize], &b.entries[pb as usize]);
+        // spilled or not depends on the length only: equal bytes, equal form
+        (ea.ts, ea.origin) == (eb.ts, eb.origin)
+            && ea.meta & !HAS_EXTRAS == eb.meta & !HAS_EXTRAS
+            && ea.version(&self.spill).value == eb.version(&b.spill).value
+            && ea.has_extras() == eb.has_extras()
+            && (!ea.has_extras() || self.extras.get(&pa) == b.extras.get(&pb))
+    }
+
+    /// Whether this shard and `b`, the same shard of a store with the same tree and shard
+    /// count, hold the same keys and versions: same count and digest, then every key of
+    /// this one found in `b`, equal.
+    fn shard_equals(&self, b: &Shard) -> bool {
+        self.entries.len() == b.entries.len()
+            && self.total_hash == b.total_hash
+            && self.entries.all_used(|pa, ea| {
+                let key = ea.key(&self.spill);
+                b.find(key_hash(key), key).is_some_and(|pb| self.entry_equals(pa, b, pb))
+            })
+    }
+
+    /// Reads what a merge of `key` reads or writes first: its index slot and entry, or the
+    /// slot a new entry of its leaf takes. Called for a batch of keys before merging them,
+    /// so that their cache misses overlap instead of coming one merge after another.
+    fn warm(&self, kh: u64, leaf: usize, key: &[u8]) -> u32 {
+        match self.find(kh, key) {
+            Some(pos) => self.entries[pos as usize].meta,
+            None => {
+                let slot = self.entries.counts[leaf] as usize % BLOCK;
+                if slot == 0 {
+                    return 0;
+                }
+                let pos = (self.entries.heads[leaf] << BLOCK_LOG2) | slot as u32;
+                self.entries[pos as usize].meta
+            }
+        }
+    }
+
     /// The position of the key whose stable hash is `kh`, by hash alone (gossip names keys
     /// by hash: see [`Store::get_by_hash`]).
     fn find_by_hash(&self, kh: u64) -> Option<u32> {
@@ -694,7 +751,9 @@ impl Shard {
         limit: usize,
     ) -> MergeOutcome {
         let Some(pos) = self.find(kh, key) else {
-            let pos = self.entries.push(local_leaf, Entry::new(key, incoming, &mut self.spill));
+            let spill = &mut self.spill;
+            let pos =
+                self.entries.push_with(local_leaf, |e| e.write(key, incoming, spill, 0, None));
             let (entries, spill) = (&self.entries, &self.spill);
             self.index
                 .insert_unique(index_hash(index_bits(kh)), pos, |&i| rehash(entries, spill, i));
@@ -853,6 +912,24 @@ impl MergeRun<'_> {
         match self.held.as_mut() {
             Some((_, shard)) => shard.merge((kh, vh), leaf, key, v, limit),
             None => self.store.merge_hashed(kh, vh, key, v),
+        }
+    }
+}
+
+impl MergeRun<'_> {
+    /// Brings what merging `key` will touch into the cache, if its shard is the one this run
+    /// holds (or takes it when none is held): call it for the next few keys, then merge them.
+    /// It changes nothing but timing.
+    pub fn warm(&mut self, kh: u64, key: &[u8]) {
+        let (s, leaf) = self.store.locate(kh);
+        if self.held.is_none() {
+            self.held = Some((s, self.store.shards[s].write()));
+            self.merges = 0;
+        }
+        if let Some((held, shard)) = &self.held
+            && *held == s
+        {
+            std::hint::black_box(shard.warm(kh, leaf, key));
         }
     }
 }
@@ -1103,17 +1180,14 @@ impl Store {
     /// Whether both stores hold exactly the same keys with exactly the same kept versions
     /// (keys and values compared byte for byte); `other` must have the same tree: the
     /// simulator's final check. Reads this store in memory order, shard by shard, and looks
-    /// each key up in `other` (whose index and entries, one oracle shared by every check,
-    /// stay in cache), holding every read lock of `other` for the pass. With the same number
-    /// of keys on both sides, finding each of ours there, equal, means the stores are equal.
+    /// each key up in `other`, holding every read lock of `other` for the pass. With the
+    /// same number of keys on both sides, finding each of ours there, equal, means the
+    /// stores are equal.
     pub fn equals(&self, other: &Store) -> bool {
         if std::ptr::eq(self, other) {
             return true;
         }
-        if self.cfg.tree != other.cfg.tree
-            || self.keys_held() != other.keys_held()
-            || self.root_hash() != other.root_hash()
-        {
+        if !self.same_summary(other) {
             return false;
         }
         let theirs: Vec<_> = other.shards.iter().map(ShardLock::read).collect();
@@ -1123,17 +1197,42 @@ impl Store {
                 let key = ea.key(&a.spill);
                 let kh = key_hash(key);
                 let b = &theirs[other.locate(kh).0];
-                b.find(kh, key).is_some_and(|pb| {
-                    let eb = &b.entries[pb as usize];
-                    // spilled or not depends on the length only: equal bytes, equal form
-                    (ea.ts, ea.origin) == (eb.ts, eb.origin)
-                        && ea.meta & !HAS_EXTRAS == eb.meta & !HAS_EXTRAS
-                        && ea.version(&a.spill).value == eb.version(&b.spill).value
-                        && ea.has_extras() == eb.has_extras()
-                        && (!ea.has_extras() || a.extras.get(&pa) == b.extras.get(&pb))
-                })
+                b.find(kh, key).is_some_and(|pb| a.entry_equals(pa, b, pb))
             })
         })
+    }
+
+    /// [`Store::equals`] of each of `stores` with one `other`, shard by shard: shard 0 of
+    /// every store is compared with `other`'s shard 0, then shard 1, and so on, so that the
+    /// shard of `other` being looked up (about 100 KB in the simulator's burst) stays in the
+    /// core's cache while the stores stream past it (docs/benchmarks.md, "Session 19").
+    /// Stores with another shard count than `other` go through [`Store::equals`].
+    pub fn each_equals(stores: &[&Store], other: &Store) -> Vec<bool> {
+        let aligned =
+            |st: &Store| st.cfg.shards_log2 == other.cfg.shards_log2 && !std::ptr::eq(st, other);
+        let mut equal: Vec<bool> =
+            stores.iter().map(|st| std::ptr::eq(*st, other) || st.same_summary(other)).collect();
+        for (i, theirs) in other.shards.iter().enumerate() {
+            let b = theirs.read();
+            for (st, eq) in stores.iter().zip(equal.iter_mut()) {
+                if *eq && aligned(st) {
+                    *eq = st.shards[i].read().shard_equals(&b);
+                }
+            }
+        }
+        for (st, eq) in stores.iter().zip(equal.iter_mut()) {
+            if *eq && !aligned(st) {
+                *eq = st.equals(other);
+            }
+        }
+        equal
+    }
+
+    /// Same tree, same number of keys, same root hash: what equal stores must share.
+    fn same_summary(&self, other: &Store) -> bool {
+        self.cfg.tree == other.cfg.tree
+            && self.keys_held() == other.keys_held()
+            && self.root_hash() == other.root_hash()
     }
 
     /// Whether the kept versions of `key` are exactly `expected` (winner first); lets an
@@ -1534,12 +1633,19 @@ mod tests {
             .collect();
         assert!(same.len() > MERGE_RUN);
         versions.extend(same.into_iter().map(|k| (k, put(9, 9, "same"))));
+        // merged in windows, each warmed first as gossip does (`MergeRun::warm`: it reads,
+        // and must change nothing)
         let mut run = a.merge_run();
-        for (key, v) in &versions {
-            let kh = key_hash(key.as_bytes());
-            let vh = version_hash(kh, v.as_ref());
-            let got = run.merge_hashed(kh, vh, key.as_bytes(), v.as_ref());
-            assert_eq!(got, b.merge(key.as_bytes(), v.as_ref()), "{key}");
+        for window in versions.chunks(16) {
+            for (key, _) in window {
+                run.warm(key_hash(key.as_bytes()), key.as_bytes());
+            }
+            for (key, v) in window {
+                let kh = key_hash(key.as_bytes());
+                let vh = version_hash(kh, v.as_ref());
+                let got = run.merge_hashed(kh, vh, key.as_bytes(), v.as_ref());
+                assert_eq!(got, b.merge(key.as_bytes(), v.as_ref()), "{key}");
+            }
         }
         drop(run);
         // the locks are released, and the stores are the same

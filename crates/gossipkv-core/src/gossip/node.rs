@@ -278,6 +278,10 @@ struct Bulk {
     deadline: u64,
 }
 
+/// Entries of a message whose index slots and entries are read ahead of merging them
+/// (`MergeRun::warm`), so that their cache misses overlap.
+const WARM: usize = 16;
+
 /// What a peer's version id means to us.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Relation {
@@ -2281,68 +2285,79 @@ impl Node {
         let mut run = None;
         let mut applied = std::mem::take(&mut self.applied);
         applied.clear();
-        for e in entries {
-            let kh = key_hash(&e.key);
-            let v = e.version.as_ref();
-            let vh = version_hash(kh, v);
-            self.stats.versions_received += 1;
-            if self.cfg.record_receptions {
-                self.receptions.push((kh, vh as u32));
+        let mut khs = [0u64; WARM];
+        for (w, window) in entries.chunks(WARM).enumerate() {
+            for (kh, e) in khs.iter_mut().zip(window) {
+                *kh = key_hash(&e.key);
             }
-            if !self.ghosts.is_empty()
-                && let Some(g) = self.ghosts.get(&kh).copied()
-                && g.check == ghost_check(&e.key)
-            {
-                if e.version.ts > g.ts {
-                    // written again after the delete: the key lives
-                    self.ghosts.remove(&kh);
-                } else {
-                    // no newer than a tombstone purged here: the sender lags (it missed the
-                    // delete for longer than the grace). Refuse it, and send the tombstone
-                    // back so that the sender deletes the key too.
-                    self.pending_wants.remove(&kh);
-                    if e.version.value.is_some() && !skipped.iter().any(|&(k, _)| k == kh) {
-                        self.stats.ghost_refused += 1;
-                        if answer.last().is_none_or(|a| a.key != e.key) {
-                            let version = Version::tombstone(g.ts, g.origin);
-                            answer.push(WireEntry { key: e.key.clone(), version });
+            if w > 0 || window.len() == WARM {
+                let run = run.get_or_insert_with(|| replica.store().merge_run());
+                for (&kh, e) in khs.iter().zip(window) {
+                    run.warm(kh, &e.key);
+                }
+            }
+            for (&kh, e) in khs.iter().zip(window) {
+                let v = e.version.as_ref();
+                let vh = version_hash(kh, v);
+                self.stats.versions_received += 1;
+                if self.cfg.record_receptions {
+                    self.receptions.push((kh, vh as u32));
+                }
+                if !self.ghosts.is_empty()
+                    && let Some(g) = self.ghosts.get(&kh).copied()
+                    && g.check == ghost_check(&e.key)
+                {
+                    if e.version.ts > g.ts {
+                        // written again after the delete: the key lives
+                        self.ghosts.remove(&kh);
+                    } else {
+                        // no newer than a tombstone purged here: the sender lags (it missed the
+                        // delete for longer than the grace). Refuse it, and send the tombstone
+                        // back so that the sender deletes the key too.
+                        self.pending_wants.remove(&kh);
+                        if e.version.value.is_some() && !skipped.iter().any(|&(k, _)| k == kh) {
+                            self.stats.ghost_refused += 1;
+                            if answer.last().is_none_or(|a| a.key != e.key) {
+                                let version = Version::tombstone(g.ts, g.origin);
+                                answer.push(WireEntry { key: e.key.clone(), version });
+                            }
                         }
+                        continue;
                     }
+                }
+                if let Some(cutoff) = cutoff
+                    && e.version.value.is_none()
+                    && e.version.ts < cutoff
+                    && {
+                        // (a read of the store: the run's lock goes first)
+                        run = None;
+                        !replica.store().contains(&e.key)
+                    }
+                {
+                    self.pending_wants.remove(&kh);
+                    self.stats.stale_tombstones_skipped += 1;
+                    skipped.push((kh, e.version.ts));
+                    let g = Ghost {
+                        ts: e.version.ts,
+                        origin: e.version.origin,
+                        check: ghost_check(&e.key),
+                    };
+                    self.ghosts.insert(kh, g);
                     continue;
                 }
-            }
-            if let Some(cutoff) = cutoff
-                && e.version.value.is_none()
-                && e.version.ts < cutoff
-                && {
-                    // (a read of the store: the run's lock goes first)
-                    run = None;
-                    !replica.store().contains(&e.key)
+                // a value tied with (or older than) a tombstone just skipped would win without it
+                if skipped.iter().any(|&(k, ts)| k == kh && e.version.ts <= ts) {
+                    continue;
                 }
-            {
-                self.pending_wants.remove(&kh);
-                self.stats.stale_tombstones_skipped += 1;
-                skipped.push((kh, e.version.ts));
-                let g = Ghost {
-                    ts: e.version.ts,
-                    origin: e.version.origin,
-                    check: ghost_check(&e.key),
-                };
-                self.ghosts.insert(kh, g);
-                continue;
-            }
-            // a value tied with (or older than) a tombstone just skipped would win without it
-            if skipped.iter().any(|&(k, ts)| k == kh && e.version.ts <= ts) {
-                continue;
-            }
-            // a rumor we asked for, or a delete (pushed whole by rumor mongering)
-            let rumor = (!self.pending_wants.is_empty()
-                && self.pending_wants.remove(&kh).is_some_and(|p| p.1))
-                || v.value.is_none();
-            let run = run.get_or_insert_with(|| replica.store().merge_run());
-            if replica.merge_remote_in(run, (kh, vh), &e.key, v, now).changed() {
-                let id = VersionId { kh, ts: v.ts, vh: vh as u32 };
-                applied.push((id, v.origin, rumor, v.value.is_none()));
+                // a rumor we asked for, or a delete (pushed whole by rumor mongering)
+                let rumor = (!self.pending_wants.is_empty()
+                    && self.pending_wants.remove(&kh).is_some_and(|p| p.1))
+                    || v.value.is_none();
+                let run = run.get_or_insert_with(|| replica.store().merge_run());
+                if replica.merge_remote_in(run, (kh, vh), &e.key, v, now).changed() {
+                    let id = VersionId { kh, ts: v.ts, vh: vh as u32 };
+                    applied.push((id, v.origin, rumor, v.value.is_none()));
+                }
             }
         }
         drop(run);
