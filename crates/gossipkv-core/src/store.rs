@@ -681,18 +681,6 @@ impl Shard {
             && (!ea.has_extras() || self.extras.get(&pa) == b.extras.get(&pb))
     }
 
-    /// Whether this shard and `b`, the same shard of a store with the same tree and shard
-    /// count, hold the same keys and versions: same count and digest, then every key of
-    /// this one found in `b`, equal.
-    fn shard_equals(&self, b: &Shard) -> bool {
-        self.entries.len() == b.entries.len()
-            && self.total_hash == b.total_hash
-            && self.entries.all_used(|pa, ea| {
-                let key = ea.key(&self.spill);
-                b.find(key_hash(key), key).is_some_and(|pb| self.entry_equals(pa, b, pb))
-            })
-    }
-
     /// Reads what a merge of `key` reads or writes first: its index slot and entry, or the
     /// slot a new entry of its leaf takes. Called for a batch of keys before merging them,
     /// so that their cache misses overlap instead of coming one merge after another.
@@ -1200,32 +1188,6 @@ impl Store {
                 b.find(kh, key).is_some_and(|pb| a.entry_equals(pa, b, pb))
             })
         })
-    }
-
-    /// [`Store::equals`] of each of `stores` with one `other`, shard by shard: shard 0 of
-    /// every store is compared with `other`'s shard 0, then shard 1, and so on, so that the
-    /// shard of `other` being looked up (about 100 KB in the simulator's burst) stays in the
-    /// core's cache while the stores stream past it (docs/benchmarks.md, "Session 19").
-    /// Stores with another shard count than `other` go through [`Store::equals`].
-    pub fn each_equals(stores: &[&Store], other: &Store) -> Vec<bool> {
-        let aligned =
-            |st: &Store| st.cfg.shards_log2 == other.cfg.shards_log2 && !std::ptr::eq(st, other);
-        let mut equal: Vec<bool> =
-            stores.iter().map(|st| std::ptr::eq(*st, other) || st.same_summary(other)).collect();
-        for (i, theirs) in other.shards.iter().enumerate() {
-            let b = theirs.read();
-            for (st, eq) in stores.iter().zip(equal.iter_mut()) {
-                if *eq && aligned(st) {
-                    *eq = st.shards[i].read().shard_equals(&b);
-                }
-            }
-        }
-        for (st, eq) in stores.iter().zip(equal.iter_mut()) {
-            if *eq && !aligned(st) {
-                *eq = st.equals(other);
-            }
-        }
-        equal
     }
 
     /// Same tree, same number of keys, same root hash: what equal stores must share.
