@@ -972,11 +972,23 @@ pub fn run_keeping_nodes(
         }
     }
 
-    // nodes, with random phases
+    // nodes, with random phases; built on both cores (most of it is the first touch of
+    // each replica's index), each from its own seed, so the result is the same
     let mut phase = Rng::new(derive(cfg.seed, PHASE, 0, 0));
-    for (i, skew) in skews.into_iter().enumerate() {
-        let first = EPOCH_MS + phase.below(interval);
-        let node = sim.make_node(i, 0, first, EPOCH_MS);
+    let firsts: Vec<u64> = (0..n).map(|_| EPOCH_MS + phase.below(interval)).collect();
+    let nodes: Vec<ProtoNode> = {
+        let sim = &sim;
+        let build = |range: std::ops::Range<usize>| {
+            range.map(|i| sim.make_node(i, 0, firsts[i], EPOCH_MS)).collect::<Vec<_>>()
+        };
+        std::thread::scope(|s| {
+            let hi = s.spawn(|| build(n / 2..n));
+            let mut lo = build(0..n / 2);
+            lo.extend(hi.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            lo
+        })
+    };
+    for ((i, skew), node) in skews.into_iter().enumerate().zip(nodes) {
         sim.slots.push(Slot {
             node,
             up: true,
