@@ -10,8 +10,8 @@
 //! **Layout (memory per key).** A shard keeps its entries in fixed-size chunks of 252 (so
 //! growing never copies or transiently doubles them, and a chunk fits its allocator's 16 KiB
 //! class), used as a pool of blocks of 4, and an index `HashTable<u32>` of positions (5 bytes
-//! a slot), rather than a table of entries (which
-//! would leave up to half of its 64-byte slots empty after a resize). An entry (64 bytes, one
+//! a slot), rather than a table of entries (which would leave up to half of its 64-byte slots
+//! empty after a resize). An entry (64 bytes, one
 //! cache line) holds the winning version: timestamp, origin, flags, and the key and value
 //! bytes (inside the entry up to 48 bytes together, else in one allocation in the shard's
 //! spill table). Hashes are computed from the bytes when needed, not cached. Concurrent values
