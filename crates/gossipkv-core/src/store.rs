@@ -407,18 +407,26 @@ impl Entries {
     /// elsewhere and copied in, its 16-byte reads of fields just written by smaller stores
     /// cannot be forwarded and wait for the store buffer to drain); returns its position.
     fn push_with(&mut self, leaf: usize, fill: impl FnOnce(&mut Entry)) -> u32 {
-        let count = self.counts[leaf] as usize;
-        let slot = count % BLOCK;
-        if slot == 0 {
-            let b = self.alloc_block();
-            self.next[b as usize] = self.heads[leaf];
-            self.heads[leaf] = b;
-        }
-        let pos = (self.heads[leaf] << BLOCK_LOG2) | slot as u32;
+        let pos = match self.next_slot(leaf) {
+            Some(pos) => pos,
+            None => {
+                let b = self.alloc_block();
+                self.next[b as usize] = self.heads[leaf];
+                self.heads[leaf] = b;
+                b << BLOCK_LOG2
+            }
+        };
         fill(&mut self[pos as usize]);
         self.counts[leaf] += 1;
         self.len += 1;
         pos
+    }
+
+    /// The slot the next entry of `leaf` takes, if its newest block has one free (else the
+    /// next entry takes a new block).
+    fn next_slot(&self, leaf: usize) -> Option<u32> {
+        let slot = self.counts[leaf] as usize % BLOCK;
+        (slot != 0).then(|| (self.heads[leaf] << BLOCK_LOG2) | slot as u32)
     }
 
     /// Positions of `leaf`'s entries, newest first.
@@ -687,14 +695,7 @@ impl Shard {
     fn warm(&self, kh: u64, leaf: usize, key: &[u8]) -> u32 {
         match self.find(kh, key) {
             Some(pos) => self.entries[pos as usize].meta,
-            None => {
-                let slot = self.entries.counts[leaf] as usize % BLOCK;
-                if slot == 0 {
-                    return 0;
-                }
-                let pos = (self.entries.heads[leaf] << BLOCK_LOG2) | slot as u32;
-                self.entries[pos as usize].meta
-            }
+            None => self.entries.next_slot(leaf).map_or(0, |pos| self.entries[pos as usize].meta),
         }
     }
 
@@ -890,10 +891,7 @@ impl MergeRun<'_> {
         debug_assert_eq!((kh, vh), (key_hash(key), version_hash(kh, v)));
         let (s, leaf) = self.store.locate(kh);
         if self.merges >= MERGE_RUN || self.held.as_ref().is_none_or(|(held, _)| *held != s) {
-            // release before taking another: never two shard locks at once
-            self.held = None;
-            self.held = Some((s, self.store.shards[s].write()));
-            self.merges = 0;
+            self.hold(s);
         }
         self.merges += 1;
         let limit = self.store.cfg.max_concurrent;
@@ -902,17 +900,22 @@ impl MergeRun<'_> {
             None => self.store.merge_hashed(kh, vh, key, v),
         }
     }
-}
 
-impl MergeRun<'_> {
+    /// Takes shard `s`'s write lock for the run's next merges, releasing the one held first
+    /// (never two shard locks at once).
+    fn hold(&mut self, s: usize) {
+        self.held = None;
+        self.held = Some((s, self.store.shards[s].write()));
+        self.merges = 0;
+    }
+
     /// Brings what merging `key` will touch into the cache, if its shard is the one this run
     /// holds (or takes it when none is held): call it for the next few keys, then merge them.
     /// It changes nothing but timing.
     pub fn warm(&mut self, kh: u64, key: &[u8]) {
         let (s, leaf) = self.store.locate(kh);
         if self.held.is_none() {
-            self.held = Some((s, self.store.shards[s].write()));
-            self.merges = 0;
+            self.hold(s);
         }
         if let Some((held, shard)) = &self.held
             && *held == s
