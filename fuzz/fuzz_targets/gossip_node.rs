@@ -482,13 +482,13 @@ impl World {
                     })
                     .collect(),
             },
-            ArbBody::Entries { entries } => {
-                Body::Entries { entries: entries.iter().map(|e| self.entry(e)).collect() }
-            }
+            ArbBody::Entries { entries } => Body::Entries {
+                entries: entries.iter().map(|e| self.entry(e)).collect::<Vec<_>>().into(),
+            },
             ArbBody::BulkRequest { cursor } => Body::BulkRequest { cursor: u32::from(*cursor) },
             ArbBody::BulkChunk { next, entries } => Body::BulkChunk {
                 next: u32::from(*next),
-                entries: entries.iter().map(|e| self.entry(e)).collect(),
+                entries: entries.iter().map(|e| self.entry(e)).collect::<Vec<_>>().into(),
             },
         }
     }

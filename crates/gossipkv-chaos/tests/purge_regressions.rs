@@ -30,7 +30,7 @@ fn a_value_tied_with_a_purged_tombstone_does_not_come_back() {
         WireEntry { key: key.clone(), version: Version::tombstone(ts, 2) },
         WireEntry { key, version: Version::put(ts, 3, b"v".to_vec()) },
     ];
-    let msg = Message { from: 2, exchange: 0, body: Body::Entries { entries } };
+    let msg = Message { from: 2, exchange: 0, body: Body::Entries { entries: entries.into() } };
     node.handle_datagram(now, peer, Bytes::from(encode(&msg)));
     assert_eq!(
         replica.get(b"k"),

@@ -27,7 +27,11 @@ fn node(id: u32, peers: Vec<SocketAddr>) -> (Arc<Replica>, Node) {
 }
 
 fn entries(from: u32, list: Vec<WireEntry>) -> Bytes {
-    Bytes::from(encode(&Message { from, exchange: 0, body: Body::Entries { entries: list } }))
+    Bytes::from(encode(&Message {
+        from,
+        exchange: 0,
+        body: Body::Entries { entries: list.into() },
+    }))
 }
 
 /// Every `Entries` message the node has queued for `to`, decoded.
@@ -39,7 +43,7 @@ fn entries_sent_to(node: &mut Node, to: SocketAddr) -> Vec<WireEntry> {
         }
         if let Ok(Message { body: Body::Entries { entries }, .. }) = decode(&Bytes::from(t.payload))
         {
-            out.extend(entries);
+            out.extend(entries.to_vec());
         }
     }
     out

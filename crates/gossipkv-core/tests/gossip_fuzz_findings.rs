@@ -47,7 +47,7 @@ fn a_want_naming_a_key_many_times_gets_it_once() {
         bytes += t.payload.len();
         if let Ok(Body::Entries { entries }) = wire::decode(&Bytes::from(t.payload)).map(|m| m.body)
         {
-            copies += entries.iter().filter(|e| &e.key[..] == b"k").count();
+            copies += entries.iter().filter(|(key, _)| *key == b"k").count();
         }
     }
     assert_eq!(copies, 1, "sent the key's one version {copies} times in {bytes} bytes");

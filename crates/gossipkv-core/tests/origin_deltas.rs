@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gossipkv_core::gossip::wire::{self, Body, Message, WireEntry};
+use gossipkv_core::gossip::wire::{self, Body, EntryList, Message, WireEntry};
 use gossipkv_core::gossip::{GossipConfig, Node};
 use gossipkv_core::{ClockKind, Replica, StoreConfig, Version};
 
@@ -63,21 +63,24 @@ fn a_range_raises_a_watermark_only_when_it_continues_it() {
     ahead(&mut n, &[5]);
     deliver(
         &mut n,
-        Body::Deltas { ranges: vec![(5, 100, 200)], entries: vec![entry("a", 150, 5)] },
+        Body::Deltas { ranges: vec![(5, 100, 200)], entries: vec![entry("a", 150, 5)].into() },
     );
     assert_eq!(n.replica().store().len(), 1, "the entries are merged anyway");
     assert_eq!(vector_of(&mut n), Vec::new(), "a gap below the range: no watermark");
     // (0, 120] continues our watermark (0)
     ahead(&mut n, &[5]);
-    deliver(&mut n, Body::Deltas { ranges: vec![(5, 0, 120)], entries: vec![entry("b", 120, 5)] });
+    deliver(
+        &mut n,
+        Body::Deltas { ranges: vec![(5, 0, 120)], entries: vec![entry("b", 120, 5)].into() },
+    );
     assert_eq!(vector_of(&mut n), vec![(5, 120)]);
     // and now (100, 200] overlaps it: raised to 200
     ahead(&mut n, &[5]);
-    deliver(&mut n, Body::Deltas { ranges: vec![(5, 100, 200)], entries: Vec::new() });
+    deliver(&mut n, Body::Deltas { ranges: vec![(5, 100, 200)], entries: EntryList::new() });
     assert_eq!(vector_of(&mut n), vec![(5, 200)]);
     // a range nobody asked for (forged, or late) raises nothing, and is counted
     let before = n.stats().rejected;
-    deliver(&mut n, Body::Deltas { ranges: vec![(5, 0, 900)], entries: Vec::new() });
+    deliver(&mut n, Body::Deltas { ranges: vec![(5, 0, 900)], entries: EntryList::new() });
     assert_eq!(vector_of(&mut n), vec![(5, 200)]);
     assert_eq!(n.stats().rejected, before + 1);
 }
@@ -88,16 +91,19 @@ fn a_pull_is_answered_with_every_kept_version_in_its_range() {
     let entries =
         vec![entry("a", 110, 5), entry("b", 150, 5), entry("c", 190, 5), entry("d", 150, 6)];
     ahead(&mut n, &[5, 6]);
-    deliver(&mut n, Body::Deltas { ranges: vec![(5, 0, 200), (6, 0, 150)], entries });
+    deliver(
+        &mut n,
+        Body::Deltas { ranges: vec![(5, 0, 200), (6, 0, 150)], entries: entries.into() },
+    );
     // a newer version of "b" by another origin: origin 5's 150 is no longer kept
-    deliver(&mut n, Body::Deltas { ranges: Vec::new(), entries: vec![entry("b", 180, 7)] });
+    deliver(&mut n, Body::Deltas { ranges: Vec::new(), entries: vec![entry("b", 180, 7)].into() });
     let out =
         deliver(&mut n, Body::Vector { ask: false, vector: Vec::new(), pulls: vec![(5, 110)] });
     let [Message { body: Body::Deltas { ranges, entries }, .. }] = out.as_slice() else {
         panic!("expected one Deltas answer, got {out:?}");
     };
     assert_eq!(ranges, &vec![(5, 110, 200)]);
-    let keys: Vec<&[u8]> = entries.iter().map(|e| &e.key[..]).collect();
+    let keys: Vec<&[u8]> = entries.iter().map(|(key, _)| key).collect();
     assert_eq!(keys, vec![&b"c"[..]], "above 110, kept, of origin 5 only");
     // a pull at or above our watermark gets nothing
     assert!(

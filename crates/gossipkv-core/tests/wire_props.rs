@@ -157,9 +157,10 @@ fn message() -> impl Strategy<Value = Message> {
         }),
         list(num64(), 10).prop_map(|keys| Body::Want { keys }),
         list((num32(), list(any::<u32>(), 10)), 4).prop_map(|wants| Body::WantLeaf { wants }),
-        entries().prop_map(|entries| Body::Entries { entries }),
+        entries().prop_map(|entries| Body::Entries { entries: entries.into() }),
         num32().prop_map(|cursor| Body::BulkRequest { cursor }),
-        (num32(), entries()).prop_map(|(next, entries)| Body::BulkChunk { next, entries }),
+        (num32(), entries())
+            .prop_map(|(next, entries)| Body::BulkChunk { next, entries: entries.into() }),
         proptest::option::of(addr()).prop_map(|origin| Body::Ping { origin }),
         addr().prop_map(|target| Body::PingReq { target }),
         Just(Body::Ack),
@@ -168,7 +169,8 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(full, records)| Body::Members { full, records }),
         (any::<bool>(), vector(), list((num32(), num64()), 6))
             .prop_map(|(ask, vector, pulls)| Body::Vector { ask, vector, pulls }),
-        (ranges(), entries()).prop_map(|(ranges, entries)| Body::Deltas { ranges, entries }),
+        (ranges(), entries())
+            .prop_map(|(ranges, entries)| Body::Deltas { ranges, entries: entries.into() }),
     ];
     (num32(), num32(), body).prop_map(|(from, exchange, body)| Message { from, exchange, body })
 }

@@ -130,7 +130,7 @@ impl Hostile {
                     let m = Message {
                         from: 0,
                         exchange: 1,
-                        body: Body::Entries { entries: vec![entry] },
+                        body: Body::Entries { entries: vec![entry].into() },
                     };
                     let plain = wire::encode(&m);
                     if kind == 3 {

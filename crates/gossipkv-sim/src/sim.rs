@@ -17,7 +17,7 @@ use gossipkv_core::clock::hlc_pack;
 use gossipkv_core::digest::{TreeShape, mix};
 use gossipkv_core::gossip::auth::{self, Auth, Reject};
 use gossipkv_core::gossip::members::MemberStats;
-use gossipkv_core::gossip::wire::{self, Body, Hello, KIND_NAMES, Message, WireEntry};
+use gossipkv_core::gossip::wire::{self, Body, EntryList, Hello, KIND_NAMES, Message};
 use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transport};
 use gossipkv_core::lww::beats;
 use gossipkv_core::rng::Rng;
@@ -817,12 +817,12 @@ fn inject_bug(bug: InjectedBug, replica: &Replica, payload: Bytes) -> Bytes {
         _ => return payload,
     };
     let before = entries.len();
-    let kept: Vec<WireEntry> = entries
-        .into_iter()
-        .filter(|e| match replica.store().winner(&e.key) {
-            Some(w) if w.ts == e.version.ts && w != e.version => match bug {
+    let kept: EntryList = entries
+        .iter()
+        .filter(|&(key, v)| match replica.store().winner(key) {
+            Some(w) if w.ts == v.ts && w.as_ref() != v => match bug {
                 InjectedBug::DropTies => false,
-                InjectedBug::WrongTieBreak => !beats(e.version.as_ref(), w.as_ref()),
+                InjectedBug::WrongTieBreak => !beats(v, w.as_ref()),
                 InjectedBug::HideAway => true,
             },
             _ => true,

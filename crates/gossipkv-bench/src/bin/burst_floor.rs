@@ -75,11 +75,10 @@ fn transfer(from: &Store, to: &Store, hashes: &[u64], batch: usize) -> u64 {
         else {
             panic!("an Entries message we encoded did not decode");
         };
-        for e in &entries {
-            let kh = key_hash(&e.key);
-            let v = e.version.as_ref();
+        for (key, v) in &entries {
+            let kh = key_hash(key);
             let vh = version_hash(kh, v);
-            if to.merge_hashed(kh, vh, &e.key, v).changed() {
+            if to.merge_hashed(kh, vh, key, v).changed() {
                 applied += 1;
             }
         }

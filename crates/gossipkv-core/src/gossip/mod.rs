@@ -11,4 +11,4 @@ pub use members::{
     ForgetError, MemberNews, MemberRecord, MemberStats, Membership, MembershipConfig, Status,
 };
 pub use node::{GossipConfig, Node, NodeStats, Transmit, Transport};
-pub use wire::{Body, DecodeError, Hello, Message, VersionId, WireEntry};
+pub use wire::{Body, DecodeError, EntryList, Hello, Message, VersionId, WireEntry};

@@ -46,8 +46,8 @@ use crate::gossip::members::{
     ForgetError, MemberNews, MemberRecord, Membership, MembershipConfig, ProbeAction, Status,
 };
 use crate::gossip::wire::{
-    self, Body, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId, WireEntry,
-    Writer, entry_len, member_len,
+    self, Body, EntryList, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId,
+    WireEntry, Writer, entry_len, member_len,
 };
 use crate::lww::{NodeId, Timestamp, Version, VersionRef};
 use crate::replica::Replica;
@@ -2237,7 +2237,7 @@ impl Node {
         from: SocketAddr,
         exchange: u32,
         ranges: &[(NodeId, Timestamp, Timestamp)],
-        entries: &[WireEntry],
+        entries: &EntryList,
     ) {
         // only a range we asked this peer for may raise a watermark: an unasked one (a
         // forged or very late answer) could make us skip versions we lack
@@ -2267,7 +2267,7 @@ impl Node {
         &mut self,
         now: u64,
         from: Option<(SocketAddr, u32)>,
-        entries: &[WireEntry],
+        entries: &EntryList,
         spread: bool,
     ) {
         // a tombstone past the purge horizon for a key we do not hold would only be purged
@@ -2285,19 +2285,26 @@ impl Node {
         let mut run = None;
         let mut applied = std::mem::take(&mut self.applied);
         applied.clear();
-        let mut khs = [0u64; WARM];
-        for (w, window) in entries.chunks(WARM).enumerate() {
-            for (kh, e) in khs.iter_mut().zip(window) {
-                *kh = key_hash(&e.key);
+        // entries are read in windows of `WARM`, each key hashed and warmed before any merge
+        let mut window = [(0u64, &[][..], VersionRef { ts: 0, origin: 0, value: None }); WARM];
+        let mut list = entries.iter();
+        for w in 0.. {
+            let mut filled = 0;
+            for (slot, (key, v)) in window.iter_mut().zip(list.by_ref()) {
+                *slot = (key_hash(key), key, v);
+                filled += 1;
             }
-            if w > 0 || window.len() == WARM {
+            if filled == 0 {
+                break;
+            }
+            let window = &window[..filled];
+            if w > 0 || filled == WARM {
                 let run = run.get_or_insert_with(|| replica.store().merge_run());
-                for (&kh, e) in khs.iter().zip(window) {
-                    run.warm(kh, &e.key);
+                for &(kh, key, _) in window {
+                    run.warm(kh, key);
                 }
             }
-            for (&kh, e) in khs.iter().zip(window) {
-                let v = e.version.as_ref();
+            for &(kh, key, v) in window {
                 let vh = version_hash(kh, v);
                 self.stats.versions_received += 1;
                 if self.cfg.record_receptions {
@@ -2305,9 +2312,9 @@ impl Node {
                 }
                 if !self.ghosts.is_empty()
                     && let Some(g) = self.ghosts.get(&kh).copied()
-                    && g.check == ghost_check(&e.key)
+                    && g.check == ghost_check(key)
                 {
-                    if e.version.ts > g.ts {
+                    if v.ts > g.ts {
                         // written again after the delete: the key lives
                         self.ghosts.remove(&kh);
                     } else {
@@ -2315,38 +2322,35 @@ impl Node {
                         // delete for longer than the grace). Refuse it, and send the tombstone
                         // back so that the sender deletes the key too.
                         self.pending_wants.remove(&kh);
-                        if e.version.value.is_some() && !skipped.iter().any(|&(k, _)| k == kh) {
+                        if v.value.is_some() && !skipped.iter().any(|&(k, _)| k == kh) {
                             self.stats.ghost_refused += 1;
-                            if answer.last().is_none_or(|a| a.key != e.key) {
+                            if answer.last().is_none_or(|a| a.key[..] != *key) {
                                 let version = Version::tombstone(g.ts, g.origin);
-                                answer.push(WireEntry { key: e.key.clone(), version });
+                                answer
+                                    .push(WireEntry { key: Bytes::copy_from_slice(key), version });
                             }
                         }
                         continue;
                     }
                 }
                 if let Some(cutoff) = cutoff
-                    && e.version.value.is_none()
-                    && e.version.ts < cutoff
+                    && v.value.is_none()
+                    && v.ts < cutoff
                     && {
                         // (a read of the store: the run's lock goes first)
                         run = None;
-                        !replica.store().contains(&e.key)
+                        !replica.store().contains(key)
                     }
                 {
                     self.pending_wants.remove(&kh);
                     self.stats.stale_tombstones_skipped += 1;
-                    skipped.push((kh, e.version.ts));
-                    let g = Ghost {
-                        ts: e.version.ts,
-                        origin: e.version.origin,
-                        check: ghost_check(&e.key),
-                    };
+                    skipped.push((kh, v.ts));
+                    let g = Ghost { ts: v.ts, origin: v.origin, check: ghost_check(key) };
                     self.ghosts.insert(kh, g);
                     continue;
                 }
                 // a value tied with (or older than) a tombstone just skipped would win without it
-                if skipped.iter().any(|&(k, ts)| k == kh && e.version.ts <= ts) {
+                if skipped.iter().any(|&(k, ts)| k == kh && v.ts <= ts) {
                     continue;
                 }
                 // a rumor we asked for, or a delete (pushed whole by rumor mongering)
@@ -2354,7 +2358,7 @@ impl Node {
                     && self.pending_wants.remove(&kh).is_some_and(|p| p.1))
                     || v.value.is_none();
                 let run = run.get_or_insert_with(|| replica.store().merge_run());
-                if replica.merge_remote_in(run, (kh, vh), &e.key, v, now).changed() {
+                if replica.merge_remote_in(run, (kh, vh), key, v, now).changed() {
                     let id = VersionId { kh, ts: v.ts, vh: vh as u32 };
                     applied.push((id, v.origin, rumor, v.value.is_none()));
                 }
@@ -2420,7 +2424,7 @@ impl Node {
         self.send(from, Transport::Stream, out.buf);
     }
 
-    fn on_bulk_chunk(&mut self, now: u64, from: SocketAddr, next: u32, entries: &[WireEntry]) {
+    fn on_bulk_chunk(&mut self, now: u64, from: SocketAddr, next: u32, entries: &EntryList) {
         let Some(mut b) = self.bulk else {
             self.stats.rejected += 1;
             return;

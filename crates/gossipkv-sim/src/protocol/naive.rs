@@ -147,8 +147,11 @@ impl NaiveNode {
         }
         let dgrams: Vec<Bytes> = p.finish(false).into_iter().map(Bytes::from).collect();
         let stream = (!oversize.is_empty()).then(|| {
-            let msg =
-                Message { from: self.id(), exchange: 0, body: Body::Entries { entries: oversize } };
+            let msg = Message {
+                from: self.id(),
+                exchange: 0,
+                body: Body::Entries { entries: oversize.into() },
+            };
             Bytes::from(wire::encode(&msg))
         });
         for &i in &picked {
@@ -179,11 +182,11 @@ impl NaiveNode {
             self.stats.rejected += 1;
             return;
         };
-        for e in &entries {
-            let kh = key_hash(&e.key);
+        for (key, v) in &entries {
+            let kh = key_hash(key);
             self.stats.versions_received += 1;
-            self.receptions.push((kh, version_hash(kh, e.version.as_ref()) as u32));
-            if self.replica.merge_remote(&e.key, e.version.as_ref(), now).changed() {
+            self.receptions.push((kh, version_hash(kh, v) as u32));
+            if self.replica.merge_remote(key, v, now).changed() {
                 self.stats.versions_applied += 1;
             }
         }
