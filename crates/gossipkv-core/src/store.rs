@@ -11,11 +11,11 @@
 //! growing never copies or transiently doubles them, and a chunk fits its allocator's 16 KiB
 //! class), used as a pool of blocks of 4, and an index `HashTable<u32>` of positions (5 bytes
 //! a slot), rather than a table of entries (which would leave up to half of its 64-byte slots
-//! empty after a resize). An entry (64 bytes, one
-//! cache line) holds the winning version: timestamp, origin, flags, and the key and value
-//! bytes (inside the entry up to 48 bytes together, else in one allocation in the shard's
-//! spill table). Hashes are computed from the bytes when needed, not cached. Concurrent values
-//! beyond the winner are rare and live in a side map.
+//! empty after a resize). An entry (64 bytes, one cache line) holds the winning version:
+//! timestamp, origin, flags, and the key and value bytes (inside the entry up to 48 bytes
+//! together, else in one allocation in the shard's spill table). Hashes are computed from the
+//! bytes when needed, not cached. Concurrent values beyond the winner are rare and live in a
+//! side map.
 //! docs/store.md has the measured bytes per key.
 //!
 //! **Digest.** Each shard owns a contiguous range of the tree's leaves (shards never exceed
@@ -524,6 +524,15 @@ struct Shard {
     leaf_hash: Box<[u64]>,
     total_hash: u64,
     tombstones: usize,
+}
+
+/// Bytes a hashbrown table that can hold `capacity` items of `slot` bytes takes: buckets a
+/// power of two at most 7/8 full, each a slot and a control byte.
+fn hash_table_bytes(capacity: usize, slot: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    (capacity * 8 / 7).next_power_of_two() * (slot + 1) + 16
 }
 
 /// Bytes an allocation of `n` bytes takes (mimalloc's size classes, approximately).
@@ -1293,19 +1302,13 @@ impl Store {
             bytes += s.entries.written() * entry;
             bytes += s.entries.chunks.capacity() * std::mem::size_of::<Vec<Entry>>();
             bytes += (s.entries.next.capacity() + s.entries.free.capacity()) * 4;
-            // hashbrown: buckets a power of two at most 7/8 full, 4-byte slot + 1 control byte
-            let cap = s.index.capacity();
-            if cap > 0 {
-                bytes += (cap * 8 / 7).next_power_of_two() * 5 + 16;
-            }
+            // a 4-byte slot per bucket
+            bytes += hash_table_bytes(s.index.capacity(), 4);
             bytes += s.spill.heap_bytes();
             // per leaf: newest block, key count, leaf hash
             bytes += s.entries.heads.len() * (4 + 4 + 8);
-            let cap = s.extras.capacity();
-            if cap > 0 {
-                // (position, Extras) padded to 24 bytes, and a control byte, per bucket
-                bytes += (cap * 8 / 7).next_power_of_two() * 25 + 16;
-            }
+            // (position, Extras) padded to 24 bytes per bucket
+            bytes += hash_table_bytes(s.extras.capacity(), 24);
             for x in s.extras.values() {
                 bytes += x.heap_bytes();
             }
