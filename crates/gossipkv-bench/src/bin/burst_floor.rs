@@ -13,9 +13,13 @@
 //!
 //! Each node `i` receives from node `i - THREADS` (the oracle for the first nodes), in a
 //! random order of keys, in messages of `BATCH` entries, so both the sender's reads and the
-//! receiver's merges land at random places in stores too big for the cache, as a
-//! reconciliation with random peers does. Settings come from the environment: `NODES`
-//! (1,000), `KEYS` (100,000), `THREADS` (2), `BATCH` (100), `SEED` (1). Run with
+//! receiver's merges land at random places in the stores, as a reconciliation with random
+//! peers does. But a node receives all its versions before the next node receives any, so
+//! the store being filled stays in the caches and its pages in the TLB. The simulator's nodes
+//! take turns message by message instead: `INTERLEAVE=1` does that (receiving from the
+//! oracle), and on dev-2c it costs about twice the CPU at the burst's message size
+//! (docs/benchmarks.md, "Session 21"). Settings come from the environment: `NODES` (1,000),
+//! `KEYS` (100,000), `THREADS` (2), `BATCH` (100), `SEED` (1), `INTERLEAVE` (0). Run with
 //! `/usr/bin/time -v` for CPU time and peak RSS.
 
 use std::time::Instant;
@@ -86,11 +90,89 @@ fn transfer(from: &Store, to: &Store, hashes: &[u64], batch: usize) -> u64 {
     applied
 }
 
+/// What the fill modes share: the settings, the oracle, and each thread's order of keys.
+#[derive(Clone, Copy)]
+struct Fill<'a> {
+    nodes: usize,
+    keys: usize,
+    threads: usize,
+    batch: usize,
+    oracle: &'a Store,
+    orders: &'a [Vec<u64>],
+}
+
+/// Runs `fill(t)` on each of `threads` threads; each returns the stores of its nodes.
+fn on_threads(threads: usize, fill: impl Fn(usize) -> Vec<Store> + Sync) -> Vec<Vec<Store>> {
+    std::thread::scope(|s| {
+        let fill = &fill;
+        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || fill(t))).collect();
+        handles.into_iter().map(|h| h.join().expect("a fill thread panicked")).collect()
+    })
+}
+
+/// Node `i`'s order of keys: its thread's order, rotated so that nodes do not share it.
+fn rotation(order: &[u64], i: usize) -> (&[u64], &[u64]) {
+    let (a, b) = order.split_at((i * 7919) % order.len().max(1));
+    (b, a)
+}
+
+/// The default mode: node `i` lives on thread `i % threads` and receives every version, in
+/// its own rotation of the thread's order, from the previous node of its thread (the oracle
+/// for the first) before the next node receives any.
+fn fill_one_after_another(f: &Fill<'_>) -> Vec<Vec<Store>> {
+    let Fill { nodes, keys, threads, batch, oracle, orders } = *f;
+    on_threads(threads, |t| {
+        let mut mine: Vec<Store> = Vec::new();
+        for i in (t..nodes).step_by(threads) {
+            let store = Store::new(store_cfg());
+            let from = mine.last().unwrap_or(oracle);
+            let (first, then) = rotation(&orders[t], i);
+            let applied =
+                transfer(from, &store, first, batch) + transfer(from, &store, then, batch);
+            assert_eq!(applied, keys as u64, "node {i} applied {applied} versions");
+            mine.push(store);
+        }
+        mine
+    })
+}
+
+/// `INTERLEAVE=1`: every node receives from the oracle, one message at a time, the nodes of
+/// a thread taking turns (node after node, message after message), so that consecutive merges
+/// land in different stores, as they do in the simulator, whose nodes' work interleaves in
+/// virtual time. The sender's reads hit the oracle (small, so cached): this mode measures
+/// what the receivers' spread over the whole footprint costs.
+fn fill_interleaved(f: &Fill<'_>) -> Vec<Vec<Store>> {
+    let Fill { nodes, keys, threads, batch, oracle, orders } = *f;
+    on_threads(threads, |t| {
+        let ids: Vec<usize> = (t..nodes).step_by(threads).collect();
+        let mine: Vec<Store> = ids.iter().map(|_| Store::new(store_cfg())).collect();
+        let rotated: Vec<Vec<u64>> = ids
+            .iter()
+            .map(|&i| {
+                let (first, then) = rotation(&orders[t], i);
+                first.iter().chain(then).copied().collect()
+            })
+            .collect();
+        let mut applied = vec![0u64; ids.len()];
+        for c in 0..keys.div_ceil(batch) {
+            let range = c * batch..((c + 1) * batch).min(keys);
+            for (n, store) in mine.iter().enumerate() {
+                applied[n] += transfer(oracle, store, &rotated[n][range.clone()], batch);
+            }
+        }
+        for (n, &a) in applied.iter().enumerate() {
+            assert_eq!(a, keys as u64, "node {} applied {a} versions", ids[n]);
+        }
+        mine
+    })
+}
+
 fn main() {
     let nodes = setting("NODES", 1000);
     let keys = setting("KEYS", 100_000);
     let threads = setting("THREADS", 2).max(1);
     let batch = setting("BATCH", 100).max(1);
+    let interleave = setting("INTERLEAVE", 0) != 0;
     let mut rng = Rng(setting("SEED", 1) as u64);
 
     let started = Instant::now();
@@ -125,30 +207,9 @@ fn main() {
         .collect();
     let setup = started.elapsed();
 
-    // node i lives on thread i % threads and receives from the previous node of its thread
     let fill = Instant::now();
-    let per_thread: Vec<Vec<Store>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (oracle, order) = (&oracle, &orders[t]);
-                s.spawn(move || {
-                    let mut mine: Vec<Store> = Vec::new();
-                    for i in (t..nodes).step_by(threads) {
-                        let store = Store::new(store_cfg());
-                        let from = mine.last().unwrap_or(oracle);
-                        // rotate the order so consecutive nodes do not share it
-                        let (a, b) = order.split_at((i * 7919) % order.len().max(1));
-                        let applied =
-                            transfer(from, &store, b, batch) + transfer(from, &store, a, batch);
-                        assert_eq!(applied, keys as u64, "node {i} applied {applied} versions");
-                        mine.push(store);
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a fill thread panicked")).collect()
-    });
+    let f = Fill { nodes, keys, threads, batch, oracle: &oracle, orders: &orders };
+    let per_thread = if interleave { fill_interleaved(&f) } else { fill_one_after_another(&f) };
     let fill = fill.elapsed();
 
     let check = Instant::now();
@@ -166,7 +227,7 @@ fn main() {
     assert_eq!(equal, nodes, "every node must equal the oracle");
 
     println!(
-        "burst_floor nodes={nodes} keys={keys} threads={threads} batch={batch} setup_ms={} fill_ms={} check_ms={} total_ms={}",
+        "burst_floor nodes={nodes} keys={keys} threads={threads} batch={batch} interleave={interleave} setup_ms={} fill_ms={} check_ms={} total_ms={}",
         setup.as_millis(),
         fill.as_millis(),
         check.as_millis(),
