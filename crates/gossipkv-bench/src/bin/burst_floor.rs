@@ -146,18 +146,17 @@ fn fill_interleaved(f: &Fill<'_>) -> Vec<Vec<Store>> {
     on_threads(threads, |t| {
         let ids: Vec<usize> = (t..nodes).step_by(threads).collect();
         let mine: Vec<Store> = ids.iter().map(|_| Store::new(store_cfg())).collect();
-        let rotated: Vec<Vec<u64>> = ids
-            .iter()
-            .map(|&i| {
-                let (first, then) = rotation(&orders[t], i);
-                first.iter().chain(then).copied().collect()
-            })
-            .collect();
         let mut applied = vec![0u64; ids.len()];
         for c in 0..keys.div_ceil(batch) {
-            let range = c * batch..((c + 1) * batch).min(keys);
+            let (start, end) = (c * batch, ((c + 1) * batch).min(keys));
             for (n, store) in mine.iter().enumerate() {
-                applied[n] += transfer(oracle, store, &rotated[n][range.clone()], batch);
+                // messages `c` of the node's rotation; the one message that straddles its
+                // two parts goes as two
+                let (first, then) = rotation(&orders[t], ids[n]);
+                let cut = first.len();
+                let a = &first[start.min(cut)..end.min(cut)];
+                let b = &then[start.max(cut) - cut..end.max(cut) - cut];
+                applied[n] += transfer(oracle, store, a, batch) + transfer(oracle, store, b, batch);
             }
         }
         for (n, &a) in applied.iter().enumerate() {
