@@ -47,6 +47,8 @@ struct Harness {
     received: Vec<u64>,
     /// Nodes that are down: messages to them vanish, their timers do not run.
     down: Vec<bool>,
+    /// The longest stream message sent.
+    max_stream: usize,
 }
 
 impl Harness {
@@ -63,12 +65,16 @@ impl Harness {
             })
             .collect();
         let (received, down) = (vec![0; n], vec![false; n]);
-        Self { nodes, queue: BinaryHeap::new(), seq: 0, now: 0, loss, rng, received, down }
+        let queue = BinaryHeap::new();
+        Self { nodes, queue, seq: 0, now: 0, loss, rng, received, down, max_stream: 0 }
     }
 
     fn flush(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].poll_transmit() {
             let lossy = t.transport == Transport::Datagram;
+            if !lossy {
+                self.max_stream = self.max_stream.max(t.payload.len());
+            }
             if lossy && self.rng.chance(self.loss) {
                 continue;
             }
@@ -561,4 +567,94 @@ fn origin_logs_stay_bounded_under_overwrites() {
         // 100 keys live; the logs were compacted well below the 30,000 writes
         assert!(n.stats().origin_log_items < 10_000, "{} items", n.stats().origin_log_items);
     }
+}
+
+/// The stream limit the tests below lower, so that small writes overflow it.
+const SMALL_STREAM: usize = 32 << 10;
+
+/// A node writes more in one millisecond (as one `MSET` does) than one stream message may
+/// carry: by rumors, origin deltas (whose answers are then cut inside the millisecond,
+/// between two versions) or the digest tree alone, every message stays within the limit and
+/// every version arrives.
+#[test]
+fn a_millisecond_of_writes_longer_than_a_stream_message_arrives_in_several() {
+    for (rumor_rounds, origin_deltas) in [(3, true), (0, true), (0, false)] {
+        let cfg = GossipConfig {
+            fanout: 1,
+            rumor_rounds,
+            origin_deltas,
+            max_stream_bytes: SMALL_STREAM,
+            ..GossipConfig::default()
+        };
+        let mut h = Harness::new(3, cfg, 0.0, 11);
+        h.run_until(1500);
+        let now = h.now;
+        for k in 0..200 {
+            h.nodes[0].put(format!("big-{k:03}").as_bytes(), vec![b'x'; 1000], now);
+        }
+        let case = format!("rumor_rounds {rumor_rounds}, origin deltas {origin_deltas}");
+        assert!(h.rounds_to_converge(40).is_some(), "no convergence ({case})");
+        if origin_deltas {
+            // the deltas moved the millisecond (cut inside it), not only the digest tree
+            let ranges: Vec<u64> = h.nodes[1..].iter().map(|n| n.stats().delta_ranges).collect();
+            assert!(ranges.iter().all(|&r| r > 0), "delta ranges {ranges:?} ({case})");
+        }
+        assert!(h.max_stream <= SMALL_STREAM, "{} B sent ({case})", h.max_stream);
+        assert!(h.max_stream > SMALL_STREAM / 2, "small messages only ({case})");
+        for n in &h.nodes {
+            assert_eq!(n.replica().store().len(), 200, "{case}");
+            assert_eq!((n.stats().oversize_messages, n.stats().oversize_versions), (0, 0));
+        }
+    }
+}
+
+/// A bulk catch-up whose chunks and leaves are longer than a stream message may be: the
+/// chunks are cut to fit (a leaf cut short is finished by the digest tree).
+#[test]
+fn a_bulk_catch_up_is_cut_to_the_stream_limit() {
+    let cfg = GossipConfig {
+        fanout: 1,
+        rumor_rounds: 0,
+        max_stream_bytes: SMALL_STREAM,
+        ..GossipConfig::default()
+    };
+    let mut h = Harness::new(2, cfg, 0.0, 12);
+    h.down[1] = true;
+    h.run_until(1500);
+    for k in 0..3000 {
+        let now = h.now;
+        h.nodes[0].put(format!("bulk-{k:04}").as_bytes(), vec![b'y'; 300], now);
+    }
+    h.down[1] = false;
+    assert!(h.rounds_to_converge(60).is_some(), "no convergence");
+    assert!(h.nodes[1].stats().bulk_started > 0, "no bulk catch-up");
+    assert!(h.max_stream <= SMALL_STREAM, "{} B sent", h.max_stream);
+    assert_eq!(h.nodes[1].replica().store().len(), 3000);
+    assert_eq!(h.nodes[0].stats().oversize_messages, 0);
+}
+
+/// A version longer than any stream message may carry (a front end refuses such writes) is
+/// never sent, and counted; it holds up nothing else.
+#[test]
+fn a_version_too_long_for_any_message_is_counted_and_blocks_nothing() {
+    let cfg = GossipConfig {
+        fanout: 1,
+        rumor_rounds: 0,
+        max_stream_bytes: SMALL_STREAM,
+        ..GossipConfig::default()
+    };
+    let mut h = Harness::new(2, cfg, 0.0, 13);
+    h.run_until(1500);
+    let now = h.now;
+    h.nodes[0].put(b"huge", vec![b'h'; SMALL_STREAM], now);
+    for k in 0..100 {
+        h.nodes[0].put(format!("after-{k:03}").as_bytes(), vec![b'a'; 500], now);
+    }
+    h.run_until(h.now + 20_000);
+    let (sender, receiver) = (&h.nodes[0], &h.nodes[1]);
+    assert!(sender.stats().oversize_versions > 0);
+    assert_eq!(sender.stats().oversize_messages, 0);
+    assert_eq!(receiver.replica().store().len(), 100);
+    assert!(receiver.replica().store().get(b"huge").is_none());
+    assert!(h.max_stream <= SMALL_STREAM);
 }

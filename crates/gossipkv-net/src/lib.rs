@@ -54,8 +54,9 @@ use tracing::{debug, warn};
 
 pub mod peers;
 
-/// Largest stream message accepted (a bulk chunk is about `bulk_chunk_bytes`).
-pub const MAX_STREAM_MESSAGE: usize = 64 * 1024 * 1024;
+/// Largest stream message accepted: the protocol's limit, which every list of entries a
+/// node sends is cut to fit (a bulk chunk is about `bulk_chunk_bytes`).
+pub use gossipkv_core::gossip::MAX_STREAM_MESSAGE;
 
 /// Stream connections read at once; further peers wait in the kernel's accept queue (a
 /// hostile or stalled sender cannot make the node hold an unbounded number of them).

@@ -204,6 +204,8 @@ impl InfoSource for GossipInfo {
         s.field("descents", st.descents);
         s.field("descents_deferred", st.descents_deferred);
         s.field("bulk_catchups", st.bulk_started);
+        s.field("oversize_versions", st.oversize_versions);
+        s.field("oversize_messages", st.oversize_messages);
         s.field("dropped_injected_send", self.status.net.dropped_send.load(Relaxed));
         s.field("dropped_injected_recv", self.status.net.dropped_recv.load(Relaxed));
         s.field("dropped_injected_stream", self.status.net.dropped_stream.load(Relaxed));

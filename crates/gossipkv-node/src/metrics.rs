@@ -758,6 +758,16 @@ impl Collector for Collect {
             net.io_errors.load(Relaxed),
         )?;
         o.counter(
+            "gossip_oversize_versions",
+            "Versions never sent because one alone exceeds a gossip stream message's limit (writes that long are refused, so 0).",
+            st.oversize_versions,
+        )?;
+        o.counter(
+            "gossip_oversize_messages",
+            "Stream messages built over the limit and not sent (every list of entries is cut to fit, so 0).",
+            st.oversize_messages,
+        )?;
+        o.counter(
             "gossip_rumors_dropped",
             "Local writes not advertised as rumors: pushed out of the rumor ring by newer writes before the gossip task took them.",
             net.rumors_dropped.load(Relaxed),

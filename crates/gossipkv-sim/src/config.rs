@@ -411,6 +411,14 @@ impl SimConfig {
                 digits + 1
             ));
         }
+        if self.key_size + self.value_size > gossipkv_core::gossip::MAX_WRITE_BYTES {
+            return Err(format!(
+                "key size + value size must be at most {} bytes (the longest write a node \
+                 accepts), got {}",
+                gossipkv_core::gossip::MAX_WRITE_BYTES,
+                self.key_size + self.value_size
+            ));
+        }
         if self.gossip.fanout == 0 {
             return Err("fanout must be at least 1 (with 0 no node ever gossips)".into());
         }
@@ -419,6 +427,9 @@ impl SimConfig {
         }
         if self.gossip.mtu < 64 {
             return Err("mtu must be at least 64 bytes".into());
+        }
+        if self.gossip.max_stream_bytes < 4096 {
+            return Err("stream message limit must be at least 4096 bytes".into());
         }
         if self.stream_bytes_per_ms == 0 {
             return Err("stream bandwidth must be > 0".into());
@@ -458,5 +469,7 @@ mod tests {
         refused(|c| c.loss = 1.5, "loss");
         refused(|c| c.gossip.interval_ms = 0, "interval");
         refused(|c| c.gossip.mtu = 10, "mtu");
+        refused(|c| c.gossip.max_stream_bytes = 100, "stream message limit");
+        refused(|c| c.value_size = 65 << 20, "key size + value size");
     }
 }

@@ -166,6 +166,12 @@ pub struct Report {
     pub node_rounds: u64,
     /// Messages refused by decoders.
     pub decode_errors: u64,
+    /// Versions never sent because one alone exceeds a stream message's limit (0 unless the
+    /// limit was lowered below the longest write).
+    pub oversize_versions: u64,
+    /// Stream messages a node built over the limit and did not send (always 0: every list of
+    /// entries is cut to fit).
+    pub oversize_messages: u64,
     /// Well-formed messages that made no sense to their receiver.
     pub rejected: u64,
     /// Remote timestamps beyond the HLC's maximum drift (live incarnations).

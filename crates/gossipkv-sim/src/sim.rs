@@ -1222,6 +1222,8 @@ pub fn run_keeping_nodes(
         bulk_started: total.bulk_started,
         node_rounds: total.rounds,
         decode_errors: total.decode_errors,
+        oversize_versions: total.oversize_versions,
+        oversize_messages: total.oversize_messages,
         rejected: total.rejected,
         drift_events: drift,
         check,

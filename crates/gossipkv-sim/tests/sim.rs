@@ -28,6 +28,8 @@ fn assert_converged(r: &Report, what: &str) {
     assert_eq!(r.check.stale_pairs, 0, "{what}");
     assert!(r.max_datagram_bytes <= r.mtu, "{what}: datagram of {} B", r.max_datagram_bytes);
     assert!(r.idle_bytes_per_node_per_round.is_some(), "{what}: idle rounds measured");
+    // no list of entries outgrew a stream message (a node would not have sent it)
+    assert_eq!((r.oversize_messages, r.oversize_versions), (0, 0), "{what}");
 }
 
 #[test]
@@ -42,6 +44,21 @@ fn spec_and_partition_converge_from_several_seeds() {
             }
         }
     }
+}
+
+/// With stream messages limited to 16 KiB, the bulk chunks and delta answers of a
+/// crash-restart run are cut to fit (a node does not send a longer one: the report would
+/// count it), and the run still converges.
+#[test]
+fn a_low_stream_limit_cuts_answers_and_chunks_and_the_run_converges() {
+    let mut c = small(Scenario::CrashRestart, 1);
+    c.keys = 3000;
+    c.writes = 3000;
+    c.gossip.max_stream_bytes = 16 << 10;
+    let r = go(&c);
+    assert_converged(&r, "crash-restart, 16 KiB stream messages");
+    assert!(r.bulk_started > 0, "restarted nodes use the bulk path");
+    assert!(r.stream_messages > 0 && r.stream_bytes / r.stream_messages < 16 << 10);
 }
 
 #[test]

@@ -10,5 +10,7 @@ pub mod wire;
 pub use members::{
     ForgetError, MemberNews, MemberRecord, MemberStats, Membership, MembershipConfig, Status,
 };
-pub use node::{GossipConfig, Node, NodeStats, Transmit, Transport};
+pub use node::{
+    GossipConfig, MAX_STREAM_MESSAGE, MAX_WRITE_BYTES, Node, NodeStats, Transmit, Transport,
+};
 pub use wire::{Body, DecodeError, EntryList, Hello, Message, VersionId, WireEntry};

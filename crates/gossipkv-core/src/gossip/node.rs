@@ -65,6 +65,20 @@ const MAX_DESCENDED: usize = 4096;
 /// asked again later).
 const MAX_ANSWER_BYTES: usize = 4 << 20;
 
+/// Largest stream message a node sends or accepts, by default ([`GossipConfig::max_stream_bytes`];
+/// the network layer refuses longer frames). It holds one version of the largest write a
+/// client may make ([`MAX_WRITE_BYTES`]) with room to spare for the message's header (an
+/// answer's ranges: at most [`MAX_ORIGINS`] of them) and the envelope.
+pub const MAX_STREAM_MESSAGE: usize = 68 << 20;
+
+/// Longest key + value a client may write ([`MAX_STREAM_MESSAGE`] must carry it): a front
+/// end refuses longer writes, since no message could ever replicate them.
+pub const MAX_WRITE_BYTES: usize = (64 << 20) + (64 << 10);
+
+/// Bytes of a stream message kept for everything but its entries: header, an answer's
+/// ranges (about 20 bytes for each of at most [`MAX_ORIGINS`] origins), envelope.
+const STREAM_HEADER_RESERVE: usize = 2 << 20;
+
 /// Most origins a node keeps a delta log for: a flood of made-up origin ids (gossip without
 /// a cluster key) cannot grow it further; versions of other origins still travel by rumors
 /// and the digest tree.
@@ -124,6 +138,11 @@ pub struct GossipConfig {
     /// per-origin watermarks before walking the digest tree. Off, the node behaves as one of
     /// the previous release (wire version 3): digest tree only, and it keeps no origin logs.
     pub origin_deltas: bool,
+    /// Largest stream message sent, in bytes ([`MAX_STREAM_MESSAGE`]; tests and simulations
+    /// lower it). Every list of entries is cut to fit, keeping 2 MiB (a quarter of a limit
+    /// under 8 MiB) for the header: a version shorter than the rest always travels, a
+    /// longer one never (counted in [`NodeStats::oversize_versions`]).
+    pub max_stream_bytes: usize,
 }
 
 impl Default for GossipConfig {
@@ -143,6 +162,7 @@ impl Default for GossipConfig {
             tombstone_grace_ms: 0,
             ready_timeout_ms: 3000,
             origin_deltas: true,
+            max_stream_bytes: MAX_STREAM_MESSAGE,
         }
     }
 }
@@ -225,6 +245,14 @@ pub struct NodeStats {
     pub walks_skipped: u64,
     /// Items in this node's origin logs right now (a gauge).
     pub origin_log_items: u64,
+    /// Times a version was left out of a message because alone it is longer than a stream
+    /// message may be ([`GossipConfig::max_stream_bytes`]): it never travels. A front end
+    /// refuses such writes ([`MAX_WRITE_BYTES`]), so this stays 0 unless the limit was
+    /// lowered.
+    pub oversize_versions: u64,
+    /// Stream messages not sent because they exceed [`GossipConfig::max_stream_bytes`].
+    /// Every list of entries is cut to fit, so this stays 0 (tests check it).
+    pub oversize_messages: u64,
 }
 
 /// What a node remembers of a tombstone it purged (or skipped), for one more grace period:
@@ -524,6 +552,13 @@ struct ListMsg {
     exchange: u32,
     count: u64,
     body: Writer,
+    /// Most bytes of entries the body may hold (see [`ListMsg::entry`]).
+    cap: usize,
+    /// An entry was refused for want of room: every later one is refused too, so what the
+    /// message holds is a prefix of what its builder offered.
+    full: bool,
+    /// Entries refused because alone they exceed `cap`.
+    oversize: u64,
 }
 
 thread_local! {
@@ -535,7 +570,35 @@ thread_local! {
 impl ListMsg {
     fn new(kind: u8, exchange: u32) -> Self {
         let buf = BODIES.with(|b| b.borrow_mut().pop()).unwrap_or_default();
-        Self { kind, exchange, count: 0, body: Writer { buf } }
+        Self {
+            kind,
+            exchange,
+            count: 0,
+            body: Writer { buf },
+            cap: usize::MAX,
+            full: false,
+            oversize: 0,
+        }
+    }
+
+    /// The same list, holding at most `cap` bytes of entries.
+    fn capped(mut self, cap: usize) -> Self {
+        self.cap = cap;
+        self
+    }
+
+    /// Drops the entries after `(bytes, entries)`, a point the list was at.
+    fn truncate(&mut self, (bytes, entries): (usize, u64)) {
+        self.body.buf.truncate(bytes);
+        self.count = entries;
+        self.full = false;
+    }
+
+    /// Empties the list (keeping its buffer and its cap).
+    fn reset(&mut self) {
+        self.body.buf.clear();
+        self.count = 0;
+        self.full = false;
     }
 
     /// Gives the body's buffer back for the next message.
@@ -550,10 +613,27 @@ impl ListMsg {
         });
     }
 
-    /// Appends one version of `key` (an `Entries` message).
-    fn entry(&mut self, key: &[u8], v: VersionRef<'_>) {
+    /// Appends one version of `key` (an `Entries` message) if the body stays within its cap;
+    /// returns whether it did. Once one is refused, so is every later one (the list is then
+    /// `full`), except that one refused because alone it exceeds the cap is skipped and
+    /// counted (`oversize`), and the list stays open.
+    fn entry(&mut self, key: &[u8], v: VersionRef<'_>) -> bool {
+        if self.full {
+            return false;
+        }
+        let before = self.body.buf.len();
         self.body.entry_ref(key, v);
+        if self.body.buf.len() > self.cap {
+            self.body.buf.truncate(before);
+            if before == 0 {
+                self.oversize += 1;
+            } else {
+                self.full = true;
+            }
+            return false;
+        }
         self.count += 1;
+        true
     }
 }
 
@@ -1247,6 +1327,11 @@ impl Node {
     }
 
     fn send(&mut self, to: SocketAddr, transport: Transport, payload: Vec<u8>) {
+        if transport == Transport::Stream && payload.len() > self.cfg.max_stream_bytes {
+            // the peer would refuse it: builders cut their lists so that this never happens
+            self.stats.oversize_messages += 1;
+            return;
+        }
         let kind = usize::from(payload.get(3).copied().unwrap_or(0)).min(KINDS - 1);
         self.stats.sent[kind] += 1;
         self.stats.sent_bytes[kind] += payload.len() as u64;
@@ -1254,6 +1339,13 @@ impl Node {
             self.stats.max_datagram = self.stats.max_datagram.max(payload.len());
         }
         self.outbox.push_back(Transmit { to, transport, payload });
+    }
+
+    /// Most bytes of entries one stream message may carry: the message's limit less room for
+    /// its header.
+    fn list_cap(&self) -> usize {
+        let max = self.cfg.max_stream_bytes;
+        max - STREAM_HEADER_RESERVE.min(max / 4)
     }
 
     fn send_all(&mut self, to: SocketAddr, dgrams: Vec<Vec<u8>>) {
@@ -1569,11 +1661,11 @@ impl Node {
         let mut keys = keys.to_vec();
         keys.sort_unstable();
         keys.dedup();
-        let mut sink = ListMsg::new(7, exchange);
+        let mut sink = ListMsg::new(7, exchange).capped(self.list_cap());
         let cutoff = self.send_cutoff();
         let store = self.replica.store();
         for &kh in &keys {
-            if sink.body.buf.len() >= MAX_ANSWER_BYTES {
+            if sink.full || sink.body.buf.len() >= MAX_ANSWER_BYTES {
                 break;
             }
             store.with_key_by_hash(kh, |found| {
@@ -1582,7 +1674,9 @@ impl Node {
                     if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
                         return;
                     }
-                    versions.for_each(|v| sink.entry(key, v));
+                    for v in versions {
+                        sink.entry(key, v);
+                    }
                 }
             });
         }
@@ -1594,7 +1688,8 @@ impl Node {
         if entries.is_empty() {
             return;
         }
-        let mut msg = ListMsg::new(7, exchange);
+        // (what does not fit one message is left to later exchanges)
+        let mut msg = ListMsg::new(7, exchange).capped(self.list_cap());
         for e in entries {
             msg.entry(&e.key, e.version.as_ref());
         }
@@ -1603,6 +1698,7 @@ impl Node {
 
     /// Sends `msg` (if it holds anything) as one datagram if it fits, else on the stream.
     fn send_list(&mut self, to: SocketAddr, msg: ListMsg) {
+        self.stats.oversize_versions += msg.oversize;
         if msg.count > 0 {
             let mut w = Writer::with_capacity(32 + msg.body.buf.len());
             w.header(msg.kind, self.id(), msg.exchange);
@@ -1833,7 +1929,7 @@ impl Node {
     /// `Entries` message), asks for what we lack (one `WantLeaf` message).
     fn on_leaf(&mut self, now: u64, from: SocketAddr, exchange: u32, sections: &[LeafSection]) {
         let leaves = self.replica.store().tree().leaves();
-        let mut push = ListMsg::new(7, exchange);
+        let mut push = ListMsg::new(7, exchange).capped(self.list_cap());
         let mut want = ListMsg::new(10, exchange);
         let mut wants = Vec::new();
         for section in sections {
@@ -1892,13 +1988,17 @@ impl Node {
                 return;
             }
             let Ok(k) = keys.binary_search_by_key(&fp, |k| k.fp) else {
-                versions.for_each(|v| push.entry(key, v));
+                for v in versions {
+                    push.entry(key, v);
+                }
                 return;
             };
             let k = &mut keys[k];
             k.seen = true;
             if first.ts > k.ts {
-                versions.for_each(|v| push.entry(key, v));
+                for v in versions {
+                    push.entry(key, v);
+                }
             } else if first.ts < k.ts {
                 wants.push(fp);
             } else {
@@ -1927,7 +2027,7 @@ impl Node {
     fn on_want_leaf(&mut self, from: SocketAddr, exchange: u32, wants: &[(u32, Vec<u32>)]) {
         let leaves = self.replica.store().tree().leaves();
         let salt = u64::from(exchange);
-        let mut push = ListMsg::new(7, exchange);
+        let mut push = ListMsg::new(7, exchange).capped(self.list_cap());
         let mut fps = Vec::new();
         let cutoff = self.send_cutoff();
         // each leaf once, and a bounded answer (as for `Want`: a hostile message may name a
@@ -1938,7 +2038,7 @@ impl Node {
                 self.stats.rejected += 1;
                 continue;
             }
-            if push.body.buf.len() >= MAX_ANSWER_BYTES || !done.insert(*leaf) {
+            if push.full || push.body.buf.len() >= MAX_ANSWER_BYTES || !done.insert(*leaf) {
                 continue;
             }
             fps.clear();
@@ -1949,7 +2049,9 @@ impl Node {
                     if versions.clone().next().is_some_and(|w| Self::withheld(cutoff, w)) {
                         return;
                     }
-                    versions.for_each(|v| push.entry(key, v));
+                    for v in versions {
+                        push.entry(key, v);
+                    }
                 }
             });
         }
@@ -2147,8 +2249,10 @@ impl Node {
         }
         let cutoff = self.send_cutoff();
         let store = self.replica.store();
-        let mut sink = ListMsg::new(18, exchange);
+        let mut sink = ListMsg::new(18, exchange).capped(self.list_cap());
         let mut ranges = Vec::with_capacity(plan.len());
+        // the origin to serve alone if the answer's first time unit overflows the message
+        let mut fallback = None;
         let scan =
             lossy || (plan.len() > 1 && total.saturating_mul(SCAN_SHARE) > store.keys_held());
         if scan {
@@ -2180,25 +2284,32 @@ impl Node {
                     }
                 }
             });
-            ranges.extend(plan.iter().map(|&(o, from, to, _, _)| (o, from, to)));
+            // (an answer over the limit is built again below, for one origin)
+            if !sink.full {
+                ranges.extend(plan.iter().map(|&(o, from, to, _, _)| (o, from, to)));
+            }
         } else {
             'plan: for &(o, from, wm, start, end) in &plan {
                 let Some(log) = self.origins.get(o) else { continue };
-                let mut last = None;
+                // the time unit being served, the last one served whole, and where the
+                // current one starts in the answer (bytes, entries)
+                let (mut last, mut done, mut mark) = (None, None, (0, 0));
                 for &(off, hi) in &log.items[start..end] {
                     let unit = log.base + u64::from(off);
-                    if let Some(prev) = last
-                        && prev != unit
-                        && sink.body.buf.len() >= MAX_ANSWER_BYTES
-                    {
-                        // cut between two time units: everything up to the end of `prev` went
-                        let cut = unit_end(prev, shift).min(wm);
-                        if cut > from {
-                            ranges.push((o, from, cut));
+                    if last != Some(unit) {
+                        if let Some(prev) = last
+                            && sink.body.buf.len() >= MAX_ANSWER_BYTES
+                        {
+                            // cut between two time units: everything up to the end of `prev`
+                            // went
+                            let cut = unit_end(prev, shift).min(wm);
+                            if cut > from {
+                                ranges.push((o, from, cut));
+                            }
+                            break 'plan;
                         }
-                        break 'plan;
+                        (done, last, mark) = (last, Some(unit), (sink.body.buf.len(), sink.count));
                     }
-                    last = Some(unit);
                     store.for_each_with_hash_hi(hi, |key, versions| {
                         let mut versions = versions.peekable();
                         if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
@@ -2210,10 +2321,39 @@ impl Node {
                             }
                         }
                     });
+                    if sink.full {
+                        // the message's limit fell inside this unit: the answer ends with the
+                        // unit before (if nothing comes before, it is built again below)
+                        if let Some(prev) = done {
+                            let cut = unit_end(prev, shift).min(wm);
+                            if cut > from {
+                                ranges.push((o, from, cut));
+                            }
+                        }
+                        if mark.1 > 0 || !ranges.is_empty() {
+                            sink.truncate(mark);
+                        } else {
+                            fallback = Some((o, from, wm));
+                        }
+                        break 'plan;
+                    }
                 }
                 ranges.push((o, from, wm));
             }
         }
+        if sink.full {
+            // a single time unit of one origin (or, in a pass over the store, the plan's first
+            // origins) holds more than one message may: serve one origin, oldest versions
+            // first, cut between two of them
+            let (o, from, wm) = fallback.unwrap_or((plan[0].0, plan[0].1, plan[0].2));
+            sink.reset();
+            ranges.clear();
+            let cut = Self::oldest_first(store, cutoff, (o, from, wm), &mut sink);
+            if cut > from {
+                ranges.push((o, from, cut));
+            }
+        }
+        self.stats.oversize_versions += sink.oversize;
         if sink.count > 0 {
             let per = sink.body.buf.len() / sink.count as usize;
             self.delta_entry_bytes = (self.delta_entry_bytes * 3 + per) / 4;
@@ -2227,6 +2367,38 @@ impl Node {
         let transport =
             if w.buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
         self.send(to, transport, w.buf);
+    }
+
+    /// Appends to `sink` the versions of origin `o` in `(from, wm]` that we keep, oldest
+    /// first, until it is full; returns the time up to which every one was appended (or
+    /// skipped as too long for any message). A pass over the store: only an answer whose
+    /// first time unit overflows a message comes here.
+    fn oldest_first(
+        store: &crate::store::Store,
+        cutoff: Option<Timestamp>,
+        (o, from, wm): (NodeId, Timestamp, Timestamp),
+        sink: &mut ListMsg,
+    ) -> Timestamp {
+        let in_range = |origin: NodeId, ts: Timestamp| origin == o && ts > from && ts <= wm;
+        let mut found: Vec<(Vec<u8>, Version)> = Vec::new();
+        store.for_each_matching(in_range, |key, versions| {
+            let mut versions = versions.peekable();
+            if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
+                return;
+            }
+            for v in versions {
+                if in_range(v.origin, v.ts) {
+                    found.push((key.to_vec(), v.to_owned()));
+                }
+            }
+        });
+        found.sort_unstable_by_key(|(_, v)| v.ts);
+        for (key, v) in &found {
+            if !sink.entry(key, v.as_ref()) && sink.full {
+                return v.ts - 1;
+            }
+        }
+        wm
     }
 
     /// Handles `Deltas`: merges the entries, then raises our watermark of each range's
@@ -2398,29 +2570,31 @@ impl Node {
             self.stats.rejected += 1;
             return;
         }
-        let mut w = Writer::with_capacity(self.cfg.bulk_chunk_bytes + 1024);
-        let mut count = 0u64;
+        let mut chunk = ListMsg::new(9, exchange).capped(self.list_cap());
         let mut leaf = cursor;
         let cutoff = self.send_cutoff();
-        while leaf < leaves && w.buf.len() < self.cfg.bulk_chunk_bytes {
+        // whole leaves, except that a leaf holding more than a message may is cut short (what
+        // is left of it comes through the digest tree once the catch-up is over)
+        while leaf < leaves && !chunk.full && chunk.body.buf.len() < self.cfg.bulk_chunk_bytes {
             store.for_each_in_leaf(leaf as usize, |key, versions| {
                 let mut versions = versions.peekable();
                 if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
                     return;
                 }
                 for v in versions {
-                    w.entry_ref(key, v);
-                    count += 1;
+                    chunk.entry(key, v);
                 }
             });
             leaf += 1;
         }
+        self.stats.oversize_versions += chunk.oversize;
         let next = if leaf >= leaves { 0 } else { leaf };
-        let mut out = Writer::with_capacity(w.buf.len() + 32);
+        let mut out = Writer::with_capacity(chunk.body.buf.len() + 32);
         out.header(9, self.id(), exchange);
         out.varint(u64::from(next));
-        out.varint(count);
-        out.buf.extend_from_slice(&w.buf);
+        out.varint(chunk.count);
+        out.buf.extend_from_slice(&chunk.body.buf);
+        chunk.recycle();
         self.send(from, Transport::Stream, out.buf);
     }
 

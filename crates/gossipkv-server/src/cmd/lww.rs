@@ -7,10 +7,13 @@
 //!   `[value or nil for a tombstone, timestamp, origin node id]`. A key never seen here gives
 //!   an empty array; a deleted key gives its tombstone(s).
 
-use super::{Ctx, Flow, write_local};
+use super::{Ctx, Flow, refuse_oversize, write_local};
 use crate::resp::{Request, reply};
 
 pub(crate) fn put(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
+    if refuse_oversize(ctx.out, req.arg(1), req.arg(2)) {
+        return Flow::Continue;
+    }
     let ts = write_local(ctx, req.arg(1), Some(req.arg(2)));
     reply::unsigned(ctx.out, ts);
     Flow::Continue

@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use gossipkv_core::gossip::MAX_WRITE_BYTES;
 use gossipkv_core::{Timestamp, VersionRef};
 
 use crate::resp::{Request, reply};
@@ -465,6 +466,23 @@ pub(crate) fn physical_us(skew_ms: i64) -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     us.saturating_add_signed(skew_ms.saturating_mul(1_000))
+}
+
+/// Replies with an error and returns true if `key` with `value` is longer than any write
+/// may be ([`MAX_WRITE_BYTES`]: every version must fit one gossip stream message, or it
+/// would never reach the other replicas).
+pub(crate) fn refuse_oversize(out: &mut Vec<u8>, key: &[u8], value: &[u8]) -> bool {
+    let over = key.len() + value.len() > MAX_WRITE_BYTES;
+    if over {
+        reply::error_fmt(
+            out,
+            format_args!(
+                "ERR string exceeds maximum allowed size (key and value together over \
+                 {MAX_WRITE_BYTES} bytes cannot be replicated)"
+            ),
+        );
+    }
+    over
 }
 
 /// A local write (`Replica::write`: fresh timestamp, merged, value copied once), then told to

@@ -24,7 +24,10 @@
 //! it is refused as `SET`'s expiry options are. `GETSET` is `SET key value GET`. `TOUCH` counts
 //! the live keys, as `EXISTS` (there is no access time to update).
 
-use super::{Ctx, Flow, is, not_an_integer, swap_local, syntax_error, write_local, wrong_arity};
+use super::{
+    Ctx, Flow, is, not_an_integer, refuse_oversize, swap_local, syntax_error, write_local,
+    wrong_arity,
+};
 use crate::resp::parse::parse_integer;
 use crate::resp::{Request, reply};
 
@@ -36,6 +39,9 @@ pub(crate) fn get(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
 
 pub(crate) fn set(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     let (key, value) = (req.arg(1), req.arg(2));
+    if refuse_oversize(ctx.out, key, value) {
+        return Flow::Continue;
+    }
     if req.len() > 3 {
         let (mut nx, mut xx, mut get, mut keepttl, mut expiry) =
             (false, false, false, false, false);
@@ -107,6 +113,9 @@ fn swap(ctx: &mut Ctx<'_>, key: &[u8], value: Option<&[u8]>) -> Flow {
 }
 
 pub(crate) fn getset(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
+    if refuse_oversize(ctx.out, req.arg(1), req.arg(2)) {
+        return Flow::Continue;
+    }
     swap(ctx, req.arg(1), Some(req.arg(2)))
 }
 
@@ -185,6 +194,13 @@ pub(crate) fn mset(ctx: &mut Ctx<'_>, req: &Request<'_>) -> Flow {
     if req.len().is_multiple_of(2) {
         wrong_arity(ctx.out, "mset");
         return Flow::Continue;
+    }
+    // all or nothing: no pair is written if one is too long
+    let mut args = req.iter().skip(1);
+    while let (Some(k), Some(v)) = (args.next(), args.next()) {
+        if refuse_oversize(ctx.out, k, v) {
+            return Flow::Continue;
+        }
     }
     let mut args = req.iter().skip(1);
     while let (Some(k), Some(v)) = (args.next(), args.next()) {

@@ -124,6 +124,8 @@ pub fn add_stats(a: &mut NodeStats, b: &NodeStats) {
     }
     a.max_datagram = a.max_datagram.max(b.max_datagram);
     a.decode_errors += b.decode_errors;
+    a.oversize_versions += b.oversize_versions;
+    a.oversize_messages += b.oversize_messages;
     a.rejected += b.rejected;
     a.versions_received += b.versions_received;
     a.versions_applied += b.versions_applied;
