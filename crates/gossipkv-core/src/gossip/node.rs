@@ -33,7 +33,7 @@
 //! the whole store over the stream transport in chunks (`BulkRequest` / `BulkChunk`).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -544,6 +544,40 @@ struct TheirKey {
     seen: bool,
 }
 
+/// A version kept by [`Node::oldest_first`], ordered by its time alone (newest greatest).
+#[derive(Debug)]
+struct Oldest {
+    key: Vec<u8>,
+    v: Version,
+}
+
+impl Oldest {
+    /// Bytes it takes in a message, at most (key, value and at most 32 bytes of framing).
+    fn len(&self) -> usize {
+        self.key.len() + self.v.value.as_ref().map_or(0, |b| b.len()) + 32
+    }
+}
+
+impl PartialEq for Oldest {
+    fn eq(&self, other: &Self) -> bool {
+        self.v.ts == other.v.ts
+    }
+}
+
+impl Eq for Oldest {}
+
+impl PartialOrd for Oldest {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Oldest {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.v.ts.cmp(&other.v.ts)
+    }
+}
+
 /// A list-bodied message built item by item (`header | count varint | items`): sent as one
 /// datagram if it fits the MTU, else as one stream message. So one step of an exchange is one
 /// message however many leaves or versions it carries.
@@ -1052,6 +1086,12 @@ impl Node {
     /// Counters.
     pub fn stats(&self) -> &NodeStats {
         &self.stats
+    }
+
+    /// Our origin-delta watermark of `origin` (0 if none): we hold every version of it up to
+    /// this time that a peer keeps, so pulls of it start above.
+    pub fn watermark(&self, origin: NodeId) -> Timestamp {
+        self.origins.get(origin).map_or(0, |l| l.wm)
     }
 
     /// Rumors currently advertised, values and deletes (each kind at most `max_hot`).
@@ -2371,8 +2411,10 @@ impl Node {
 
     /// Appends to `sink` the versions of origin `o` in `(from, wm]` that we keep, oldest
     /// first, until it is full; returns the time up to which every one was appended (or
-    /// skipped as too long for any message). A pass over the store: only an answer whose
-    /// first time unit overflows a message comes here.
+    /// skipped as too long for any message). A pass over the store that keeps, as it goes,
+    /// only the oldest versions that fit the message (its memory stays within one message,
+    /// whatever the store holds): only an answer whose first time unit overflows a message
+    /// comes here.
     fn oldest_first(
         store: &crate::store::Store,
         cutoff: Option<Timestamp>,
@@ -2380,25 +2422,38 @@ impl Node {
         sink: &mut ListMsg,
     ) -> Timestamp {
         let in_range = |origin: NodeId, ts: Timestamp| origin == o && ts > from && ts <= wm;
-        let mut found: Vec<(Vec<u8>, Version)> = Vec::new();
+        let budget = sink.cap.saturating_sub(sink.body.buf.len());
+        let (mut kept, mut bytes, mut cut) = (BinaryHeap::new(), 0, wm);
         store.for_each_matching(in_range, |key, versions| {
             let mut versions = versions.peekable();
             if versions.peek().is_some_and(|w| Self::withheld(cutoff, *w)) {
                 return;
             }
             for v in versions {
-                if in_range(v.origin, v.ts) {
-                    found.push((key.to_vec(), v.to_owned()));
+                if in_range(v.origin, v.ts) && v.ts <= cut {
+                    let v = Oldest { key: key.to_vec(), v: v.to_owned() };
+                    bytes += v.len();
+                    kept.push(v);
+                    // the newest leave the message (and bound what it may claim), but one
+                    // stays, even alone too long (it is then skipped, and counted)
+                    while bytes > budget && kept.len() > 1 {
+                        if let Some(newest) = kept.pop() {
+                            bytes -= newest.len();
+                            cut = cut.min(newest.v.ts - 1);
+                        }
+                    }
                 }
             }
         });
-        found.sort_unstable_by_key(|(_, v)| v.ts);
-        for (key, v) in &found {
-            if !sink.entry(key, v.as_ref()) && sink.full {
-                return v.ts - 1;
+        for x in kept.into_sorted_vec() {
+            if x.v.ts > cut {
+                break;
+            }
+            if !sink.entry(&x.key, x.v.as_ref()) && sink.full {
+                return x.v.ts - 1;
             }
         }
-        wm
+        cut
     }
 
     /// Handles `Deltas`: merges the entries, then raises our watermark of each range's
