@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gossipkv_core::digest::{key_hash, version_hash};
-use gossipkv_core::gossip::wire::{self, Body, Message, Packer, WireEntry, varint_len};
+use gossipkv_core::gossip::wire::{self, Body, Packer, Writer, varint_len};
 use gossipkv_core::gossip::{NodeStats, Transport};
 use gossipkv_core::lww::VersionRef;
 use gossipkv_core::rng::Rng;
@@ -132,27 +132,26 @@ impl NaiveNode {
         }
         let store = self.replica.store();
         let mut p = Packer::new(ENTRIES, self.id(), 0, Vec::new(), self.mtu);
-        let mut oversize: Vec<WireEntry> = Vec::new();
+        // entries too long for a datagram, encoded once, straight into one stream message
+        let mut oversize = Writer::default();
+        let mut oversize_count = 0u64;
         for leaf in 0..store.tree().leaves() {
             store.for_each_in_leaf(leaf, |key, versions| {
                 for v in versions {
                     if !p.push(entry_len_ref(key, v), |w| w.entry_ref(key, v)) {
-                        oversize.push(WireEntry {
-                            key: Bytes::copy_from_slice(key),
-                            version: v.to_owned(),
-                        });
+                        oversize.entry_ref(key, v);
+                        oversize_count += 1;
                     }
                 }
             });
         }
         let dgrams: Vec<Bytes> = p.finish(false).into_iter().map(Bytes::from).collect();
-        let stream = (!oversize.is_empty()).then(|| {
-            let msg = Message {
-                from: self.id(),
-                exchange: 0,
-                body: Body::Entries { entries: oversize.into() },
-            };
-            Bytes::from(wire::encode(&msg))
+        let stream = (oversize_count > 0).then(|| {
+            let mut w = Writer::with_capacity(32 + oversize.buf.len());
+            w.header(ENTRIES, self.id(), 0);
+            w.varint(oversize_count);
+            w.buf.extend_from_slice(&oversize.buf);
+            Bytes::from(w.buf)
         });
         for &i in &picked {
             let peer = self.peers[i];
