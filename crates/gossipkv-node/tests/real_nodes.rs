@@ -3,95 +3,14 @@
 
 mod common;
 
+use common::Cluster;
+
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use gossipkv_core::ClockKind;
-use gossipkv_net::Faults;
-use gossipkv_node::{RunningNode, start_on};
 use redis::{Commands, Connection, Value};
-use tokio::sync::watch;
-
-struct Cluster {
-    rt: tokio::runtime::Runtime,
-    nodes: Vec<RunningNode>,
-    stop: watch::Sender<bool>,
-    /// Where the gossip drivers run when not on `rt` (dropped after the nodes stopped).
-    gossip_rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Cluster {
-    fn start(n: usize, drop_rate: f64, clock: ClockKind, interval_ms: u64) -> Self {
-        Self::start_with(n, drop_rate, clock, interval_ms, false)
-    }
-
-    /// `gossip_thread`: the drivers on a one-worker runtime of their own, as `gossipkv node`
-    /// and `gossipkv cluster` run them.
-    fn start_with(
-        n: usize,
-        drop_rate: f64,
-        clock: ClockKind,
-        interval_ms: u64,
-        gossip_thread: bool,
-    ) -> Self {
-        let gossip_rt = gossip_thread.then(|| common::runtime(1));
-        let gossip_handle = gossip_rt.as_ref().map(|r| r.handle().clone());
-        let rt = common::runtime(2);
-        let (stop, stop_rx) = watch::channel(false);
-        let nodes = rt.block_on(async {
-            let bound = common::bind_all(n).await;
-            let addrs: Vec<SocketAddr> = bound.iter().map(|b| b.gossip_addr).collect();
-            bound
-                .into_iter()
-                .enumerate()
-                .map(|(i, b)| {
-                    let mut spec = common::spec(i, &addrs, b.resp_addr);
-                    spec.gossip.interval_ms = interval_ms;
-                    spec.drop_rate = drop_rate;
-                    spec.clock = clock;
-                    let seed = 42 + i as u64;
-                    let faults = Faults::default();
-                    start_on(b, spec, seed, stop_rx.clone(), faults, gossip_handle.as_ref())
-                })
-                .collect()
-        });
-        Self { rt, nodes, stop, gossip_rt }
-    }
-
-    fn con(&self, i: usize) -> Connection {
-        let client =
-            redis::Client::open(format!("redis://{}/", self.nodes[i].resp_addr)).expect("client");
-        client.get_connection().expect("connect")
-    }
-
-    /// Waits (bounded) until `check` holds at every node.
-    fn wait_all(&self, what: &str, check: impl Fn(&mut Connection) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut cons: Vec<Connection> = (0..self.nodes.len()).map(|i| self.con(i)).collect();
-        loop {
-            if cons.iter_mut().all(&check) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        let nodes = std::mem::take(&mut self.nodes);
-        self.rt.block_on(async {
-            for n in nodes {
-                let _ = tokio::time::timeout(Duration::from_secs(5), n.server).await;
-                let _ = tokio::time::timeout(Duration::from_secs(5), n.gossip).await;
-            }
-        });
-        drop(self.gossip_rt.take());
-    }
-}
 
 /// The `redis` crate's async clients, as most Rust services use it: a multiplexed connection
 /// shared by concurrent tasks (with pipelines), and the reconnecting `ConnectionManager`.
@@ -216,53 +135,6 @@ fn a_put_at_one_node_is_read_at_every_other_with_10_percent_drops() -> redis::Re
         .map(|n| n.status.net.dropped_send.load(std::sync::atomic::Ordering::Relaxed))
         .sum();
     assert!(dropped > 0, "the fault injector dropped nothing");
-    Ok(())
-}
-
-/// The longest writes a client may make replicate: a 64 MiB value (the longest bulk string)
-/// and an 80 MiB `MSET`. A key and value longer than any message may carry are refused, not
-/// kept at one node for ever. (Before 2026-11-29 the 64 MiB value made a message over the
-/// 64 MiB a node accepted: it never reached the other node, nor did 21 of the `MSET`'s keys.
-/// Answers cut inside one millisecond of writes are tested on the sans-IO core, in
-/// `gossipkv-core/tests/cluster.rs`, where time is ours to set.)
-#[test]
-fn the_longest_writes_replicate_and_longer_ones_are_refused() -> redis::RedisResult<()> {
-    use gossipkv_core::gossip::MAX_WRITE_BYTES;
-    let c = Cluster::start(2, 0.0, ClockKind::Hlc, 100);
-    let mut con = c.con(0);
-    let big = vec![b'b'; 64 << 20];
-    redis::cmd("SET").arg("big").arg(&big).query::<()>(&mut con)?;
-    let mut mset = redis::cmd("MSET");
-    let mib = vec![b'm'; 1 << 20];
-    for i in 0..80 {
-        mset.arg(format!("m{i:02}")).arg(&mib);
-    }
-    mset.query::<()>(&mut con)?;
-    let key = vec![b'k'; MAX_WRITE_BYTES - big.len() + 1];
-    let refused = redis::cmd("SET")
-        .arg(&key)
-        .arg(&big)
-        .query::<()>(&mut con)
-        .expect_err("a key and value over MAX_WRITE_BYTES are refused");
-    assert!(refused.to_string().contains("exceeds maximum allowed size"), "{refused}");
-    let refused = redis::cmd("MSET").arg("ok").arg("1").arg(&key).arg(&big).query::<()>(&mut con);
-    assert!(refused.is_err());
-    let exists: u64 = redis::cmd("EXISTS").arg("ok").query(&mut con)?;
-    assert_eq!(exists, 0, "MSET is all or nothing");
-    c.wait_all("the 64 MiB value and the 80 MiB MSET everywhere", |con| {
-        let size: usize = redis::cmd("DBSIZE").query(con).unwrap_or(0);
-        let len: usize = redis::cmd("STRLEN").arg("big").query(con).unwrap_or(0);
-        let last: usize = redis::cmd("STRLEN").arg("m79").query(con).unwrap_or(0);
-        size == 81 && len == 64 << 20 && last == 1 << 20
-    });
-    for i in 0..2 {
-        let mut con = c.con(i);
-        for field in ["oversize_messages", "oversize_versions"] {
-            // (read as text: a field missing from INFO must fail here, not read as 0)
-            let v = common::info_gossip_field(&mut con, field);
-            assert_eq!(v.as_deref().map(str::trim), Some("0"), "{field} at node {i}");
-        }
-    }
     Ok(())
 }
 
