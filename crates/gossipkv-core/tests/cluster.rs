@@ -572,6 +572,17 @@ fn origin_logs_stay_bounded_under_overwrites() {
 /// The stream limit the tests below lower, so that small writes overflow it.
 const SMALL_STREAM: usize = 32 << 10;
 
+/// One peer a round and stream messages of at most [`SMALL_STREAM`] bytes.
+fn small_stream(rumor_rounds: u32, origin_deltas: bool) -> GossipConfig {
+    GossipConfig {
+        fanout: 1,
+        rumor_rounds,
+        origin_deltas,
+        max_stream_bytes: SMALL_STREAM,
+        ..GossipConfig::default()
+    }
+}
+
 /// Nodes write more in one millisecond (as one `MSET` does) than one stream message may
 /// carry: by rumors, origin deltas (whose answers are then cut inside the millisecond,
 /// between two versions) or the digest tree alone, every message stays within the limit and
@@ -579,13 +590,7 @@ const SMALL_STREAM: usize = 32 << 10;
 #[test]
 fn a_millisecond_of_writes_longer_than_a_stream_message_arrives_in_several() {
     for (rumor_rounds, origin_deltas) in [(3, true), (0, true), (0, false)] {
-        let cfg = GossipConfig {
-            fanout: 1,
-            rumor_rounds,
-            origin_deltas,
-            max_stream_bytes: SMALL_STREAM,
-            ..GossipConfig::default()
-        };
+        let cfg = small_stream(rumor_rounds, origin_deltas);
         let mut h = Harness::new(3, cfg, 0.0, 11);
         h.run_until(1500);
         // two origins, so that a pull of both is answered by a pass over the store
@@ -630,12 +635,7 @@ fn a_millisecond_of_writes_longer_than_a_stream_message_arrives_in_several() {
 /// chunks are cut to fit (a leaf cut short is finished by the digest tree).
 #[test]
 fn a_bulk_catch_up_is_cut_to_the_stream_limit() {
-    let cfg = GossipConfig {
-        fanout: 1,
-        rumor_rounds: 0,
-        max_stream_bytes: SMALL_STREAM,
-        ..GossipConfig::default()
-    };
+    let cfg = small_stream(0, true);
     let mut h = Harness::new(2, cfg, 0.0, 12);
     h.down[1] = true;
     h.run_until(1500);
@@ -655,12 +655,7 @@ fn a_bulk_catch_up_is_cut_to_the_stream_limit() {
 /// never sent, and counted; it holds up nothing else.
 #[test]
 fn a_version_too_long_for_any_message_is_counted_and_blocks_nothing() {
-    let cfg = GossipConfig {
-        fanout: 1,
-        rumor_rounds: 0,
-        max_stream_bytes: SMALL_STREAM,
-        ..GossipConfig::default()
-    };
+    let cfg = small_stream(0, true);
     let mut h = Harness::new(2, cfg, 0.0, 13);
     h.run_until(1500);
     let now = h.now;

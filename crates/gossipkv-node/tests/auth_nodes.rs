@@ -87,14 +87,7 @@ impl Nodes {
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        let nodes = std::mem::take(&mut self.nodes);
-        self.rt.block_on(async {
-            for n in nodes {
-                let _ = n.server.await;
-                let _ = n.gossip.await;
-            }
-        });
+        common::stop_all(&self.rt, &self.stop, std::mem::take(&mut self.nodes));
     }
 }
 

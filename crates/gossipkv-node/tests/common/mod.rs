@@ -130,14 +130,19 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        let nodes = std::mem::take(&mut self.nodes);
-        self.rt.block_on(async {
-            for n in nodes {
-                let _ = tokio::time::timeout(Duration::from_secs(5), n.server).await;
-                let _ = tokio::time::timeout(Duration::from_secs(5), n.gossip).await;
-            }
-        });
+        stop_all(&self.rt, &self.stop, std::mem::take(&mut self.nodes));
         drop(self.gossip_rt.take());
     }
+}
+
+/// Tells `nodes` (run on `rt`) to stop and waits for each, at most 5 s per task.
+#[allow(dead_code, reason = "not every test file that includes this module runs nodes")]
+pub fn stop_all(rt: &tokio::runtime::Runtime, stop: &watch::Sender<bool>, nodes: Vec<RunningNode>) {
+    let _ = stop.send(true);
+    rt.block_on(async {
+        for n in nodes {
+            let _ = tokio::time::timeout(Duration::from_secs(5), n.server).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), n.gossip).await;
+        }
+    });
 }
