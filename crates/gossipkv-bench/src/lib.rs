@@ -16,6 +16,11 @@
 //!   one per-key allocation the store makes.
 //!
 //! Output: human-readable lines, then one machine-readable line starting with `gossipkv `.
+//!
+//! [`flat`] is a store layout experiment that `burst_floor` measures against the product's
+//! store (`STORE=flat`).
+
+pub mod flat;
 
 use std::time::{Duration, Instant};
 

@@ -18,25 +18,45 @@
 //! the store being filled stays in the caches and its pages in the TLB. The simulator's nodes
 //! take turns message by message instead: `INTERLEAVE=1` does that (receiving from the
 //! oracle), and on dev-2c it costs about twice the CPU at the burst's message size
-//! (docs/benchmarks.md, "Session 21"). Settings come from the environment: `NODES` (1,000),
-//! `KEYS` (100,000), `THREADS` (2), `BATCH` (100), `SEED` (1), `INTERLEAVE` (0). Run with
+//! (docs/benchmarks.md, "Session 21").
+//!
+//! Receivers merge as the simulator's nodes do (`Node::merge_entries`): under one
+//! [`gossipkv_core::store::MergeRun`], each window of 16 keys read ahead (`warm`) before it
+//! merges. (Until session 23 they merged version by version, `Store::merge_hashed`, which
+//! takes the shard lock for each: 16% more CPU; docs/benchmarks.md, "Session 23".)
+//!
+//! `STORE=flat` (with `INTERLEAVE=1`) gives the receivers a layout experiment instead of the
+//! product's store: [`gossipkv_bench::flat::FlatStore`], one table of 64-byte slots
+//! addressed by key hash, with no index and no leaf blocks (`FLAT_SLOTS_LOG2`: its starting
+//! size, 16 slots by default; 17 presizes it for 100,000 keys, so that it never grows).
+//!
+//! Settings come from the environment: `NODES` (1,000), `KEYS` (100,000), `THREADS` (2),
+//! `BATCH` (100), `SEED` (1), `INTERLEAVE` (0), `STORE` (`product` or `flat`). Run with
 //! `/usr/bin/time -v` for CPU time and peak RSS.
 
 use std::time::Instant;
 
 use bytes::Bytes;
+use gossipkv_bench::flat::FlatStore;
 use gossipkv_core::Store;
 use gossipkv_core::StoreConfig;
 use gossipkv_core::digest::{TreeShape, key_hash, version_hash};
 use gossipkv_core::gossip::wire::{self, Writer};
-use gossipkv_core::gossip::{Body, Message};
+use gossipkv_core::gossip::{Body, EntryList, Message};
 use gossipkv_core::lww::VersionRef;
+use gossipkv_core::store::MergeRun;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Exits with a usage error (status 2).
+fn refuse(why: &str) -> ! {
+    eprintln!("burst_floor: {why}");
+    std::process::exit(2)
 }
 
 /// SplitMix64: the key, value and order generator (deterministic per seed).
@@ -54,9 +74,115 @@ fn store_cfg() -> StoreConfig {
     StoreConfig { shards_log2: 0, tree: TreeShape::new(3), max_concurrent: 16 }
 }
 
+/// Keys a receiver reads ahead before merging them (`WARM` in the gossip node).
+const WARM: usize = 16;
+
+/// A receiving replica: the product's store or the layout experiment.
+trait Receiver: Send {
+    /// What merges a message: holds the replica (and, for the store, its shard lock).
+    type Run<'a>: Merging
+    where
+        Self: 'a;
+
+    /// An empty replica.
+    fn empty() -> Self;
+
+    /// Starts merging a message.
+    fn run(&mut self) -> Self::Run<'_>;
+
+    /// Whether it holds exactly the oracle's versions.
+    fn equals(&self, oracle: &Store) -> bool;
+
+    /// Merges a decoded message as the simulator's nodes do: windows of [`WARM`] keys, each
+    /// read ahead before it merges. How many versions changed the replica.
+    fn merge_all(&mut self, entries: &EntryList) -> u64 {
+        let mut applied = 0;
+        let mut run = self.run();
+        let hashed: Vec<_> = entries.iter().map(|(key, v)| (key_hash(key), key, v)).collect();
+        for window in hashed.chunks(WARM) {
+            for &(kh, key, _) in window {
+                run.warm(kh, key);
+            }
+            for &(kh, key, v) in window {
+                applied += u64::from(run.merge(kh, version_hash(kh, v), key, v));
+            }
+        }
+        applied
+    }
+}
+
+/// One message's merges into a replica.
+trait Merging {
+    /// Reads what merging `key` will touch first.
+    fn warm(&mut self, kh: u64, key: &[u8]);
+    /// Joins `v` into `key`; whether the replica changed.
+    fn merge(&mut self, kh: u64, vh: u64, key: &[u8], v: VersionRef<'_>) -> bool;
+}
+
+impl Merging for MergeRun<'_> {
+    fn warm(&mut self, kh: u64, key: &[u8]) {
+        MergeRun::warm(self, kh, key);
+    }
+
+    fn merge(&mut self, kh: u64, vh: u64, key: &[u8], v: VersionRef<'_>) -> bool {
+        self.merge_hashed(kh, vh, key, v).changed()
+    }
+}
+
+impl Receiver for Store {
+    type Run<'a> = MergeRun<'a>;
+
+    fn empty() -> Self {
+        Store::new(store_cfg())
+    }
+
+    fn run(&mut self) -> MergeRun<'_> {
+        self.merge_run()
+    }
+
+    fn equals(&self, oracle: &Store) -> bool {
+        Store::equals(self, oracle)
+    }
+}
+
+impl Merging for &mut FlatStore {
+    fn warm(&mut self, kh: u64, _key: &[u8]) {
+        std::hint::black_box(FlatStore::warm(self, kh));
+    }
+
+    fn merge(&mut self, kh: u64, vh: u64, key: &[u8], v: VersionRef<'_>) -> bool {
+        FlatStore::merge(self, kh, vh, key, v)
+    }
+}
+
+impl Receiver for FlatStore {
+    type Run<'a> = &'a mut FlatStore;
+
+    fn empty() -> Self {
+        // `FLAT_SLOTS_LOG2`: start at that size (no growth below it)
+        FlatStore::with_slots_log2(setting("FLAT_SLOTS_LOG2", 4) as u32)
+    }
+
+    fn run(&mut self) -> &mut FlatStore {
+        self
+    }
+
+    fn equals(&self, oracle: &Store) -> bool {
+        self.len() == oracle.keys_held()
+            && self.root_hash() == oracle.root_hash()
+            && self.for_each(|key, v| {
+                oracle.with_key_by_hash(key_hash(key), |found| {
+                    found.is_some_and(|(k, mut kept)| {
+                        k == key && kept.next() == Some(v) && kept.next().is_none()
+                    })
+                })
+            })
+    }
+}
+
 /// Sends every key of `hashes` (in that order) from `from` to `to`, `batch` entries per
 /// message: read and encode at the sender, decode and merge at the receiver.
-fn transfer(from: &Store, to: &Store, hashes: &[u64], batch: usize) -> u64 {
+fn transfer(from: &Store, to: &mut impl Receiver, hashes: &[u64], batch: usize) -> u64 {
     let mut applied = 0;
     for chunk in hashes.chunks(batch) {
         let mut body = Writer::with_capacity(64 * batch);
@@ -79,30 +205,26 @@ fn transfer(from: &Store, to: &Store, hashes: &[u64], batch: usize) -> u64 {
         else {
             panic!("an Entries message we encoded did not decode");
         };
-        for (key, v) in &entries {
-            let kh = key_hash(key);
-            let vh = version_hash(kh, v);
-            if to.merge_hashed(kh, vh, key, v).changed() {
-                applied += 1;
-            }
-        }
+        applied += to.merge_all(&entries);
     }
     applied
 }
 
-/// What the fill modes share: the settings, the oracle, and each thread's order of keys.
+/// What the fill modes share: the settings, the oracle (one copy per thread: the read lock
+/// each lookup takes is an atomic write, and two threads reading one store would bounce its
+/// cache line between the cores), and each thread's order of keys.
 #[derive(Clone, Copy)]
 struct Fill<'a> {
     nodes: usize,
     keys: usize,
     threads: usize,
     batch: usize,
-    oracle: &'a Store,
+    oracles: &'a [Store],
     orders: &'a [Vec<u64>],
 }
 
 /// Runs `fill(t)` on each of `threads` threads; each returns the stores of its nodes.
-fn on_threads(threads: usize, fill: impl Fn(usize) -> Vec<Store> + Sync) -> Vec<Vec<Store>> {
+fn on_threads<R: Send>(threads: usize, fill: impl Fn(usize) -> Vec<R> + Sync) -> Vec<Vec<R>> {
     std::thread::scope(|s| {
         let fill = &fill;
         let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || fill(t))).collect();
@@ -120,15 +242,16 @@ fn rotation(order: &[u64], i: usize) -> (&[u64], &[u64]) {
 /// its own rotation of the thread's order, from the previous node of its thread (the oracle
 /// for the first) before the next node receives any.
 fn fill_one_after_another(f: &Fill<'_>) -> Vec<Vec<Store>> {
-    let Fill { nodes, keys, threads, batch, oracle, orders } = *f;
+    let Fill { nodes, keys, threads, batch, oracles, orders } = *f;
     on_threads(threads, |t| {
+        let oracle = &oracles[t];
         let mut mine: Vec<Store> = Vec::new();
         for i in (t..nodes).step_by(threads) {
-            let store = Store::new(store_cfg());
+            let mut store = Store::new(store_cfg());
             let from = mine.last().unwrap_or(oracle);
             let (first, then) = rotation(&orders[t], i);
             let applied =
-                transfer(from, &store, first, batch) + transfer(from, &store, then, batch);
+                transfer(from, &mut store, first, batch) + transfer(from, &mut store, then, batch);
             assert_eq!(applied, keys as u64, "node {i} applied {applied} versions");
             mine.push(store);
         }
@@ -141,15 +264,16 @@ fn fill_one_after_another(f: &Fill<'_>) -> Vec<Vec<Store>> {
 /// land in different stores, as they do in the simulator, whose nodes' work interleaves in
 /// virtual time. The sender's reads hit the oracle (small, so cached): this mode measures
 /// what the receivers' spread over the whole footprint costs.
-fn fill_interleaved(f: &Fill<'_>) -> Vec<Vec<Store>> {
-    let Fill { nodes, keys, threads, batch, oracle, orders } = *f;
+fn fill_interleaved<R: Receiver>(f: &Fill<'_>) -> Vec<Vec<R>> {
+    let Fill { nodes, keys, threads, batch, oracles, orders } = *f;
     on_threads(threads, |t| {
+        let oracle = &oracles[t];
         let ids: Vec<usize> = (t..nodes).step_by(threads).collect();
-        let mine: Vec<Store> = ids.iter().map(|_| Store::new(store_cfg())).collect();
+        let mut mine: Vec<R> = ids.iter().map(|_| R::empty()).collect();
         let mut applied = vec![0u64; ids.len()];
         for c in 0..keys.div_ceil(batch) {
             let (start, end) = (c * batch, ((c + 1) * batch).min(keys));
-            for (n, store) in mine.iter().enumerate() {
+            for (n, store) in mine.iter_mut().enumerate() {
                 // messages `c` of the node's rotation; the one message that straddles its
                 // two parts goes as two
                 let (first, then) = rotation(&orders[t], ids[n]);
@@ -166,16 +290,44 @@ fn fill_interleaved(f: &Fill<'_>) -> Vec<Vec<Store>> {
     })
 }
 
+/// Fills the replicas with `fill`, then checks each against the oracle (its thread's copy);
+/// the fill's and the check's times, and how many replicas equal the oracle.
+fn run<R: Receiver + Sync>(
+    oracles: &[Store],
+    started: Instant,
+    fill: impl FnOnce() -> Vec<Vec<R>>,
+) -> (std::time::Duration, std::time::Duration, usize) {
+    let per_thread = fill();
+    let filled = started.elapsed();
+    let check = Instant::now();
+    let equal: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = per_thread
+            .iter()
+            .zip(oracles)
+            .map(|(mine, oracle)| {
+                s.spawn(move || mine.iter().filter(|st| st.equals(oracle)).count())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a check thread panicked")).sum()
+    });
+    (filled, check.elapsed(), equal)
+}
+
 fn main() {
     let nodes = setting("NODES", 1000);
     let keys = setting("KEYS", 100_000);
     let threads = setting("THREADS", 2).max(1);
     let batch = setting("BATCH", 100).max(1);
     let interleave = setting("INTERLEAVE", 0) != 0;
+    let flat = match std::env::var("STORE").as_deref() {
+        Ok("flat") => true,
+        Ok("product") | Err(_) => false,
+        Ok(other) => refuse(&format!("STORE must be product or flat, not {other}")),
+    };
     let mut rng = Rng(setting("SEED", 1) as u64);
 
     let started = Instant::now();
-    let oracle = Store::new(store_cfg());
+    let oracles: Vec<Store> = (0..threads).map(|_| Store::new(store_cfg())).collect();
     let mut hashes = Vec::with_capacity(keys);
     for i in 0..keys {
         let mut key = [0u8; 16];
@@ -191,7 +343,9 @@ fn main() {
             origin: (i % nodes.max(1)) as u32,
             value: Some(&value),
         };
-        oracle.merge_hashed(kh, version_hash(kh, v), &key, v);
+        for oracle in &oracles {
+            oracle.merge_hashed(kh, version_hash(kh, v), &key, v);
+        }
         hashes.push(kh);
     }
     let orders: Vec<Vec<u64>> = (0..threads)
@@ -207,26 +361,17 @@ fn main() {
     let setup = started.elapsed();
 
     let fill = Instant::now();
-    let f = Fill { nodes, keys, threads, batch, oracle: &oracle, orders: &orders };
-    let per_thread = if interleave { fill_interleaved(&f) } else { fill_one_after_another(&f) };
-    let fill = fill.elapsed();
-
-    let check = Instant::now();
-    let equal: usize = std::thread::scope(|s| {
-        let handles: Vec<_> = per_thread
-            .iter()
-            .map(|mine| {
-                let oracle = &oracle;
-                s.spawn(move || mine.iter().filter(|st| st.equals(oracle)).count())
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("a check thread panicked")).sum()
-    });
-    let check = check.elapsed();
+    let f = Fill { nodes, keys, threads, batch, oracles: &oracles, orders: &orders };
+    let (fill, check, equal) = match (flat, interleave) {
+        (false, false) => run(&oracles, fill, || fill_one_after_another(&f)),
+        (false, true) => run(&oracles, fill, || fill_interleaved::<Store>(&f)),
+        (true, true) => run(&oracles, fill, || fill_interleaved::<FlatStore>(&f)),
+        (true, false) => refuse("STORE=flat needs INTERLEAVE=1"),
+    };
     assert_eq!(equal, nodes, "every node must equal the oracle");
 
     println!(
-        "burst_floor nodes={nodes} keys={keys} threads={threads} batch={batch} interleave={interleave} setup_ms={} fill_ms={} check_ms={} total_ms={}",
+        "burst_floor nodes={nodes} keys={keys} threads={threads} batch={batch} interleave={interleave} flat={flat} setup_ms={} fill_ms={} check_ms={} total_ms={}",
         setup.as_millis(),
         fill.as_millis(),
         check.as_millis(),
