@@ -41,7 +41,7 @@ use gossipkv_bench::flat::FlatStore;
 use gossipkv_core::Store;
 use gossipkv_core::StoreConfig;
 use gossipkv_core::digest::{TreeShape, key_hash, version_hash};
-use gossipkv_core::gossip::wire::{self, Writer};
+use gossipkv_core::gossip::wire::{self, Head, Writer};
 use gossipkv_core::gossip::{Body, EntryList, Message};
 use gossipkv_core::lww::VersionRef;
 use gossipkv_core::store::MergeRun;
@@ -197,11 +197,8 @@ fn transfer(from: &Store, to: &mut impl Receiver, hashes: &[u64], batch: usize) 
                 }
             });
         }
-        let mut w = Writer::with_capacity(body.buf.len() + 16);
-        w.header(7, 1, 1);
-        w.varint(count);
-        w.buf.extend_from_slice(&body.buf);
-        let Ok(Message { body: Body::Entries { entries }, .. }) = wire::decode(&Bytes::from(w.buf))
+        let msg = wire::list_message(Head::base(7, 1, 1), &[], count, &body.buf);
+        let Ok(Message { body: Body::Entries { entries }, .. }) = wire::decode(&Bytes::from(msg))
         else {
             panic!("an Entries message we encoded did not decode");
         };

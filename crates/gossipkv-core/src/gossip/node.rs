@@ -46,8 +46,8 @@ use crate::gossip::members::{
     ForgetError, MemberNews, MemberRecord, Membership, MembershipConfig, ProbeAction, Status,
 };
 use crate::gossip::wire::{
-    self, Body, EntryList, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer, VersionId,
-    WireEntry, Writer, entry_len, member_len,
+    self, Body, EntryList, Head, Hello, ID_LEN, KINDS, LeafId, LeafSection, Message, Packer,
+    VersionId, WireEntry, Writer, entry_len, member_len,
 };
 use crate::lww::{NodeId, Timestamp, Version, VersionRef};
 use crate::replica::Replica;
@@ -1740,13 +1740,12 @@ impl Node {
     fn send_list(&mut self, to: SocketAddr, msg: ListMsg) {
         self.stats.oversize_versions += msg.oversize;
         if msg.count > 0 {
-            let mut w = Writer::with_capacity(32 + msg.body.buf.len());
-            w.header(msg.kind, self.id(), msg.exchange);
-            w.varint(msg.count);
-            w.buf.extend_from_slice(&msg.body.buf);
+            let (kind, exchange, items) = (msg.kind, msg.exchange, &msg.body.buf);
+            let buf =
+                wire::list_message(Head::base(kind, self.id(), exchange), &[], msg.count, items);
             let transport =
-                if w.buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
-            self.send(to, transport, w.buf);
+                if buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
+            self.send(to, transport, buf);
         }
         msg.recycle();
     }
@@ -2398,15 +2397,14 @@ impl Node {
             let per = sink.body.buf.len() / sink.count as usize;
             self.delta_entry_bytes = (self.delta_entry_bytes * 3 + per) / 4;
         }
-        let mut w = Writer::with_capacity(64 + ranges.len() * 12 + sink.body.buf.len());
-        w.header_v(wire::WIRE_VERSION, 18, self.id(), exchange);
-        w.ranges(&ranges);
-        w.varint(sink.count);
-        w.buf.extend_from_slice(&sink.body.buf);
+        let mut prefix = Writer::with_capacity(8 + ranges.len() * 12);
+        prefix.ranges(&ranges);
+        let head = Head { version: wire::WIRE_VERSION, kind: 18, from: self.id(), exchange };
+        let buf = wire::list_message(head, &prefix.buf, sink.count, &sink.body.buf);
         sink.recycle();
         let transport =
-            if w.buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
-        self.send(to, transport, w.buf);
+            if buf.len() <= self.cfg.mtu { Transport::Datagram } else { Transport::Stream };
+        self.send(to, transport, buf);
     }
 
     /// Appends to `sink` the versions of origin `o` in `(from, wm]` that we keep, oldest
@@ -2644,13 +2642,12 @@ impl Node {
         }
         self.stats.oversize_versions += chunk.oversize;
         let next = if leaf >= leaves { 0 } else { leaf };
-        let mut out = Writer::with_capacity(chunk.body.buf.len() + 32);
-        out.header(9, self.id(), exchange);
-        out.varint(u64::from(next));
-        out.varint(chunk.count);
-        out.buf.extend_from_slice(&chunk.body.buf);
+        let mut prefix = Writer::with_capacity(5);
+        prefix.varint(u64::from(next));
+        let head = Head::base(9, self.id(), exchange);
+        let buf = wire::list_message(head, &prefix.buf, chunk.count, &chunk.body.buf);
         chunk.recycle();
-        self.send(from, Transport::Stream, out.buf);
+        self.send(from, Transport::Stream, buf);
     }
 
     fn on_bulk_chunk(&mut self, now: u64, from: SocketAddr, next: u32, entries: &EntryList) {

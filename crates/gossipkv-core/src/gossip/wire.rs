@@ -1203,48 +1203,76 @@ pub fn decode(src: &Bytes) -> Result<Message, DecodeError> {
     Ok(Message { from, exchange, body })
 }
 
+/// The fields of a message's header: wire version, kind, sender and exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Wire version of the message.
+    pub version: u8,
+    /// Message kind.
+    pub kind: u8,
+    /// The sender's node id.
+    pub from: NodeId,
+    /// The exchange the message belongs to.
+    pub exchange: u32,
+}
+
+impl Head {
+    /// A header in the base version ([`WIRE_VERSION_BASE`]).
+    pub fn base(kind: u8, from: NodeId, exchange: u32) -> Self {
+        Self { version: WIRE_VERSION_BASE, kind, from, exchange }
+    }
+}
+
+/// A list-bodied message, `header | prefix | count varint | items`, from `count` items
+/// already encoded one after another in `items`. Every list a node sends is framed by it:
+/// [`Packer`]'s datagrams, and the lists that travel whole (gossip's entry lists, delta
+/// answers and bulk chunks, the simulator's naive baseline).
+pub fn list_message(head: Head, prefix: &[u8], count: u64, items: &[u8]) -> Vec<u8> {
+    // magic 2 + version 1 + kind 1 + three varints of at most 10 bytes
+    let mut w = Writer::with_capacity(34 + prefix.len() + items.len());
+    w.header_v(head.version, head.kind, head.from, head.exchange);
+    w.buf.extend_from_slice(prefix);
+    w.varint(count);
+    w.buf.extend_from_slice(items);
+    w.buf
+}
+
 /// Packs a list-bodied message into as many datagrams as needed, none over `limit` bytes:
 /// `header | prefix | count varint | items`. Items are appended in priority order; when the
 /// next one does not fit, the datagram is finished and a new one started.
 #[derive(Debug)]
 pub struct Packer {
-    kind: u8,
-    from: NodeId,
-    exchange: u32,
+    head: Head,
     prefix: Vec<u8>,
     limit: usize,
     items: Writer,
     count: u64,
     done: Vec<Vec<u8>>,
-    version: u8,
 }
 
 impl Packer {
     /// A packer for messages of `kind` with a fixed `prefix` (fields before the list).
     pub fn new(kind: u8, from: NodeId, exchange: u32, prefix: Vec<u8>, limit: usize) -> Self {
         Self {
-            kind,
-            from,
-            exchange,
+            head: Head::base(kind, from, exchange),
             prefix,
             limit,
             items: Writer::default(),
             count: 0,
             done: Vec::new(),
-            version: WIRE_VERSION_BASE,
         }
     }
 
     /// The same, its datagrams of wire `version` (the base version by default).
     pub fn with_version(mut self, version: u8) -> Self {
-        self.version = version;
+        self.head.version = version;
         self
     }
 
     fn overhead(&self, count: u64) -> usize {
         // magic 2 + version 1 + kind 1 + varints + prefix + count varint
-        4 + varint_len(u64::from(self.from))
-            + varint_len(u64::from(self.exchange))
+        4 + varint_len(u64::from(self.head.from))
+            + varint_len(u64::from(self.head.exchange))
             + self.prefix.len()
             + varint_len(count)
     }
@@ -1274,13 +1302,10 @@ impl Packer {
     }
 
     fn finish_one(&mut self) {
-        let mut w = Writer::with_capacity(self.overhead(self.count) + self.items.buf.len());
-        w.header_v(self.version, self.kind, self.from, self.exchange);
-        w.buf.extend_from_slice(&self.prefix);
-        w.varint(self.count);
-        w.buf.append(&mut self.items.buf);
+        let msg = list_message(self.head, &self.prefix, self.count, &self.items.buf);
+        self.items.buf.clear();
         self.count = 0;
-        self.done.push(w.buf);
+        self.done.push(msg);
     }
 
     /// Finishes and returns every datagram; an empty list gives one datagram only if
@@ -1459,11 +1484,9 @@ mod tests {
         // a list whose count promises one entry more than its bytes hold, or whose last
         // entry is cut short, is refused when the message is decoded
         let msg = |list: &EntryList, cut: usize, extra: u64| {
-            let mut w = Writer::default();
-            w.header(7, 1, 0);
-            w.varint(list.len() as u64 + extra);
-            w.buf.extend_from_slice(&list.raw[..list.raw.len() - cut]);
-            decode(&Bytes::from(w.buf)).map(|m| m.body)
+            let (count, items) = (list.len() as u64 + extra, &list.raw[..list.raw.len() - cut]);
+            decode(&Bytes::from(list_message(Head::base(7, 1, 0), &[], count, items)))
+                .map(|m| m.body)
         };
         assert_eq!(msg(&list, 0, 0), Ok(Body::Entries { entries: list.clone() }));
         assert!(msg(&list, 1, 0).is_err());

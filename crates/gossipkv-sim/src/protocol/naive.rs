@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gossipkv_core::digest::{key_hash, version_hash};
-use gossipkv_core::gossip::wire::{self, Body, Packer, Writer, varint_len};
+use gossipkv_core::gossip::wire::{self, Body, Head, Packer, Writer, varint_len};
 use gossipkv_core::gossip::{NodeStats, Transport};
 use gossipkv_core::lww::VersionRef;
 use gossipkv_core::rng::Rng;
@@ -147,11 +147,8 @@ impl NaiveNode {
         }
         let dgrams: Vec<Bytes> = p.finish(false).into_iter().map(Bytes::from).collect();
         let stream = (oversize_count > 0).then(|| {
-            let mut w = Writer::with_capacity(32 + oversize.buf.len());
-            w.header(ENTRIES, self.id(), 0);
-            w.varint(oversize_count);
-            w.buf.extend_from_slice(&oversize.buf);
-            Bytes::from(w.buf)
+            let head = Head::base(ENTRIES, self.id(), 0);
+            Bytes::from(wire::list_message(head, &[], oversize_count, &oversize.buf))
         });
         for &i in &picked {
             let peer = self.peers[i];
