@@ -22,7 +22,8 @@
 //!
 //! Receivers merge as the simulator's nodes do (`Node::merge_entries`): under one
 //! [`gossipkv_core::store::MergeRun`], each window of 16 keys read ahead (`warm`) before it
-//! merges. (Until session 23 they merged version by version, `Store::merge_hashed`, which
+//! merges. What a node does besides (its clock's receive check, rumors, origin logs, the
+//! simulator's copy count) is left out. (Until session 23 they merged version by version, `Store::merge_hashed`, which
 //! takes the shard lock for each: 16% more CPU; docs/benchmarks.md, "Session 23".)
 //!
 //! `STORE=flat` (with `INTERLEAVE=1`) gives the receivers a layout experiment instead of the
@@ -49,8 +50,14 @@ use gossipkv_core::store::MergeRun;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The whole number in environment variable `name`, or `default` if it is unset.
 fn setting(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| refuse(&format!("{name} must be a whole number, not {v:?}"))),
+        Err(_) => default,
+    }
 }
 
 /// Exits with a usage error (status 2).
@@ -94,14 +101,17 @@ trait Receiver: Send {
     fn equals(&self, oracle: &Store) -> bool;
 
     /// Merges a decoded message as the simulator's nodes do: windows of [`WARM`] keys, each
-    /// read ahead before it merges. How many versions changed the replica.
+    /// read ahead before it merges (but a message shorter than a window). How many versions
+    /// changed the replica.
     fn merge_all(&mut self, entries: &EntryList) -> u64 {
         let mut applied = 0;
         let mut run = self.run();
         let hashed: Vec<_> = entries.iter().map(|(key, v)| (key_hash(key), key, v)).collect();
-        for window in hashed.chunks(WARM) {
-            for &(kh, key, _) in window {
-                run.warm(kh, key);
+        for (w, window) in hashed.chunks(WARM).enumerate() {
+            if w > 0 || window.len() == WARM {
+                for &(kh, key, _) in window {
+                    run.warm(kh, key);
+                }
             }
             for &(kh, key, v) in window {
                 applied += u64::from(run.merge(kh, version_hash(kh, v), key, v));
@@ -151,7 +161,7 @@ impl Merging for &mut FlatStore {
     }
 
     fn merge(&mut self, kh: u64, vh: u64, key: &[u8], v: VersionRef<'_>) -> bool {
-        FlatStore::merge(self, kh, vh, key, v)
+        FlatStore::merge(self, kh, vh, key, v).unwrap_or_else(|e| refuse(&e.to_string()))
     }
 }
 
@@ -159,7 +169,7 @@ impl Receiver for FlatStore {
     type Run<'a> = &'a mut FlatStore;
 
     fn empty() -> Self {
-        // `FLAT_SLOTS_LOG2`: start at that size (no growth below it)
+        // `FLAT_SLOTS_LOG2`: start at that size (no growth below it); checked in `main`
         FlatStore::with_slots_log2(setting("FLAT_SLOTS_LOG2", 4) as u32)
     }
 
@@ -321,6 +331,12 @@ fn main() {
         Ok("product") | Err(_) => false,
         Ok(other) => refuse(&format!("STORE must be product or flat, not {other}")),
     };
+    if flat && !interleave {
+        refuse("STORE=flat needs INTERLEAVE=1");
+    }
+    if !(4..=24).contains(&setting("FLAT_SLOTS_LOG2", 4)) {
+        refuse("FLAT_SLOTS_LOG2 must be 4 to 24 (at most 1 GiB of slots a replica)");
+    }
     let mut rng = Rng(setting("SEED", 1) as u64);
 
     let started = Instant::now();
@@ -362,8 +378,8 @@ fn main() {
     let (fill, check, equal) = match (flat, interleave) {
         (false, false) => run(&oracles, fill, || fill_one_after_another(&f)),
         (false, true) => run(&oracles, fill, || fill_interleaved::<Store>(&f)),
-        (true, true) => run(&oracles, fill, || fill_interleaved::<FlatStore>(&f)),
-        (true, false) => refuse("STORE=flat needs INTERLEAVE=1"),
+        // (`STORE=flat` without `INTERLEAVE=1` was refused above)
+        (true, _) => run(&oracles, fill, || fill_interleaved::<FlatStore>(&f)),
     };
     assert_eq!(equal, nodes, "every node must equal the oracle");
 

@@ -1224,16 +1224,25 @@ impl Head {
 }
 
 /// A list-bodied message, `header | prefix | count varint | items`, from `count` items
-/// already encoded one after another in `items`. Every list a node sends is framed by it:
-/// [`Packer`]'s datagrams, and the lists that travel whole (gossip's entry lists, delta
-/// answers and bulk chunks, the simulator's naive baseline).
+/// already encoded one after another in `items`. Every list whose items are encoded before
+/// its header is framed by it: [`Packer`]'s datagrams, and the lists that travel whole
+/// (gossip's entry lists, delta answers and bulk chunks, the simulator's naive baseline).
+/// The buffer is allocated at its exact length (a `Bytes` made from a full `Vec` needs no
+/// second allocation).
 pub fn list_message(head: Head, prefix: &[u8], count: u64, items: &[u8]) -> Vec<u8> {
-    // magic 2 + version 1 + kind 1 + three varints of at most 10 bytes
-    let mut w = Writer::with_capacity(34 + prefix.len() + items.len());
+    // magic 2 + version 1 + kind 1
+    let len = 4
+        + varint_len(u64::from(head.from))
+        + varint_len(u64::from(head.exchange))
+        + prefix.len()
+        + varint_len(count)
+        + items.len();
+    let mut w = Writer::with_capacity(len);
     w.header_v(head.version, head.kind, head.from, head.exchange);
     w.buf.extend_from_slice(prefix);
     w.varint(count);
     w.buf.extend_from_slice(items);
+    debug_assert_eq!(w.buf.len(), len);
     w.buf
 }
 
@@ -1510,6 +1519,34 @@ mod tests {
             let mut w = Writer::default();
             w.entry(b"some-key", &v);
             assert_eq!(w.buf.len(), entry_len(b"some-key", &v));
+        }
+    }
+
+    #[test]
+    fn a_list_message_is_header_prefix_count_items_at_its_exact_length() {
+        let v = Version::put(7, 300, b"value".to_vec());
+        let mut items = Writer::default();
+        items.entry(b"a", &v);
+        items.entry(b"bb", &v);
+        let mut prefix = Writer::default();
+        prefix.varint(4095);
+        // the longest varints: a sender id and an exchange of 5 bytes each
+        let head = Head { version: WIRE_VERSION, kind: 9, from: u32::MAX, exchange: u32::MAX };
+        let msg = list_message(head, &prefix.buf, 2, &items.buf);
+        let mut want = Writer::default();
+        want.header_v(WIRE_VERSION, 9, u32::MAX, u32::MAX);
+        want.varint(4095);
+        want.varint(2);
+        want.buf.extend_from_slice(&items.buf);
+        assert_eq!(msg, want.buf);
+        assert_eq!(msg.capacity(), msg.len());
+        match decode(&Bytes::from(msg)).expect("a bulk chunk").body {
+            Body::BulkChunk { next, entries } => {
+                assert_eq!(next, 4095);
+                let got: Vec<_> = entries.iter().map(|(k, v)| (k.to_vec(), v.to_owned())).collect();
+                assert_eq!(got, vec![(b"a".to_vec(), v.clone()), (b"bb".to_vec(), v)]);
+            }
+            other => panic!("unexpected {other:?}"),
         }
     }
 
