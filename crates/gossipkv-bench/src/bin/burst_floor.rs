@@ -91,8 +91,8 @@ trait Receiver: Send {
     where
         Self: 'a;
 
-    /// An empty replica.
-    fn empty() -> Self;
+    /// An empty replica (`slots_log2`: the flat table's starting size; the store ignores it).
+    fn empty(slots_log2: u32) -> Self;
 
     /// Starts merging a message.
     fn run(&mut self) -> Self::Run<'_>;
@@ -142,7 +142,7 @@ impl Merging for MergeRun<'_> {
 impl Receiver for Store {
     type Run<'a> = MergeRun<'a>;
 
-    fn empty() -> Self {
+    fn empty(_slots_log2: u32) -> Self {
         Store::new(store_cfg())
     }
 
@@ -168,9 +168,8 @@ impl Merging for &mut FlatStore {
 impl Receiver for FlatStore {
     type Run<'a> = &'a mut FlatStore;
 
-    fn empty() -> Self {
-        // `FLAT_SLOTS_LOG2`: start at that size (no growth below it); checked in `main`
-        FlatStore::with_slots_log2(setting("FLAT_SLOTS_LOG2", 4) as u32)
+    fn empty(slots_log2: u32) -> Self {
+        FlatStore::with_slots_log2(slots_log2)
     }
 
     fn run(&mut self) -> &mut FlatStore {
@@ -228,6 +227,8 @@ struct Fill<'a> {
     batch: usize,
     oracles: &'a [Store],
     orders: &'a [Vec<u64>],
+    /// `FLAT_SLOTS_LOG2`: the flat table's starting size (it does not grow below it).
+    slots_log2: u32,
 }
 
 /// Runs `fill(t)` on each of `threads` threads; each returns the stores of its nodes.
@@ -249,7 +250,7 @@ fn rotation(order: &[u64], i: usize) -> (&[u64], &[u64]) {
 /// its own rotation of the thread's order, from the previous node of its thread (the oracle
 /// for the first) before the next node receives any.
 fn fill_one_after_another(f: &Fill<'_>) -> Vec<Vec<Store>> {
-    let Fill { nodes, keys, threads, batch, oracles, orders } = *f;
+    let Fill { nodes, keys, threads, batch, oracles, orders, .. } = *f;
     on_threads(threads, |t| {
         let oracle = &oracles[t];
         let mut mine: Vec<Store> = Vec::new();
@@ -272,11 +273,11 @@ fn fill_one_after_another(f: &Fill<'_>) -> Vec<Vec<Store>> {
 /// virtual time. The sender's reads hit the oracle (small, so cached): this mode measures
 /// what the receivers' spread over the whole footprint costs.
 fn fill_interleaved<R: Receiver>(f: &Fill<'_>) -> Vec<Vec<R>> {
-    let Fill { nodes, keys, threads, batch, oracles, orders } = *f;
+    let Fill { nodes, keys, threads, batch, oracles, orders, slots_log2 } = *f;
     on_threads(threads, |t| {
         let oracle = &oracles[t];
         let ids: Vec<usize> = (t..nodes).step_by(threads).collect();
-        let mut mine: Vec<R> = ids.iter().map(|_| R::empty()).collect();
+        let mut mine: Vec<R> = ids.iter().map(|_| R::empty(slots_log2)).collect();
         let mut applied = vec![0u64; ids.len()];
         for c in 0..keys.div_ceil(batch) {
             let (start, end) = (c * batch, ((c + 1) * batch).min(keys));
@@ -334,7 +335,8 @@ fn main() {
     if flat && !interleave {
         refuse("STORE=flat needs INTERLEAVE=1");
     }
-    if !(4..=24).contains(&setting("FLAT_SLOTS_LOG2", 4)) {
+    let slots_log2 = setting("FLAT_SLOTS_LOG2", 4);
+    if !(4..=24).contains(&slots_log2) {
         refuse("FLAT_SLOTS_LOG2 must be 4 to 24 (at most 1 GiB of slots a replica)");
     }
     let mut rng = Rng(setting("SEED", 1) as u64);
@@ -374,12 +376,14 @@ fn main() {
     let setup = started.elapsed();
 
     let fill = Instant::now();
-    let f = Fill { nodes, keys, threads, batch, oracles: &oracles, orders: &orders };
+    let (oracles, orders) = (&oracles, &orders);
+    let slots_log2 = slots_log2 as u32;
+    let f = Fill { nodes, keys, threads, batch, oracles, orders, slots_log2 };
     let (fill, check, equal) = match (flat, interleave) {
-        (false, false) => run(&oracles, fill, || fill_one_after_another(&f)),
-        (false, true) => run(&oracles, fill, || fill_interleaved::<Store>(&f)),
+        (false, false) => run(oracles, fill, || fill_one_after_another(&f)),
+        (false, true) => run(oracles, fill, || fill_interleaved::<Store>(&f)),
         // (`STORE=flat` without `INTERLEAVE=1` was refused above)
-        (true, _) => run(&oracles, fill, || fill_interleaved::<FlatStore>(&f)),
+        (true, _) => run(oracles, fill, || fill_interleaved::<FlatStore>(&f)),
     };
     assert_eq!(equal, nodes, "every node must equal the oracle");
 

@@ -1221,6 +1221,11 @@ impl Head {
     pub fn base(kind: u8, from: NodeId, exchange: u32) -> Self {
         Self { version: WIRE_VERSION_BASE, kind, from, exchange }
     }
+
+    /// Encoded length: magic 2 + version 1 + kind 1 + the sender's and exchange's varints.
+    pub fn encoded_len(&self) -> usize {
+        4 + varint_len(u64::from(self.from)) + varint_len(u64::from(self.exchange))
+    }
 }
 
 /// A list-bodied message, `header | prefix | count varint | items`, from `count` items
@@ -1230,13 +1235,7 @@ impl Head {
 /// The buffer is allocated at its exact length (a `Bytes` made from a full `Vec` needs no
 /// second allocation).
 pub fn list_message(head: Head, prefix: &[u8], count: u64, items: &[u8]) -> Vec<u8> {
-    // magic 2 + version 1 + kind 1
-    let len = 4
-        + varint_len(u64::from(head.from))
-        + varint_len(u64::from(head.exchange))
-        + prefix.len()
-        + varint_len(count)
-        + items.len();
+    let len = head.encoded_len() + prefix.len() + varint_len(count) + items.len();
     let mut w = Writer::with_capacity(len);
     w.header_v(head.version, head.kind, head.from, head.exchange);
     w.buf.extend_from_slice(prefix);
@@ -1279,11 +1278,7 @@ impl Packer {
     }
 
     fn overhead(&self, count: u64) -> usize {
-        // magic 2 + version 1 + kind 1 + varints + prefix + count varint
-        4 + varint_len(u64::from(self.head.from))
-            + varint_len(u64::from(self.head.exchange))
-            + self.prefix.len()
-            + varint_len(count)
+        self.head.encoded_len() + self.prefix.len() + varint_len(count)
     }
 
     /// Whether an item of `len` bytes fits in the current datagram.
