@@ -26,6 +26,9 @@ const USED: u32 = 1 << 31;
 /// Leaves of the digest tree (16^3, the simulator's).
 const LEAVES_LOG2: u32 = 12;
 
+/// One key's winner. The same fields as the store's private `Entry`, on purpose: the
+/// experiment changes where entries live, not what one holds, and the store does not export
+/// its entry for a benchmark to use.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Slot {
