@@ -39,10 +39,36 @@ fn main() -> ExitCode {
     // `Cli::parse()`, plus `gossipkv node`'s config file and GOSSIPKV_* variables
     let cli: Cli = gossipkv_node::config::parse_cli();
     match cli.command {
-        Command::Sim(args) => gossipkv_sim::cli::main(args),
+        Command::Sim(args) => {
+            keep_freed_memory();
+            gossipkv_sim::cli::main(args)
+        }
         Command::Node(args) => gossipkv_node::cli::node_main(args),
         Command::Cluster(args) => gossipkv_node::cli::cluster_main(args),
-        Command::Experiment(args) => gossipkv_sim::experiments::main(args),
+        Command::Experiment(args) => {
+            keep_freed_memory();
+            gossipkv_sim::experiments::main(args)
+        }
         Command::Chaos(args) => gossipkv_chaos::main(args),
+    }
+}
+
+/// Tells mimalloc never to return freed memory to the kernel, for a simulation: its memory
+/// only grows until it ends, and its message buffers, freed as each delivery is merged, are
+/// better reused than given back and faulted in again (on dev-2c a fresh page costs a host
+/// fault). The burst ran 4-7% faster this way (docs/benchmarks.md, "Session 24"). A node
+/// keeps mimalloc's default (purge after a second), so that its memory shrinks after deletes.
+fn keep_freed_memory() {
+    // mimalloc 3's `mi_option_purge_delay` (include/mimalloc.h: the 16th `mi_option_e`);
+    // libmimalloc-sys names the options around it but not this one
+    #[cfg(not(feature = "system-alloc"))]
+    {
+        const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+        // SAFETY: `mi_option_set` takes plain integers and only stores the value in
+        // mimalloc's option table (an atomic); -1 means "never purge".
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+        }
     }
 }

@@ -230,6 +230,15 @@ fn poll_sealed(slot: &mut Slot, i: usize, outs: &mut Vec<Outgoing>) {
     }
 }
 
+/// The thread that runs half of each batch beside the simulator's own (see `Sim::helper`).
+fn helper_thread() -> Result<rayon::ThreadPool, String> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(|_| "sim-helper".into())
+        .build()
+        .map_err(|e| format!("cannot start the simulator's second thread: {e}"))
+}
+
 /// How a batch's tasks run at the nodes.
 #[derive(Clone, Copy)]
 struct Run {
@@ -308,6 +317,11 @@ struct Sim<'a> {
     /// Receptions per `(key hash, version hash)`, counted by each of the two threads that
     /// run batches (sums: the split does not change the totals).
     copies: [HashMap<(u64, u32), u32>; 2],
+    /// The second thread that runs batches, alive for the whole run. A thread spawned per
+    /// batch (5,500 in the burst) started each time with an empty allocator heap and empty
+    /// thread-local buffer pools, so the message bodies it built regrew, and faulted in fresh
+    /// memory, in every batch.
+    helper: rayon::ThreadPool,
     c: Counters,
     stale_sample: Vec<u32>,
     hostile: Option<Hostile>,
@@ -592,8 +606,8 @@ impl<'a> Sim<'a> {
                 let Some((offset, slots, tasks)) = next else { break };
                 run.tasks(slots, offset, tasks.into_iter(), copies);
             };
-            std::thread::scope(|s| {
-                s.spawn(|| work(copies_b));
+            self.helper.in_place_scope(|s| {
+                s.spawn(|_| work(copies_b));
                 work(copies_a);
             });
         }
@@ -922,6 +936,7 @@ pub fn run_keeping_nodes(
         keys,
         oracle: Oracle::new(store_cfg),
         copies: [HashMap::new(), HashMap::new()],
+        helper: helper_thread()?,
         c: Counters::default(),
         stale_sample,
         hostile: (cfg.hostile > 0).then(|| Hostile::new(cfg.seed, cfg.gossip.mtu)),
@@ -981,12 +996,13 @@ pub fn run_keeping_nodes(
         let build = |range: std::ops::Range<usize>| {
             range.map(|i| sim.make_node(i, 0, firsts[i], EPOCH_MS)).collect::<Vec<_>>()
         };
-        std::thread::scope(|s| {
-            let hi = s.spawn(|| build(n / 2..n));
-            let mut lo = build(0..n / 2);
-            lo.extend(hi.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-            lo
-        })
+        let (mut lo, mut hi) = (Vec::new(), Vec::new());
+        sim.helper.in_place_scope(|s| {
+            s.spawn(|_| hi = build(n / 2..n));
+            lo = build(0..n / 2);
+        });
+        lo.extend(hi);
+        lo
     };
     for ((i, skew), node) in skews.into_iter().enumerate().zip(nodes) {
         sim.slots.push(Slot {
