@@ -53,22 +53,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// mimalloc 3's `mi_option_purge_delay` (its include/mimalloc.h: the 16th `mi_option_e`);
+/// libmimalloc-sys names the options around it (14 and 16) but not this one. The test below
+/// checks that the option at this index has the purge delay's default, so that a mimalloc
+/// whose options moved fails CI instead of having some other option set.
+#[cfg(not(feature = "system-alloc"))]
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 /// Tells mimalloc never to return freed memory to the kernel, for a simulation: its memory
 /// only grows until it ends, and its message buffers, freed as each delivery is merged, are
 /// better reused than given back and faulted in again (on dev-2c a fresh page costs a host
-/// fault). The burst ran 4-7% faster this way (docs/benchmarks.md, "Session 24"). A node
-/// keeps mimalloc's default (purge after a second), so that its memory shrinks after deletes.
+/// fault; docs/benchmarks.md, "Session 24", has the burst with and without). A node keeps
+/// mimalloc's default (purge a second after a free), so that its memory shrinks after
+/// deletes.
 fn keep_freed_memory() {
-    // mimalloc 3's `mi_option_purge_delay` (include/mimalloc.h: the 16th `mi_option_e`);
-    // libmimalloc-sys names the options around it but not this one
     #[cfg(not(feature = "system-alloc"))]
-    {
-        const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-        // SAFETY: `mi_option_set` takes plain integers and only stores the value in
-        // mimalloc's option table (an atomic); -1 means "never purge".
-        #[allow(unsafe_code)]
-        unsafe {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+    // SAFETY: `mi_option_set` takes plain integers and only stores the value in mimalloc's
+    // option table; -1 means "never purge".
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+    }
+}
+
+#[cfg(all(test, not(feature = "system-alloc")))]
+mod tests {
+    #[test]
+    fn the_purge_delay_option_is_where_keep_freed_memory_sets_it() {
+        // mimalloc 3's default purge delay is 1,000 ms (src/options.c), unless the
+        // environment sets it
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            // SAFETY: reads an integer from mimalloc's option table
+            #[allow(unsafe_code)]
+            let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+            assert_eq!(delay, 1000, "option 15 is not mimalloc's purge delay");
         }
+        super::keep_freed_memory();
+        // SAFETY: as above
+        #[allow(unsafe_code)]
+        let delay = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        assert_eq!(delay, -1);
     }
 }
