@@ -230,7 +230,7 @@ fn poll_sealed(slot: &mut Slot, i: usize, outs: &mut Vec<Outgoing>) {
     }
 }
 
-/// The thread that runs half of each batch beside the simulator's own (see `Sim::helper`).
+/// The thread that works beside the simulator's own (see `Sim::helper`).
 fn helper_thread() -> Result<rayon::ThreadPool, String> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)
@@ -317,7 +317,8 @@ struct Sim<'a> {
     /// Receptions per `(key hash, version hash)`, counted by each of the two threads that
     /// run batches (sums: the split does not change the totals).
     copies: [HashMap<(u64, u32), u32>; 2],
-    /// The second thread that runs batches, alive for the whole run. A thread spawned per
+    /// The second thread, alive for the whole run: it takes half of each batch, of building
+    /// the nodes and of each round's checkpoint. A thread spawned per
     /// batch (5,500 in the burst) started each time with an empty allocator heap and empty
     /// thread-local buffer pools, so the message bodies it built regrew, and faulted in fresh
     /// memory, in every batch.
@@ -787,9 +788,10 @@ impl<'a> Sim<'a> {
             (converged, up, stale)
         };
         let (lo, hi) = self.slots.split_at(self.slots.len() / 2);
-        let (a, b) = std::thread::scope(|s| {
-            let b = s.spawn(|| count(hi));
-            (count(lo), b.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        let (mut a, mut b) = ((0, 0, 0), (0, 0, 0));
+        self.helper.in_place_scope(|s| {
+            s.spawn(|_| b = count(hi));
+            a = count(lo);
         });
         let (converged, up, stale) = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
         let pairs = (self.cfg.nodes * self.stale_sample.len()) as f64;
