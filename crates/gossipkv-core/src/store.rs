@@ -15,7 +15,7 @@
 //! timestamp, origin, flags, and the key and value bytes (inside the entry up to 48 bytes
 //! together, else in one allocation in the shard's spill table). Hashes are computed from the
 //! bytes when needed, not cached. Concurrent values beyond the winner are rare and live in a
-//! side map.
+//! side table, in the slot their entry names.
 //! docs/store.md has the measured bytes per key.
 //!
 //! **Digest.** Each shard owns a contiguous range of the tree's leaves (shards never exceed
@@ -40,6 +40,18 @@ const SPILLED: u32 = 1 << 29;
 /// A slot holding an entry (an unused slot is [`Entry::PLACEHOLDER`], all zero).
 const USED: u32 = 1 << 28;
 const KLEN_MASK: u32 = USED - 1;
+/// Bits of an inline entry's `meta` for each of its key and value lengths (at most
+/// [`INLINE`]).
+const LEN_BITS: u32 = 6;
+const LEN_MASK: u32 = (1 << LEN_BITS) - 1;
+const _: () = assert!(INLINE as u32 <= LEN_MASK);
+/// Where an inline entry's `meta` keeps the slot of its concurrent values in the shard's
+/// [`ExtrasTable`]: bits 12 to 27, above the two lengths.
+const XID_SHIFT: u32 = 2 * LEN_BITS;
+/// The slot id that says "in the table's overflow map, by entry position": ids below it
+/// name slots. A spilled entry keeps its id in bytes 4 to 7.
+const XID_OVERFLOW: u32 = (1 << 16) - 1;
+const _: () = assert!(XID_OVERFLOW << XID_SHIFT & !KLEN_MASK == 0);
 
 /// Longest key the store accepts (bytes). Front ends enforce smaller limits.
 pub const MAX_KEY_LEN: usize = KLEN_MASK as usize;
@@ -173,10 +185,12 @@ struct Entry {
     ts: Timestamp,
     origin: u32,
     /// `USED`, `TOMBSTONE`, `HAS_EXTRAS` and `SPILLED` flags; inline, the key length in the
-    /// low byte and the value length in the next; spilled, the key length (`KLEN_MASK`).
+    /// low 6 bits, the value length in the next 6 and the concurrent values' slot id (if
+    /// `HAS_EXTRAS`) in the 16 above them; spilled, the key length (`KLEN_MASK`).
     meta: u32,
-    /// Key bytes then value bytes (none for a tombstone); spilled, the slot (little-endian
-    /// `u32`) in the first four.
+    /// Key bytes then value bytes (none for a tombstone); spilled, the spill slot
+    /// (little-endian `u32`) in the first four and the concurrent values' slot id in the next
+    /// four.
     bytes: [u8; INLINE],
 }
 
@@ -207,8 +221,8 @@ impl Entry {
         match self.slot() {
             Some(slot) => (spill.get(slot), (self.meta & KLEN_MASK) as usize),
             None => {
-                let k = (self.meta & 0xff) as usize;
-                let v = ((self.meta >> 8) & 0xff) as usize;
+                let k = (self.meta & LEN_MASK) as usize;
+                let v = ((self.meta >> LEN_BITS) & LEN_MASK) as usize;
                 (self.bytes.get(..k + v).unwrap_or(&[]), k)
             }
         }
@@ -234,24 +248,24 @@ impl Entry {
     /// key it gets). Moves the bytes in or out of `spill` as their length requires; an
     /// overwrite of the same length allocates nothing.
     fn set(&mut self, key: &[u8], v: VersionRef<'_>, spill: &mut Spill) {
-        let (extras, old) = (self.meta & HAS_EXTRAS, self.slot());
-        self.write(key, v, spill, extras, old);
+        let (xid, old) = (self.xid(), self.slot());
+        self.write(key, v, spill, xid, old);
     }
 
-    /// [`Entry::set`] given what it keeps of the slot (its `HAS_EXTRAS` flag and spill slot)
-    /// instead of reading them: a placeholder is filled with `(0, None)` without a read, so
-    /// a cold slot costs a store, not a load miss.
+    /// [`Entry::set`] given what it keeps of the slot (its concurrent values' slot id and
+    /// spill slot) instead of reading them: a placeholder is filled with `(None, None)`
+    /// without a read, so a cold slot costs a store, not a load miss.
     fn write(
         &mut self,
         key: &[u8],
         v: VersionRef<'_>,
         spill: &mut Spill,
-        extras: u32,
+        xid: Option<u32>,
         old: Option<u32>,
     ) {
         let value = v.value.unwrap_or(&[]);
         let n = key.len() + value.len();
-        let mut meta = USED | extras;
+        let mut meta = USED;
         if v.value.is_none() {
             meta |= TOMBSTONE;
         }
@@ -261,8 +275,8 @@ impl Entry {
             }
             self.bytes[..key.len()].copy_from_slice(key);
             self.bytes[key.len()..n].copy_from_slice(value);
-            // both lengths are at most INLINE < 256
-            meta |= key.len() as u32 | (value.len() as u32) << 8;
+            // both lengths are at most INLINE <= LEN_MASK
+            meta |= key.len() as u32 | (value.len() as u32) << LEN_BITS;
         } else {
             let slot = spill.write(old, key, value);
             self.bytes[..4].copy_from_slice(&slot.to_le_bytes());
@@ -270,6 +284,7 @@ impl Entry {
             meta |= SPILLED | (key.len() as u32 & KLEN_MASK);
         }
         self.meta = meta;
+        self.set_xid(xid);
         self.ts = v.ts;
         self.origin = v.origin;
     }
@@ -287,15 +302,45 @@ impl Entry {
         self.slot().map_or(0, |s| spill.get(s).len())
     }
 
-    fn has_extras(&self) -> bool {
-        self.meta & HAS_EXTRAS != 0
+    /// The slot id of the entry's concurrent values in its shard's [`ExtrasTable`], if it has
+    /// some.
+    #[inline]
+    fn xid(&self) -> Option<u32> {
+        if self.meta & HAS_EXTRAS == 0 {
+            None
+        } else if self.meta & SPILLED != 0 {
+            let b = &self.bytes;
+            Some(u32::from_le_bytes([b[4], b[5], b[6], b[7]]))
+        } else {
+            Some((self.meta >> XID_SHIFT) & XID_OVERFLOW)
+        }
     }
 
-    fn set_has_extras(&mut self, on: bool) {
-        if on {
+    /// Records the slot id of the entry's concurrent values (`None`: it has none).
+    fn set_xid(&mut self, xid: Option<u32>) {
+        let spilled = self.meta & SPILLED != 0;
+        self.meta &= !HAS_EXTRAS;
+        if !spilled {
+            self.meta &= !(XID_OVERFLOW << XID_SHIFT);
+        }
+        if let Some(x) = xid {
+            let x = x.min(XID_OVERFLOW);
             self.meta |= HAS_EXTRAS;
+            if spilled {
+                self.bytes[4..8].copy_from_slice(&x.to_le_bytes());
+            } else {
+                self.meta |= x << XID_SHIFT;
+            }
+        }
+    }
+
+    /// `meta` without what says where the concurrent values are kept: equal for two entries
+    /// of equal key and version (each store places its concurrent values where it can).
+    fn form(&self) -> u32 {
+        if self.meta & SPILLED != 0 {
+            self.meta & !HAS_EXTRAS
         } else {
-            self.meta &= !HAS_EXTRAS;
+            self.meta & !(HAS_EXTRAS | XID_OVERFLOW << XID_SHIFT)
         }
     }
 }
@@ -515,10 +560,8 @@ struct Shard {
     index: HashTable<u32>,
     /// The entries of each leaf this shard owns.
     entries: Entries,
-    /// Concurrent values other than the winner, best first, by entry position. A hash map:
-    /// reading a key's kept versions takes one probe, where the B-tree it replaced took a
-    /// walk of about three nodes, each a cache miss (most of `Shard::kept`'s time).
-    extras: HashMap<u32, Extras>,
+    /// Concurrent values other than the winner, best first, in the slot each entry names.
+    extras: ExtrasTable,
     /// Key + value bytes of the entries whose bytes do not fit inside them.
     spill: Spill,
     leaf_hash: Box<[u64]>,
@@ -548,13 +591,36 @@ fn size_class(n: usize) -> usize {
     }
 }
 
-/// A key's concurrent values beside its winner, best first, packed in one allocation:
+/// A key's concurrent values beside its winner, best first, packed:
 /// `count u16 | (ts u64 | origin u32 | len u32, u32::MAX for a tombstone | value bytes)...`,
-/// little-endian. One 48-byte block for a 32-byte value where a `Vec<Version>` took a 48-byte
-/// version and a separate value allocation: the simulator's 1,000 replicas hold millions of
-/// them. Packing is canonical, so two keys keep the same versions iff their blobs are equal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Extras(Box<[u8]>);
+/// little-endian, in one 64-byte slot of the shard's [`ExtrasTable`] when the packing fits
+/// [`EXTRAS_INLINE`] bytes (one concurrent value of up to 44 bytes), else in one allocation.
+/// Where a `Vec<Version>` took a 48-byte version and a separate value allocation: the
+/// simulator's 1,000 replicas hold millions of them. Packing is canonical, so two keys keep
+/// the same versions iff their packed bytes are equal.
+#[derive(Clone, Debug)]
+#[repr(align(64))]
+struct Extras(Packed);
+
+/// Packed bytes of an [`Extras`].
+#[derive(Clone, Debug)]
+enum Packed {
+    /// The first `len` bytes.
+    Inline(u8, [u8; EXTRAS_INLINE]),
+    Heap(Box<[u8]>),
+}
+
+/// Longest packing an [`Extras`] holds in its own 64 bytes.
+const EXTRAS_INLINE: usize = 62;
+const _: () = assert!(std::mem::size_of::<Extras>() == 64);
+
+impl PartialEq for Extras {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Extras {}
 
 const EXTRA_HEAD: usize = 16;
 
@@ -577,12 +643,34 @@ impl Extras {
                 None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
             }
         }
-        Extras(out.into_boxed_slice())
+        Extras::from_packed(&out)
+    }
+
+    /// No concurrent values (a free slot of the table).
+    const EMPTY: Self = Extras(Packed::Inline(0, [0; EXTRAS_INLINE]));
+
+    fn from_packed(b: &[u8]) -> Self {
+        match u8::try_from(b.len()) {
+            Ok(n) if b.len() <= EXTRAS_INLINE => {
+                let mut a = [0; EXTRAS_INLINE];
+                a[..b.len()].copy_from_slice(b);
+                Extras(Packed::Inline(n, a))
+            }
+            _ => Extras(Packed::Heap(b.into())),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Packed::Inline(n, a) => a.get(..usize::from(*n)).unwrap_or(a),
+            Packed::Heap(b) => b,
+        }
     }
 
     fn iter(&self) -> ExtrasIter<'_> {
-        let left = self.0.get(..2).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
-        ExtrasIter { left, rest: self.0.get(2..).unwrap_or(&[]) }
+        let b = self.bytes();
+        let left = b.get(..2).map_or(0, |c| usize::from(u16::from_le_bytes([c[0], c[1]])));
+        ExtrasIter { left, rest: b.get(2..).unwrap_or(&[]) }
     }
 
     fn len(&self) -> usize {
@@ -593,9 +681,132 @@ impl Extras {
         self.iter().map(|v| v.to_owned()).collect()
     }
 
-    /// Heap bytes, at the allocator's size class.
+    /// Bytes allocated outside the slot, at the allocator's size class.
     fn heap_bytes(&self) -> usize {
-        size_class(self.0.len())
+        match &self.0 {
+            Packed::Inline(..) => 0,
+            Packed::Heap(b) => size_class(b.len()),
+        }
+    }
+}
+
+/// A shard's concurrent values, each key's in one [`Extras`], found from its entry without a
+/// search: the entry keeps the slot's id ([`Entry::xid`]). Reading a key's kept versions
+/// then costs one more cache line (the slot, which holds one concurrent value of a short
+/// value itself), where a hash map by entry position cost three (control bytes, bucket, the
+/// packed block): in the simulator's burst those misses were 6% of the CPU time, in merges
+/// and in the store passes that answer large pulls (docs/benchmarks.md, "Session 25").
+///
+/// Ids fit 16 bits of an inline entry's `meta`: a shard's first 65,280 keys with concurrent
+/// values get slots (255 of every 256 ids), and any more (over 4 million such keys in a
+/// store of 64 shards) go to a hash map by entry position, as all of them did before.
+#[derive(Debug, Default)]
+struct ExtrasTable {
+    /// Slots in chunks of [`XCHUNK_CAP`] (id `c << XCHUNK_LOG2 | i`: the `i`th slot of chunk
+    /// `c`), so that growing never copies them or leaves a doubled array behind.
+    chunks: Vec<Box<[Extras]>>,
+    /// Ids handed out so far (the next new one, but for the unused last id of each chunk).
+    next: u32,
+    /// Ids of emptied slots, reused first.
+    free: Vec<u32>,
+    /// The concurrent values of entries whose id is [`XID_OVERFLOW`], by entry position.
+    overflow: HashMap<u32, Extras>,
+}
+
+/// log2 of the ids a chunk of [`ExtrasTable`] spans.
+const XCHUNK_LOG2: u32 = 8;
+/// Slots a chunk holds: its last id is never used, so that a chunk (64-aligned, which
+/// mimalloc serves by over-allocating 63 bytes) fits the allocator's 16 KiB class.
+const XCHUNK_CAP: usize = (1 << XCHUNK_LOG2) - 1;
+const _: () = assert!(XCHUNK_CAP * std::mem::size_of::<Extras>() + 63 <= 16 << 10);
+
+impl ExtrasTable {
+    /// The concurrent values of the entry at `pos`, whose id is `xid`.
+    #[inline]
+    fn get(&self, pos: u32, xid: u32) -> Option<&Extras> {
+        if xid == XID_OVERFLOW { self.overflow.get(&pos) } else { self.slot(xid) }
+    }
+
+    fn slot(&self, xid: u32) -> Option<&Extras> {
+        self.chunks.get((xid >> XCHUNK_LOG2) as usize)?.get((xid & XCHUNK_CAP as u32) as usize)
+    }
+
+    fn slot_mut(&mut self, xid: u32) -> Option<&mut Extras> {
+        self.chunks
+            .get_mut((xid >> XCHUNK_LOG2) as usize)?
+            .get_mut((xid & XCHUNK_CAP as u32) as usize)
+    }
+
+    /// A new slot's id, or [`XID_OVERFLOW`] once every id is taken.
+    fn take_id(&mut self) -> u32 {
+        if let Some(id) = self.free.pop() {
+            return id;
+        }
+        if self.next & XCHUNK_CAP as u32 == XCHUNK_CAP as u32 {
+            self.next += 1;
+        }
+        if self.next >= XID_OVERFLOW {
+            return XID_OVERFLOW;
+        }
+        let id = self.next;
+        self.next += 1;
+        if (id >> XCHUNK_LOG2) as usize == self.chunks.len() {
+            self.chunks.push(vec![Extras::EMPTY; XCHUNK_CAP].into_boxed_slice());
+        }
+        id
+    }
+
+    /// Stores `x` as the concurrent values of the entry at `pos`, in its slot `xid` if it has
+    /// one; returns the id the entry keeps.
+    fn put(&mut self, pos: u32, xid: Option<u32>, x: Extras) -> u32 {
+        let id = match xid {
+            Some(id) => id,
+            None => self.take_id(),
+        };
+        match self.slot_mut(id) {
+            Some(slot) if id != XID_OVERFLOW => *slot = x,
+            _ => {
+                self.overflow.insert(pos, x);
+            }
+        }
+        id
+    }
+
+    /// Frees the concurrent values of the entry at `pos`, whose id is `xid`.
+    fn remove(&mut self, pos: u32, xid: u32) {
+        match self.slot_mut(xid) {
+            Some(slot) if xid != XID_OVERFLOW => {
+                *slot = Extras::EMPTY;
+                self.free.push(xid);
+            }
+            _ => {
+                self.overflow.remove(&pos);
+            }
+        }
+    }
+
+    /// The entry whose id is `xid` moved from position `from` to `to`.
+    fn moved(&mut self, from: u32, to: u32, xid: u32) {
+        if xid == XID_OVERFLOW
+            && let Some(x) = self.overflow.remove(&from)
+        {
+            self.overflow.insert(to, x);
+        }
+    }
+
+    /// Every key's concurrent values (free slots are empty).
+    fn values(&self) -> impl Iterator<Item = &Extras> {
+        self.chunks.iter().flat_map(|c| c.iter()).chain(self.overflow.values())
+    }
+
+    /// Heap bytes of the table: slots, free ids, the overflow map, packings too long for a
+    /// slot.
+    fn heap_bytes(&self) -> usize {
+        self.chunks.len() * (16 << 10)
+            + self.chunks.capacity() * 16
+            + self.free.capacity() * 4
+            + hash_table_bytes(self.overflow.capacity(), 4 + std::mem::size_of::<Extras>())
+            + self.values().map(Extras::heap_bytes).sum::<usize>()
     }
 }
 
@@ -669,7 +880,7 @@ impl Shard {
         Self {
             index: HashTable::new(),
             entries: Entries::new(leaves),
-            extras: HashMap::new(),
+            extras: ExtrasTable::default(),
             spill: Spill::default(),
             leaf_hash: vec![0; leaves].into_boxed_slice(),
             total_hash: 0,
@@ -692,10 +903,13 @@ impl Shard {
         let (ea, eb) = (&self.entries[pa as usize], &b.entries[pb as usize]);
         // spilled or not depends on the length only: equal bytes, equal form
         (ea.ts, ea.origin) == (eb.ts, eb.origin)
-            && ea.meta & !HAS_EXTRAS == eb.meta & !HAS_EXTRAS
+            && ea.form() == eb.form()
             && ea.version(&self.spill).value == eb.version(&b.spill).value
-            && ea.has_extras() == eb.has_extras()
-            && (!ea.has_extras() || self.extras.get(&pa) == b.extras.get(&pb))
+            && match (ea.xid(), eb.xid()) {
+                (None, None) => true,
+                (Some(xa), Some(xb)) => self.extras.get(pa, xa) == b.extras.get(pb, xb),
+                _ => false,
+            }
     }
 
     /// Reads what a merge of `key` reads or writes first: its index slot and entry, or the
@@ -726,12 +940,17 @@ impl Shard {
     /// Kept versions of entry `pos`, best first.
     fn kept(&self, pos: u32) -> Kept<'_> {
         let e = &self.entries[pos as usize];
-        let rest = if e.has_extras() {
-            self.extras.get(&pos).map_or(ExtrasIter::EMPTY, Extras::iter)
-        } else {
-            ExtrasIter::EMPTY
-        };
+        let rest = self.extras_of(pos, e);
         Kept { first: Some(e.version(&self.spill)), key: e.key(&self.spill), kh: None, rest }
+    }
+
+    /// The concurrent values of entry `e`, at `pos`.
+    #[inline]
+    fn extras_of(&self, pos: u32, e: &Entry) -> ExtrasIter<'_> {
+        match e.xid() {
+            Some(x) => self.extras.get(pos, x).map_or(ExtrasIter::EMPTY, Extras::iter),
+            None => ExtrasIter::EMPTY,
+        }
     }
 
     /// [`Shard::kept`] for a caller that knows the key's hash.
@@ -751,7 +970,7 @@ impl Shard {
         let Some(pos) = self.find(kh, key) else {
             let spill = &mut self.spill;
             let pos =
-                self.entries.push_with(local_leaf, |e| e.write(key, incoming, spill, 0, None));
+                self.entries.push_with(local_leaf, |e| e.write(key, incoming, spill, None, None));
             let (entries, spill) = (&self.entries, &self.spill);
             self.index
                 .insert_unique(index_hash(index_bits(kh)), pos, |&i| rehash(entries, spill, i));
@@ -772,10 +991,10 @@ impl Shard {
                 delta ^= vh;
                 let e = &mut self.entries[pos as usize];
                 let was_tomb = e.meta & TOMBSTONE != 0;
-                if e.has_extras() {
-                    self.extras.remove(&pos);
+                if let Some(x) = e.xid() {
+                    self.extras.remove(pos, x);
                 }
-                e.set_has_extras(false);
+                e.set_xid(None);
                 e.set(key, incoming, &mut self.spill);
                 self.tombstones =
                     self.tombstones + usize::from(incoming.value.is_none()) - usize::from(was_tomb);
@@ -784,7 +1003,11 @@ impl Shard {
             MergeOutcome::Concurrent => {
                 let mut delta = vh;
                 let e = &mut self.entries[pos as usize];
-                let mut extras = self.extras.get(&pos).map(Extras::unpack).unwrap_or_default();
+                let xid = e.xid();
+                let mut extras = xid
+                    .and_then(|x| self.extras.get(pos, x))
+                    .map(Extras::unpack)
+                    .unwrap_or_default();
                 if at == 0 {
                     let old = e.version(&self.spill).to_owned();
                     let was_tomb = e.meta & TOMBSTONE != 0;
@@ -800,13 +1023,15 @@ impl Shard {
                         delta ^= version_hash(kh, evicted.as_ref());
                     }
                 }
-                let has = !extras.is_empty();
-                if has {
-                    self.extras.insert(pos, Extras::pack(&extras));
+                if !extras.is_empty() {
+                    let id = self.extras.put(pos, xid, Extras::pack(&extras));
+                    e.set_xid(Some(id));
                 } else {
-                    self.extras.remove(&pos);
+                    if let Some(x) = xid {
+                        self.extras.remove(pos, x);
+                    }
+                    e.set_xid(None);
                 }
-                e.set_has_extras(has);
                 self.xor_leaf(local_leaf, delta);
             }
         }
@@ -841,13 +1066,15 @@ impl Shard {
                 if let Ok(slot) = self.index.find_entry(index_hash(index_bits(kh)), |&i| i == pos) {
                     slot.remove();
                 }
-                self.extras.remove(&pos);
+                if let Some(x) = self.entries[pos as usize].xid() {
+                    self.extras.remove(pos, x);
+                }
                 self.entries[pos as usize].release(&mut self.spill);
                 continue;
             }
             if from != to {
                 // move it down to the slot vacated before it (oldest first, so the order
-                // holds), and repoint the index and the side map
+                // holds), and repoint the index (and the overflow map of concurrent values)
                 let new = order[to];
                 let e = std::mem::replace(&mut self.entries[pos as usize], Entry::PLACEHOLDER);
                 let kh = key_hash(e.key(&self.spill));
@@ -855,8 +1082,8 @@ impl Shard {
                 if let Some(slot) = self.index.find_mut(index_hash(index_bits(kh)), |&i| i == pos) {
                     *slot = new;
                 }
-                if let Some(x) = self.extras.remove(&pos) {
-                    self.extras.insert(new, x);
+                if let Some(x) = self.entries[new as usize].xid() {
+                    self.extras.moved(pos, new, x);
                 }
             }
             to += 1;
@@ -1073,10 +1300,8 @@ impl Store {
         let mut bytes = std::mem::size_of::<Entry>()
             + (5 * 8usize).div_ceil(7)
             + size_class(e.spilled_len(&shard.spill));
-        if e.has_extras()
-            && let Some(x) = shard.extras.get(&pos)
-        {
-            bytes += x.heap_bytes();
+        if let Some(x) = e.xid().and_then(|x| shard.extras.get(pos, x)) {
+            bytes += std::mem::size_of::<Extras>() + x.heap_bytes();
         }
         Some(bytes)
     }
@@ -1134,7 +1359,7 @@ impl Store {
 
     /// Calls `f(key, kept versions)` for every key one of whose kept versions satisfies
     /// `wanted(origin, ts)` (`f` sees them all), reading the entries in memory order, shard by
-    /// shard under its read lock (a key with concurrent values: one probe of the side map):
+    /// shard under its read lock (a key with concurrent values: one more line, its slot):
     /// a pass over the whole store at streaming speed (gossip's answer to a large pull), with
     /// no index probe and no walk of the leaves' block lists.
     pub fn for_each_matching(
@@ -1145,11 +1370,7 @@ impl Store {
         for shard in &self.shards {
             let shard = shard.read();
             shard.entries.all_used(|p, e| {
-                let rest = if e.has_extras() {
-                    shard.extras.get(&p).map_or(ExtrasIter::EMPTY, Extras::iter)
-                } else {
-                    ExtrasIter::EMPTY
-                };
+                let rest = shard.extras_of(p, e);
                 if wanted(e.origin, e.ts) || rest.clone().any(|v| wanted(v.origin, v.ts)) {
                     let (first, key) = (Some(e.version(&shard.spill)), e.key(&shard.spill));
                     f(key, Kept { first, key, kh: None, rest });
@@ -1288,7 +1509,7 @@ impl Store {
 
     /// An estimate of the heap bytes this store holds: entries, index slots, key+value blocks
     /// at the allocator's size class (mimalloc's: 8-byte steps to 64, then four classes per
-    /// doubling), the per-leaf arrays and the concurrent values' side map. It walks every entry
+    /// doubling), the per-leaf arrays and the concurrent values' side table. It walks every entry
     /// (one shard's read lock at a time; about 1 ms per million keys), so call it for a scrape,
     /// not per request. docs/store.md compares the parts with the measured RSS per key.
     pub fn memory_estimate(&self) -> usize {
@@ -1307,11 +1528,7 @@ impl Store {
             bytes += s.spill.heap_bytes();
             // per leaf: newest block, key count, leaf hash
             bytes += s.entries.heads.len() * (4 + 4 + 8);
-            // (position, Extras) padded to 24 bytes per bucket
-            bytes += hash_table_bytes(s.extras.capacity(), 24);
-            for x in s.extras.values() {
-                bytes += x.heap_bytes();
-            }
+            bytes += s.extras.heap_bytes();
         }
         bytes
     }
@@ -1566,8 +1783,90 @@ mod tests {
         );
         assert_eq!(x.unpack(), vs);
         assert_eq!(x, Extras::pack(&x.unpack()), "packing is canonical");
-        assert_eq!(x.heap_bytes(), size_class(2 + 3 * EXTRA_HEAD + 5));
+        assert_eq!(x.bytes().len(), 2 + 3 * EXTRA_HEAD + 5);
+        assert_eq!(x.heap_bytes(), 0, "55 bytes fit the slot");
         assert_eq!(Extras::pack(&[]).iter().count(), 0);
+        // one byte past the slot goes to the heap, and reads back the same
+        let long = vec![Version::put(7, 1, vec![b'v'; EXTRAS_INLINE - 2 - EXTRA_HEAD + 1])];
+        let y = Extras::pack(&long);
+        assert_eq!(y.heap_bytes(), size_class(EXTRAS_INLINE + 1));
+        assert_eq!(y.unpack(), long);
+        assert_ne!(x, y);
+    }
+
+    /// Past the first `XID_OVERFLOW` keys with concurrent values in a shard, the rest live in
+    /// the overflow map: both kinds read back, compare equal across stores that placed them
+    /// differently, survive a purge that moves entries, and free slots are reused.
+    #[test]
+    fn concurrent_values_past_the_slot_ids_go_to_the_overflow_map() {
+        let cfg = StoreConfig { shards_log2: 0, ..StoreConfig::default() };
+        // ids a shard hands out before the overflow map: all but each chunk's last
+        let slots =
+            (0..XID_OVERFLOW).filter(|i| i & XCHUNK_CAP as u32 != XCHUNK_CAP as u32).count();
+        let n = slots + 900;
+        let key = |i: usize| format!("key-{i:05}").into_bytes();
+        // even keys at ts 5 (purged below), odd at ts 9; two concurrent values each, one of
+        // them long enough to leave the slot for every tenth key
+        let versions = |i: usize| {
+            let ts = if i.is_multiple_of(2) { 5 } else { 9 };
+            let long = if i.is_multiple_of(10) { 80 } else { 4 };
+            vec![
+                Version::put(ts, 1, format!("a{i}").into_bytes()),
+                Version::put(ts, 2, vec![b'b'; long]),
+                Version::put(ts, 3, format!("c{i}").into_bytes()),
+            ]
+        };
+        let a = Store::new(cfg);
+        let b = Store::new(cfg);
+        for i in 0..n {
+            for v in versions(i) {
+                a.merge(&key(i), v.as_ref());
+            }
+        }
+        for i in (0..n).rev() {
+            for v in versions(i).into_iter().rev() {
+                b.merge(&key(i), v.as_ref());
+            }
+        }
+        let overflowed = a.shards[0].read().extras.overflow.len();
+        assert_eq!(overflowed, n - slots);
+        assert_eq!(a.stats().extra_versions, 2 * n);
+        let expected = |i: usize| {
+            let mut vs = versions(i);
+            vs.sort_by(|x, y| crate::lww::rank(x.as_ref(), y.as_ref()));
+            vs
+        };
+        for i in 0..n {
+            assert_eq!(a.versions(&key(i)), expected(i), "key {i}");
+            assert_eq!(b.versions(&key(i)), expected(i), "key {i}");
+        }
+        assert!(a.equals(&b) && b.equals(&a));
+        // one concurrent value less at one key: no longer equal
+        let c = Store::new(cfg);
+        for i in 0..n {
+            for v in versions(i).into_iter().take(if i == n - 1 { 2 } else { 3 }) {
+                c.merge(&key(i), v.as_ref());
+            }
+        }
+        assert!(!a.equals(&c) && !c.equals(&a));
+        // the purge removes the even keys and moves the odd ones down their leaves' blocks
+        assert_eq!(a.purge(7, false), n.div_ceil(2));
+        assert_eq!(a.stats().extra_versions, 2 * (n / 2));
+        for i in 0..n {
+            let want = if i.is_multiple_of(2) { Vec::new() } else { expected(i) };
+            assert_eq!(a.versions(&key(i)), want, "key {i} after the purge");
+        }
+        // freed slots are taken again by new keys
+        for i in n..n + 100 {
+            for v in versions(i) {
+                a.merge(&key(i), v.as_ref());
+            }
+            assert_eq!(a.versions(&key(i)), expected(i));
+        }
+        let shard = a.shards[0].read();
+        assert_eq!(shard.extras.chunks.len(), 256, "no chunk added");
+        // the odd half of the 900 that overflowed is left; the 100 new keys took freed slots
+        assert_eq!(shard.extras.overflow.len(), 450);
     }
 
     fn put(ts: u64, origin: u32, v: &str) -> Version {
