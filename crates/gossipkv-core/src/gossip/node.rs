@@ -2333,7 +2333,13 @@ impl Node {
                 // the time unit being served, the last one served whole, and where the
                 // current one starts in the answer (bytes, entries)
                 let (mut last, mut done, mut mark) = (None, None, (0, 0));
-                for &(off, hi) in &log.items[start..end] {
+                let items = &log.items[start..end];
+                for (i, &(off, hi)) in items.iter().enumerate() {
+                    if i % WARM == 0 {
+                        // each lookup is a few dependent cache misses: start the next few
+                        // lookups' misses together
+                        store.warm_hash_hi(items[i..].iter().take(WARM).map(|&(_, h)| h));
+                    }
                     let unit = log.base + u64::from(off);
                     if last != Some(unit) {
                         if let Some(prev) = last
