@@ -714,8 +714,9 @@ impl Extras {
 #[derive(Debug, Default)]
 struct ExtrasTable {
     /// Slots in chunks of [`XCHUNK_CAP`] (id `c << XCHUNK_LOG2 | i`: the `i`th slot of chunk
-    /// `c`), so that growing never copies them or leaves a doubled array behind.
-    chunks: Vec<Box<[Extras]>>,
+    /// `c`): only the newest chunk grows (by doubling, from 4 slots), so that growing never
+    /// copies more than one chunk or leaves a doubled array behind.
+    chunks: Vec<Vec<Extras>>,
     /// Ids handed out so far (the next new one, but for the unused last id of each chunk).
     next: u32,
     /// Ids of emptied slots, reused first.
@@ -762,7 +763,16 @@ impl ExtrasTable {
         let id = self.next;
         self.next += 1;
         if (id >> XCHUNK_LOG2) as usize == self.chunks.len() {
-            self.chunks.push(vec![Extras::EMPTY; XCHUNK_CAP].into_boxed_slice());
+            self.chunks.push(Vec::new());
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            // the newest chunk grows by doubling to its full size, so that a store with a
+            // few concurrent values does not hold 16 KiB for them
+            if last.len() == last.capacity() {
+                let cap = (last.capacity() * 2).clamp(4, XCHUNK_CAP);
+                last.reserve_exact(cap - last.len());
+            }
+            last.push(Extras::EMPTY);
         }
         id
     }
@@ -813,8 +823,8 @@ impl ExtrasTable {
     /// Heap bytes of the table: slots, free ids, the overflow map, packings too long for a
     /// slot.
     fn heap_bytes(&self) -> usize {
-        self.chunks.len() * (16 << 10)
-            + self.chunks.capacity() * 16
+        self.chunks.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<Extras>()
+            + self.chunks.capacity() * 24
             + self.free.capacity() * 4
             + hash_table_bytes(self.overflow.capacity(), 4 + std::mem::size_of::<Extras>())
             + self.values().map(Extras::heap_bytes).sum::<usize>()
@@ -2082,6 +2092,17 @@ mod tests {
         }
         assert_eq!(a.root_hash(), c.root_hash());
         assert_eq!(a.snapshot(), c.snapshot());
+    }
+
+    /// A store with one key with concurrent values holds a few slots for it, not a chunk.
+    #[test]
+    fn a_few_concurrent_values_take_a_few_slots() {
+        let s = Store::new(StoreConfig { shards_log2: 0, ..StoreConfig::default() });
+        s.merge(b"k", Version::put(5, 1, &b"a"[..]).as_ref());
+        s.merge(b"k", Version::put(5, 2, &b"b"[..]).as_ref());
+        let shard = s.shards[0].read();
+        assert_eq!(shard.extras.chunks.iter().map(Vec::capacity).sum::<usize>(), 4);
+        assert!(shard.extras.heap_bytes() < 512, "{}", shard.extras.heap_bytes());
     }
 
     /// The read-ahead helpers change no answer, on any shard, present key or absent.
