@@ -731,6 +731,8 @@ const XCHUNK_LOG2: u32 = 8;
 /// mimalloc serves by over-allocating 63 bytes) fits the allocator's 16 KiB class.
 const XCHUNK_CAP: usize = (1 << XCHUNK_LOG2) - 1;
 const _: () = assert!(XCHUNK_CAP * std::mem::size_of::<Extras>() + 63 <= 16 << 10);
+// the overflow id is a chunk's last, so it never names a slot
+const _: () = assert!(XID_OVERFLOW & XCHUNK_CAP as u32 == XCHUNK_CAP as u32);
 
 impl ExtrasTable {
     /// The concurrent values of the entry at `pos`, whose id is `xid`.
@@ -784,9 +786,10 @@ impl ExtrasTable {
             Some(id) => id,
             None => self.take_id(),
         };
+        // (no slot has the id XID_OVERFLOW: a chunk's last id is never used)
         match self.slot_mut(id) {
-            Some(slot) if id != XID_OVERFLOW => *slot = x,
-            _ => {
+            Some(slot) => *slot = x,
+            None => {
                 self.overflow.insert(pos, x);
             }
         }
@@ -796,11 +799,11 @@ impl ExtrasTable {
     /// Frees the concurrent values of the entry at `pos`, whose id is `xid`.
     fn remove(&mut self, pos: u32, xid: u32) {
         match self.slot_mut(xid) {
-            Some(slot) if xid != XID_OVERFLOW => {
+            Some(slot) => {
                 *slot = Extras::EMPTY;
                 self.free.push(xid);
             }
-            _ => {
+            None => {
                 self.overflow.remove(&pos);
             }
         }
