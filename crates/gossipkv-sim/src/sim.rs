@@ -239,6 +239,21 @@ fn helper_thread() -> Result<rayon::ThreadPool, String> {
         .map_err(|e| format!("cannot start the simulator's second thread: {e}"))
 }
 
+/// Runs `a` on this thread and `b` on `helper` at the same time; returns both results.
+fn on_both<A, B: Send>(
+    helper: &rayon::ThreadPool,
+    a: impl FnOnce() -> A,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    let mut out_b = None;
+    let out_a = helper.in_place_scope(|s| {
+        s.spawn(|_| out_b = Some(b()));
+        a()
+    });
+    // (the scope returns after `b` ran; a panic in it is resumed here by rayon)
+    (out_a, out_b.expect("in_place_scope returns after its spawn ran"))
+}
+
 /// How a batch's tasks run at the nodes.
 #[derive(Clone, Copy)]
 struct Run {
@@ -607,10 +622,7 @@ impl<'a> Sim<'a> {
                 let Some((offset, slots, tasks)) = next else { break };
                 run.tasks(slots, offset, tasks.into_iter(), copies);
             };
-            self.helper.in_place_scope(|s| {
-                s.spawn(|_| work(copies_b));
-                work(copies_a);
-            });
+            on_both(&self.helper, || work(copies_a), || work(copies_b));
         }
         let mut tasks = std::mem::take(&mut batch.tasks);
         for task in &mut tasks {
@@ -788,11 +800,7 @@ impl<'a> Sim<'a> {
             (converged, up, stale)
         };
         let (lo, hi) = self.slots.split_at(self.slots.len() / 2);
-        let (mut a, mut b) = ((0, 0, 0), (0, 0, 0));
-        self.helper.in_place_scope(|s| {
-            s.spawn(|_| b = count(hi));
-            a = count(lo);
-        });
+        let (a, b) = on_both(&self.helper, || count(lo), || count(hi));
         let (converged, up, stale) = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
         let pairs = (self.cfg.nodes * self.stale_sample.len()) as f64;
         series.nodes_converged.push(converged as u32);
@@ -998,11 +1006,7 @@ pub fn run_keeping_nodes(
         let build = |range: std::ops::Range<usize>| {
             range.map(|i| sim.make_node(i, 0, firsts[i], EPOCH_MS)).collect::<Vec<_>>()
         };
-        let (mut lo, mut hi) = (Vec::new(), Vec::new());
-        sim.helper.in_place_scope(|s| {
-            s.spawn(|_| hi = build(n / 2..n));
-            lo = build(0..n / 2);
-        });
+        let (mut lo, hi) = on_both(&sim.helper, || build(0..n / 2), || build(n / 2..n));
         lo.extend(hi);
         lo
     };
