@@ -22,7 +22,7 @@ use gossipkv_core::gossip::{GossipConfig, Node, NodeStats, Transport};
 use gossipkv_core::lww::beats;
 use gossipkv_core::rng::Rng;
 use gossipkv_core::{Replica, StoreConfig};
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 
 use crate::config::{ClockChoice, InjectedBug, Protocol, SimConfig};
 use crate::hostile::{self, Hostile};
@@ -209,10 +209,34 @@ impl Batch {
     }
 }
 
-/// Adds receptions to a copy count.
-fn count_copies(copies: &mut HashMap<(u64, u32), u32>, receptions: &[(u64, u32)]) {
-    for &id in receptions {
-        *copies.entry(id).or_insert(0) += 1;
+/// Receptions per `(key hash, version hash)`: slots of 16 bytes (key hash, version hash,
+/// count) placed by the key hash itself, already a strong hash. A `HashMap` took 24 bytes a
+/// slot and hashed again; the table misses the cache at every reception (about 115,000
+/// versions in the burst), so its size is its cost.
+#[derive(Debug, Default)]
+struct Copies(HashTable<(u64, u32, u32)>);
+
+impl Copies {
+    fn slot_hash(kh: u64, vh: u32) -> u64 {
+        kh ^ u64::from(vh).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// Counts `receptions`.
+    fn add(&mut self, receptions: &[(u64, u32)]) {
+        for &(kh, vh) in receptions {
+            let h = Self::slot_hash(kh, vh);
+            match self.0.find_mut(h, |e| (e.0, e.1) == (kh, vh)) {
+                Some(e) => e.2 += 1,
+                None => {
+                    self.0.insert_unique(h, (kh, vh, 1), |e| Self::slot_hash(e.0, e.1));
+                }
+            }
+        }
+    }
+
+    /// Receptions of version `vh` of the key whose hash is `kh`.
+    fn get(&self, (kh, vh): (u64, u32)) -> u32 {
+        self.0.find(Self::slot_hash(kh, vh), |e| (e.0, e.1) == (kh, vh)).map_or(0, |e| e.2)
     }
 }
 
@@ -272,7 +296,7 @@ impl Run {
         slots: &mut [Slot],
         offset: usize,
         tasks: impl Iterator<Item = &'t mut Task>,
-        copies: &mut HashMap<(u64, u32), u32>,
+        copies: &mut Copies,
     ) {
         for task in tasks {
             let i = task.node as usize;
@@ -306,7 +330,7 @@ impl Run {
                 }
             }
             slot.node.drain_receptions(|receptions| {
-                count_copies(copies, receptions);
+                copies.add(receptions);
                 if self.keep_receptions {
                     task.receptions = receptions.to_vec();
                 }
@@ -331,7 +355,7 @@ struct Sim<'a> {
     oracle: Oracle,
     /// Receptions per `(key hash, version hash)`, counted by each of the two threads that
     /// run batches (sums: the split does not change the totals).
-    copies: [HashMap<(u64, u32), u32>; 2],
+    copies: [Copies; 2],
     /// The second thread, alive for the whole run: it takes half of each batch, of building
     /// the nodes and of each round's checkpoint. A thread spawned per
     /// batch (5,500 in the burst) started each time with an empty allocator heap and empty
@@ -459,7 +483,7 @@ impl<'a> Sim<'a> {
 
     /// Accounts the versions node `i` received (copies, revived writes).
     fn account(&mut self, i: usize, receptions: &[(u64, u32)]) {
-        count_copies(&mut self.copies[0], receptions);
+        self.copies[0].add(receptions);
         self.revive(i, receptions);
     }
 
@@ -617,7 +641,7 @@ impl<'a> Sim<'a> {
                 std::cmp::Reverse(weights[p.0..p.0 + p.1.len()].iter().sum::<u64>())
             });
             let queue = std::sync::Mutex::new(parts.into_iter());
-            let work = |copies: &mut HashMap<(u64, u32), u32>| loop {
+            let work = |copies: &mut Copies| loop {
                 let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
                 let Some((offset, slots, tasks)) = next else { break };
                 run.tasks(slots, offset, tasks.into_iter(), copies);
@@ -945,7 +969,7 @@ pub fn run_keeping_nodes(
         workload,
         keys,
         oracle: Oracle::new(store_cfg),
-        copies: [HashMap::new(), HashMap::new()],
+        copies: [Copies::default(), Copies::default()],
         helper: helper_thread()?,
         c: Counters::default(),
         stale_sample,
@@ -1127,10 +1151,8 @@ pub fn run_keeping_nodes(
         ks.dedup();
         ks.len()
     };
-    let copies: u64 = finals
-        .iter()
-        .flat_map(|id| sim.copies.iter().map(move |c| u64::from(c.get(id).copied().unwrap_or(0))))
-        .sum();
+    let copies: u64 =
+        finals.iter().flat_map(|&id| sim.copies.iter().map(move |c| u64::from(c.get(id)))).sum();
     let keys_with_concurrent_values = sim.oracle.keys_with_concurrent_values(&sim.keys);
     let check_ms = t_check.elapsed().as_millis() as u64;
 
@@ -1259,6 +1281,31 @@ pub fn run_keeping_nodes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_count_each_version_apart() {
+        // versions of one key, equal version hashes under different keys, and a version
+        // pair whose slot hash equals another pair's: each counted on its own
+        let mut r = Rng::new(7);
+        let mut ids: Vec<(u64, u32)> =
+            (0..5_000).map(|_| (r.next_u64() % 300, r.next_u64() as u32 % 4)).collect();
+        let (kh, vh) = (0x1234_5678_9abc_def0u64, 5u32);
+        let twin = kh ^ u64::from(vh).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ids.extend([(kh, vh), (twin, 0), (twin, 0)]);
+        let mut want = BTreeMap::new();
+        let mut copies = Copies::default();
+        for chunk in ids.chunks(97) {
+            copies.add(chunk);
+            for &id in chunk {
+                *want.entry(id).or_insert(0) += 1;
+            }
+        }
+        for (&id, &n) in &want {
+            assert_eq!(copies.get(id), n, "{id:?}");
+        }
+        assert_eq!(copies.0.len(), want.len());
+        assert_eq!(copies.get((kh, vh + 1)), 0);
+    }
 
     #[test]
     fn sorted_samples_are_distinct_and_in_range() {
