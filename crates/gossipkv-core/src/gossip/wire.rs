@@ -810,7 +810,27 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a LEB128 varint.
+    #[inline]
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        // one or two bytes, the usual cases (lengths, counts, node ids below 16,384) inline;
+        // the rest out of line
+        let src: &[u8] = self.src;
+        match src.get(self.pos..) {
+            Some(&[b, ..]) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            Some(&[b, c, ..]) if c < 0x80 => {
+                self.pos += 2;
+                Ok(u64::from(b & 0x7f) | u64::from(c) << 7)
+            }
+            _ => self.varint_long(),
+        }
+    }
+
+    /// [`Reader::varint`] of any length.
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, DecodeError> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = self.u8()?;
@@ -1345,6 +1365,36 @@ fn read_n<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_varints_read_as_the_general_reader_reads_them() {
+        // every first two bytes, alone or followed by more: the inline paths and the general
+        // loop agree on the value, the error and the bytes consumed
+        let tails: [&[u8]; 4] = [&[], &[0x05], &[0x81, 0x01], &[0xff; 9]];
+        for b in 0..=255u8 {
+            for c in 0..=255u8 {
+                for tail in tails {
+                    for src in [vec![b], [&[b, c][..], tail].concat()] {
+                        let src = Bytes::from(src);
+                        let (mut fast, mut slow) = (Reader::new(&src), Reader::new(&src));
+                        assert_eq!(fast.varint(), slow.varint_long(), "{src:?}");
+                        assert_eq!(fast.pos, slow.pos, "{src:?}");
+                    }
+                }
+            }
+        }
+        let mut w = Writer::with_capacity(64);
+        let values = [0, 1, 127, 128, 300, 16_383, 16_384, u64::from(u32::MAX), u64::MAX];
+        for v in values {
+            w.varint(v);
+        }
+        let src = Bytes::from(w.buf);
+        let mut r = Reader::new(&src);
+        for v in values {
+            assert_eq!(r.varint(), Ok(v));
+        }
+        assert_eq!(r.remaining(), 0);
+    }
 
     fn roundtrip(body: Body) {
         let msg = Message { from: 300, exchange: 7, body };
