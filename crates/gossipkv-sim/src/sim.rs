@@ -1290,7 +1290,9 @@ mod tests {
         let mut ids: Vec<(u64, u32)> =
             (0..5_000).map(|_| (r.next_u64() % 300, r.next_u64() as u32 % 4)).collect();
         let (kh, vh) = (0x1234_5678_9abc_def0u64, 5u32);
-        let twin = kh ^ u64::from(vh).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // `(twin, 0)` has the slot hash of `(kh, vh)` (the case this test is for)
+        let twin = Copies::slot_hash(kh, vh);
+        assert_eq!(Copies::slot_hash(twin, 0), Copies::slot_hash(kh, vh));
         ids.extend([(kh, vh), (twin, 0), (twin, 0)]);
         let mut want = BTreeMap::new();
         let mut copies = Copies::default();
