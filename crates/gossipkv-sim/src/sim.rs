@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gossipkv_core::clock::hlc_pack;
@@ -153,11 +154,51 @@ impl Task {
         }
     }
 
-    /// Rough cost, to balance the two halves of a batch.
+    /// Rough cost in nanoseconds, to share a batch's work between the two threads: a fixed
+    /// cost by message kind plus a cost per payload byte ([`KIND_COST`]). It only decides
+    /// which thread runs which nodes, never what they do.
     fn weight(&self) -> u64 {
-        256 + self.msg.as_ref().map_or(0, |(_, _, p)| p.len() as u64)
+        let Some((_, _, p)) = &self.msg else { return TIMER_COST };
+        let (fixed, per_byte) = wire::peek_kind(p)
+            .and_then(|k| KIND_COST.get(usize::from(k)))
+            .copied()
+            .unwrap_or(UNKNOWN_COST);
+        fixed + per_byte * p.len() as u64
     }
 }
+
+/// What a node's gossip timer costs, in ns (see [`KIND_COST`]).
+const TIMER_COST: u64 = 100_000;
+
+/// What handling a delivery costs, in ns: `(fixed, per payload byte)`, by kind byte. Means
+/// measured on the burst (1,000 nodes, 100,000 keys; docs/benchmarks.md, "Session 27"): a
+/// `Vector` is a few hundred bytes but answering it reads the store (0.7 ms on average),
+/// where the bytes of a `Deltas` are the cost of merging them (9 ns each). Weighing every
+/// message by its bytes alone left a thread idle at the end of many batches.
+const KIND_COST: [(u64, u64); wire::KINDS] = [
+    UNKNOWN_COST,  // 0: unused
+    (10_000, 10),  // sync
+    (15_000, 10),  // sync_ack
+    (5_000, 10),   // tree
+    (370_000, 10), // tree_ack: answered with the leaves that differ
+    (0, 20),       // leaf: compared with our own leaves
+    (17_000, 10),  // want
+    (10_000, 10),  // entries
+    (630_000, 10), // bulk_request: answered with a chunk of the store
+    (0, 10),       // bulk_chunk
+    (140_000, 10), // want_leaf
+    (500_000, 10), // leaf_request
+    (1_000, 10),   // ping
+    (1_000, 10),   // ping_req
+    (1_000, 10),   // ack
+    (50_000, 10),  // member_request
+    (20_000, 10),  // members
+    (670_000, 10), // vector: answered from the origin logs or a pass over the store
+    (0, 10),       // deltas
+];
+
+/// The cost of a delivery that is not one of our messages (a sealed or hostile payload).
+const UNKNOWN_COST: (u64, u64) = (10_000, 10);
 
 /// Timers and deliveries that run together: events of a few consecutive milliseconds, none of
 /// which can cause another one of them (see [`Sim::run_until`]). Each concerns one node and
@@ -173,10 +214,11 @@ struct Batch {
 }
 
 impl Batch {
-    /// Batches smaller than this run on one thread (the result is the same).
-    const MIN_PARALLEL_WEIGHT: u64 = 64 * 1024;
+    /// Batches of less work than this (ns, [`Task::weight`]) run on one thread (the result
+    /// is the same).
+    const MIN_PARALLEL_WEIGHT: u64 = 200_000;
     /// Node ranges a batch is cut into: enough for the two threads to even out.
-    const PARTS: u64 = 128;
+    const PARTS: u64 = 512;
 
     fn push(&mut self, task: Task) {
         self.tasks.push(task);
@@ -254,28 +296,71 @@ fn poll_sealed(slot: &mut Slot, i: usize, outs: &mut Vec<Outgoing>) {
     }
 }
 
-/// The thread that works beside the simulator's own (see `Sim::helper`).
-fn helper_thread() -> Result<rayon::ThreadPool, String> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .thread_name(|_| "sim-helper".into())
-        .build()
-        .map_err(|e| format!("cannot start the simulator's second thread: {e}"))
+/// The thread that works beside the simulator's own (see `Sim::helper`): a rayon pool of
+/// one, kept busy-waiting for a moment between two pieces of shared work.
+///
+/// A batch is about 10 ms of work in the burst (6,000 of them), with a few microseconds of
+/// work for the simulator's own thread alone in between. With nothing to do, a rayon worker
+/// soon sleeps on a condition variable, and so does the simulator's thread while it waits
+/// for the worker's half: each side then started or finished its share up to a wake-up
+/// later (tens to hundreds of microseconds on this microVM). Each thread sat idle for about
+/// 4% of the burst's batch time (docs/benchmarks.md, "Session 27"). So both sides spin,
+/// for at most [`Helper::SPIN`], where they would have slept.
+struct Helper {
+    pool: rayon::ThreadPool,
+    /// Set when shared work is coming: ends the helper's busy wait ([`Helper::linger`]).
+    wanted: Arc<AtomicBool>,
 }
 
-/// Runs `a` on this thread and `b` on `helper` at the same time; returns both results.
-fn on_both<A, B: Send>(
-    helper: &rayon::ThreadPool,
-    a: impl FnOnce() -> A,
-    b: impl FnOnce() -> B + Send,
-) -> (A, B) {
-    let mut out_b = None;
-    let out_a = helper.in_place_scope(|s| {
-        s.spawn(|_| out_b = Some(b()));
-        a()
-    });
-    // (the scope returns after `b` ran; a panic in it is resumed here by rayon)
-    (out_a, out_b.expect("in_place_scope returns after its spawn ran"))
+impl Helper {
+    /// Longest busy wait, on either side.
+    const SPIN: Duration = Duration::from_millis(2);
+
+    fn new() -> Result<Self, String> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "sim-helper".into())
+            .build()
+            .map_err(|e| format!("cannot start the simulator's second thread: {e}"))?;
+        Ok(Self { pool, wanted: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// Runs `a` on this thread and `b` on the helper at the same time; returns both results.
+    fn both<A, B: Send>(&self, a: impl FnOnce() -> A, b: impl FnOnce() -> B + Send) -> (A, B) {
+        self.wanted.store(true, Ordering::Release);
+        let done = AtomicBool::new(false);
+        let mut out_b = None;
+        let out_a = self.pool.in_place_scope(|s| {
+            s.spawn(|_| {
+                out_b = Some(b());
+                done.store(true, Ordering::Release);
+            });
+            let out_a = a();
+            // the scope would block until `b` is done: spin first, while it likely ends soon
+            spin_until(&done, Self::SPIN);
+            out_a
+        });
+        // (the scope returns after `b` ran; a panic in it is resumed here by rayon)
+        (out_a, out_b.expect("in_place_scope returns after its spawn ran"))
+    }
+
+    /// Keeps the helper busy-waiting for the next [`Helper::both`] (at most [`Helper::SPIN`])
+    /// instead of going to sleep.
+    fn linger(&self) {
+        self.wanted.store(false, Ordering::Release);
+        let wanted = Arc::clone(&self.wanted);
+        self.pool.spawn(move || spin_until(&wanted, Self::SPIN));
+    }
+}
+
+/// Spins until `flag` is set or `limit` has passed.
+fn spin_until(flag: &AtomicBool, limit: Duration) {
+    let start = Instant::now();
+    while !flag.load(Ordering::Acquire) && start.elapsed() < limit {
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 /// How a batch's tasks run at the nodes.
@@ -361,7 +446,7 @@ struct Sim<'a> {
     /// batch (5,500 in the burst) started each time with an empty allocator heap and empty
     /// thread-local buffer pools, so the message bodies it built regrew, and faulted in fresh
     /// memory, in every batch.
-    helper: rayon::ThreadPool,
+    helper: Helper,
     c: Counters,
     stale_sample: Vec<u32>,
     hostile: Option<Hostile>,
@@ -646,7 +731,8 @@ impl<'a> Sim<'a> {
                 let Some((offset, slots, tasks)) = next else { break };
                 run.tasks(slots, offset, tasks.into_iter(), copies);
             };
-            on_both(&self.helper, || work(copies_a), || work(copies_b));
+            self.helper.both(|| work(copies_a), || work(copies_b));
+            self.helper.linger();
         }
         let mut tasks = std::mem::take(&mut batch.tasks);
         for task in &mut tasks {
@@ -824,7 +910,7 @@ impl<'a> Sim<'a> {
             (converged, up, stale)
         };
         let (lo, hi) = self.slots.split_at(self.slots.len() / 2);
-        let (a, b) = on_both(&self.helper, || count(lo), || count(hi));
+        let (a, b) = self.helper.both(|| count(lo), || count(hi));
         let (converged, up, stale) = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
         let pairs = (self.cfg.nodes * self.stale_sample.len()) as f64;
         series.nodes_converged.push(converged as u32);
@@ -970,7 +1056,7 @@ pub fn run_keeping_nodes(
         keys,
         oracle: Oracle::new(store_cfg),
         copies: [Copies::default(), Copies::default()],
-        helper: helper_thread()?,
+        helper: Helper::new()?,
         c: Counters::default(),
         stale_sample,
         hostile: (cfg.hostile > 0).then(|| Hostile::new(cfg.seed, cfg.gossip.mtu)),
@@ -1030,7 +1116,7 @@ pub fn run_keeping_nodes(
         let build = |range: std::ops::Range<usize>| {
             range.map(|i| sim.make_node(i, 0, firsts[i], EPOCH_MS)).collect::<Vec<_>>()
         };
-        let (mut lo, hi) = on_both(&sim.helper, || build(0..n / 2), || build(n / 2..n));
+        let (mut lo, hi) = sim.helper.both(|| build(0..n / 2), || build(n / 2..n));
         lo.extend(hi);
         lo
     };
