@@ -19,6 +19,7 @@
 //! what is still in flight, which is what a correct protocol converges to.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use gossipkv_core::digest::{key_hash, version_hash};
@@ -260,34 +261,42 @@ impl Oracle {
         let expected = self.expected(keys, &all);
         let oracle = &self.store;
         let threads = threads.clamp(1, nodes.len().max(1));
-        let chunk = nodes.len().div_ceil(threads).max(1);
-        let per_node: Vec<(u64, Option<Mismatch>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = nodes
-                .chunks(chunk)
-                .enumerate()
-                .map(|(c, part)| {
-                    let expected = &expected;
+        // each thread takes the next node not yet taken (halves fixed in advance left one
+        // thread idle for up to a second at the end of the burst's check); the results are
+        // put back in node order, so they do not depend on who checked what
+        let next = AtomicUsize::new(0);
+        let mut per_node: Vec<(usize, (u64, Option<Mismatch>))> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (expected, next) = (&expected, &next);
                     s.spawn(move || {
-                        part.iter()
-                            .enumerate()
-                            .map(|(o, r)| {
-                                // fast path: a store equal to the oracle's (keys and values
-                                // compared byte for byte, read leaf by leaf in order) has no
-                                // stale key; any other node is checked key by key (which also
-                                // finds the example)
-                                if r.is_some_and(|r| r.store().equals(oracle)) {
-                                    return (0, None);
-                                }
-                                check_node(c * chunk + o, *r, keys, expected, lenient)
-                            })
-                            .collect::<Vec<_>>()
+                        let mut done = Vec::new();
+                        loop {
+                            let j = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(r) = nodes.get(j) else { break };
+                            // fast path: a store equal to the oracle's (keys and values
+                            // compared byte for byte) has no stale key; any other node is
+                            // checked key by key (which also finds the example)
+                            let result = if r.is_some_and(|r| r.store().equals(oracle)) {
+                                (0, None)
+                            } else {
+                                check_node(j, *r, keys, expected, lenient)
+                            };
+                            done.push((j, result));
+                        }
+                        done
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            // (a panic in a check is the run's, not a node left out of the count)
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
         });
+        per_node.sort_unstable_by_key(|&(j, _)| j);
         let mut out = CheckResult::default();
-        for (stale, example) in per_node {
+        for (_, (stale, example)) in per_node {
             if stale > 0 {
                 out.mismatched_nodes += 1;
                 out.stale_pairs += stale;
