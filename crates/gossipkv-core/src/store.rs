@@ -746,6 +746,15 @@ fn origins_hint(ts: Timestamp, extras: &[Version]) -> [NodeId; 2] {
     }
 }
 
+/// The item of id `xid` in chunks of [`ExtrasTable`] ids (slots, or their hints).
+fn in_chunks<T>(chunks: &[Vec<T>], xid: u32) -> Option<&T> {
+    chunks.get((xid >> XCHUNK_LOG2) as usize)?.get((xid & XCHUNK_CAP as u32) as usize)
+}
+
+fn in_chunks_mut<T>(chunks: &mut [Vec<T>], xid: u32) -> Option<&mut T> {
+    chunks.get_mut((xid >> XCHUNK_LOG2) as usize)?.get_mut((xid & XCHUNK_CAP as u32) as usize)
+}
+
 /// log2 of the ids a chunk of [`ExtrasTable`] spans.
 const XCHUNK_LOG2: u32 = 8;
 /// Slots a chunk holds: its last id is never used, so that a chunk (64-aligned, which
@@ -763,24 +772,20 @@ impl ExtrasTable {
     }
 
     fn slot(&self, xid: u32) -> Option<&Extras> {
-        self.chunks.get((xid >> XCHUNK_LOG2) as usize)?.get((xid & XCHUNK_CAP as u32) as usize)
+        in_chunks(&self.chunks, xid)
+    }
+
+    fn slot_mut(&mut self, xid: u32) -> Option<&mut Extras> {
+        in_chunks_mut(&mut self.chunks, xid)
     }
 
     /// The hint of slot `xid` (none for [`XID_OVERFLOW`]: a chunk's last id is never used).
     fn hint(&self, xid: u32) -> Option<&[NodeId; 2]> {
-        self.hints.get((xid >> XCHUNK_LOG2) as usize)?.get((xid & XCHUNK_CAP as u32) as usize)
+        in_chunks(&self.hints, xid)
     }
 
     fn hint_mut(&mut self, xid: u32) -> Option<&mut [NodeId; 2]> {
-        self.hints
-            .get_mut((xid >> XCHUNK_LOG2) as usize)?
-            .get_mut((xid & XCHUNK_CAP as u32) as usize)
-    }
-
-    fn slot_mut(&mut self, xid: u32) -> Option<&mut Extras> {
-        self.chunks
-            .get_mut((xid >> XCHUNK_LOG2) as usize)?
-            .get_mut((xid & XCHUNK_CAP as u32) as usize)
+        in_chunks_mut(&mut self.hints, xid)
     }
 
     /// Whether one of the concurrent values in slot `xid` (which share their winner's
@@ -1472,12 +1477,13 @@ impl Store {
             shard.entries.all_used(|p, e| {
                 // a key's concurrent values: their origins' hint first, the slot only if some
                 // may be wanted
-                if wanted(e.origin, e.ts)
-                    || e.xid().is_some_and(|x| shard.extras.may_want(x, e.ts, &mut wanted))
-                        && shard.extras_of(p, e).any(|v| wanted(v.origin, v.ts))
-                {
-                    let (first, key) = (Some(e.version(&shard.spill)), e.key(&shard.spill));
-                    f(key, Kept { first, key, kh: None, rest: shard.extras_of(p, e) });
+                let winner = wanted(e.origin, e.ts);
+                if winner || e.xid().is_some_and(|x| shard.extras.may_want(x, e.ts, &mut wanted)) {
+                    let rest = shard.extras_of(p, e);
+                    if winner || rest.clone().any(|v| wanted(v.origin, v.ts)) {
+                        let (first, key) = (Some(e.version(&shard.spill)), e.key(&shard.spill));
+                        f(key, Kept { first, key, kh: None, rest });
+                    }
                 }
                 true
             });
