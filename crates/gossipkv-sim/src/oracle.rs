@@ -261,9 +261,9 @@ impl Oracle {
         let expected = self.expected(keys, &all);
         let oracle = &self.store;
         let threads = threads.clamp(1, nodes.len().max(1));
-        // each thread takes the next node not yet taken (halves fixed in advance left one
-        // thread idle for up to a second at the end of the burst's check); the results are
-        // put back in node order, so they do not depend on who checked what
+        // each thread takes the next node not yet taken (with halves fixed in advance, the
+        // thread whose nodes took less time waited for the other); the results are put back
+        // in node order, so they do not depend on who checked what
         let next = AtomicUsize::new(0);
         let mut per_node: Vec<(usize, (u64, Option<Mismatch>))> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)

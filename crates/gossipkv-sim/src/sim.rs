@@ -299,13 +299,13 @@ fn poll_sealed(slot: &mut Slot, i: usize, outs: &mut Vec<Outgoing>) {
 /// The thread that works beside the simulator's own (see `Sim::helper`): a rayon pool of
 /// one, kept busy-waiting for a moment between two pieces of shared work.
 ///
-/// A batch is about 10 ms of work in the burst (6,000 of them), with a few microseconds of
-/// work for the simulator's own thread alone in between. With nothing to do, a rayon worker
-/// soon sleeps on a condition variable, and so does the simulator's thread while it waits
-/// for the worker's half: each side then started or finished its share up to a wake-up
-/// later (tens to hundreds of microseconds on this microVM). Each thread sat idle for about
-/// 4% of the burst's batch time (docs/benchmarks.md, "Session 27"). So both sides spin,
-/// for at most [`Helper::SPIN`], where they would have slept.
+/// A batch is about 10 ms of work in the burst (5,996 of them), with about 0.1 ms in between
+/// for the simulator's own thread alone (routing the batch's messages, taking the next
+/// events). With nothing to do, a rayon worker soon sleeps on a condition variable, and so
+/// does the simulator's thread while it waits for the worker's half; each must then be
+/// woken. Each thread sat idle about 4% of the burst's batch time, and 110-220 µs a batch
+/// at 250 nodes (docs/benchmarks.md, "Session 27"). So both sides spin, for at most
+/// [`Helper::SPIN`], where they would have slept.
 struct Helper {
     pool: rayon::ThreadPool,
     /// Set when shared work is coming: ends the helper's busy wait ([`Helper::linger`]).
